@@ -1,0 +1,114 @@
+//! Operations shared by the CLI and the REST API: queueing events and
+//! managing webhooks. Each validates whole, then stores in one statement, so
+//! a refused change leaves nothing behind.
+
+use crate::event::{NewEvent, ValidEvent};
+use crate::render::Warnings;
+use crate::store::{self, Store};
+use crate::webhook::{FieldError, Webhook, WebhookPatch, WebhookSpec};
+
+/// Why an operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The event is malformed.
+    #[error("{0}")]
+    InvalidEvent(#[from] crate::event::Error),
+    /// An event with this uuid is already queued.
+    #[error("an event with uuid {0} already exists")]
+    DuplicateEvent(String),
+    /// A webhook setting is refused.
+    #[error("{0}")]
+    InvalidWebhook(#[from] FieldError),
+    /// The webhook does not exist.
+    #[error("webhook {0} not found")]
+    WebhookNotFound(i64),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(store::Error),
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+fn webhook_error(id: i64) -> impl FnOnce(store::Error) -> Error {
+    move |e| match e {
+        store::Error::NotFound(_) => Error::WebhookNotFound(id),
+        e => Error::Store(e),
+    }
+}
+
+/// Checks and queues one event. Returns it with its uuid and time filled in.
+pub fn queue_event(store: &Store, event: NewEvent) -> Result<ValidEvent, Error> {
+    let valid = event.validate()?;
+    match store.insert_event(&valid) {
+        Ok(_) => Ok(valid),
+        Err(store::Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(Error::DuplicateEvent(valid.uuid))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a webhook from a patch (name, url and events required).
+pub fn create_webhook(store: &Store, patch: WebhookPatch) -> Result<(Webhook, Warnings), Error> {
+    let mut spec = WebhookSpec::from_patch(patch)?;
+    let warnings = spec.check()?;
+    Ok((store.insert_webhook(&spec)?, warnings))
+}
+
+/// Changes the fields a patch names; the rest keep their values.
+pub fn update_webhook(
+    store: &Store,
+    id: i64,
+    patch: WebhookPatch,
+) -> Result<(Webhook, Warnings), Error> {
+    let mut spec = store.webhook(id).map_err(webhook_error(id))?.spec;
+    spec.apply(patch)?;
+    let warnings = spec.check()?;
+    Ok((
+        store.update_webhook(id, &spec).map_err(webhook_error(id))?,
+        warnings,
+    ))
+}
+
+/// Saves a copy of webhook `id` with a patch applied (the appliance's "save
+/// as copy"); without a new name the copy is called "<name> (copy)".
+pub fn copy_webhook(
+    store: &Store,
+    id: i64,
+    patch: WebhookPatch,
+) -> Result<(Webhook, Warnings), Error> {
+    let mut spec = store.webhook(id).map_err(webhook_error(id))?.spec;
+    let renamed = patch.name.is_some();
+    spec.apply(patch)?;
+    if !renamed {
+        spec.name = format!("{} (copy)", spec.name);
+    }
+    let warnings = spec.check()?;
+    Ok((store.insert_webhook(&spec)?, warnings))
+}
+
+/// Reads webhook `id`.
+pub fn webhook(store: &Store, id: i64) -> Result<Webhook, Error> {
+    store.webhook(id).map_err(webhook_error(id))
+}
+
+/// Deletes webhook `id` and its pending deliveries.
+pub fn delete_webhook(store: &Store, id: i64) -> Result<(), Error> {
+    store.delete_webhook(id).map_err(webhook_error(id))
+}
+
+/// Enables or disables webhook `id`. A disabled webhook's pending deliveries
+/// wait and are sent when it is enabled again.
+pub fn set_enabled(store: &Store, id: i64, enabled: bool) -> Result<Webhook, Error> {
+    let patch = WebhookPatch {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    update_webhook(store, id, patch).map(|(w, _)| w)
+}

@@ -1,0 +1,155 @@
+//! `herald serve`: opens the store, then runs the router, the deliverer, the
+//! cleanup job and the HTTP listener until SIGTERM/SIGINT.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::deliver::{Deliverer, Settings};
+use crate::server::{AppState, router};
+use crate::store::Store;
+
+/// Why herald could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database cannot be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Another herald serves this database.
+    #[error("another herald is already serving {0} (lock held on {0}.lock)")]
+    AlreadyRunning(PathBuf),
+    /// The listener cannot bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// Another I/O failure at start.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Takes the single-instance lock of a database: two routers on one queue
+/// would each release the other's claims.
+fn lock_instance(db: &std::path::Path) -> Result<File, Error> {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    let path = PathBuf::from(p);
+    let file = File::create(&path).map_err(|source| Error::Io {
+        what: format!("cannot create {}", path.display()),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::AlreadyRunning(db.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+            what: format!("cannot lock {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Runs herald until a termination signal; returns when everything stopped.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let store = Store::open(&config.database_path)?;
+    let _lock = lock_instance(&config.database_path)?;
+    let released = store.release_claims()?;
+    if released > 0 {
+        tracing::info!(
+            released,
+            "deliveries interrupted by the last stop will be sent again"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let routed = Arc::new(Notify::new());
+    crate::wake::listen(&config.database_path, wake.clone(), shutdown.clone()).map_err(
+        |source| Error::Io {
+            what: format!(
+                "cannot bind wake socket {}",
+                crate::wake::socket_path(&config.database_path).display()
+            ),
+            source,
+        },
+    )?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let router_task = tokio::spawn(crate::router::run(
+        store.clone(),
+        config.read_interval,
+        config.router_batch_size,
+        wake.clone(),
+        routed.clone(),
+        shutdown.clone(),
+    ));
+    let deliverer = Deliverer::new(
+        store.clone(),
+        Settings {
+            concurrency: config.delivery_concurrency,
+            shutdown_grace: config.shutdown_grace,
+            max_logged_body_bytes: config.max_logged_body_bytes,
+        },
+    );
+    let deliver_task = tokio::spawn(deliverer.run(routed, shutdown.clone()));
+    let cleanup_task = tokio::spawn(crate::cleanup::run(
+        store.clone(),
+        config.cleanup_schedule.clone(),
+        config.retention,
+        config.cleanup_batch_size,
+        shutdown.clone(),
+    ));
+    let app = router(
+        AppState {
+            store: store.clone(),
+            wake,
+        },
+        config.max_body_bytes,
+    );
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+    // Tests and scripts wait for this exact line.
+    tracing::info!(listen = %local, database = %config.database_path.display(), "herald ready");
+
+    termination().await;
+    tracing::info!("stopping: no new work is taken");
+    shutdown.cancel();
+    let _ = router_task.await;
+    let _ = cleanup_task.await;
+    let _ = deliver_task.await;
+    // The listener's open connections are not waited for past the grace.
+    let _ = tokio::time::timeout(config.shutdown_grace, http_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,526 @@
+//! The command line: `herald serve`, `emit`, `webhook …`, `render`, `log`,
+//! `cleanup`, `check-config`. Parsing is clap's; each command is a short
+//! function over the library.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin;
+use crate::config::Config;
+use crate::event::NewEvent;
+use crate::render::CompiledRequest;
+use crate::store::{LogFilter, Store};
+use crate::webhook::{Webhook, WebhookPatch};
+
+/// herald — templated event router: delivers the appliance's events to
+/// webhooks, rendered from templates, and logs every attempt.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about = None, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file laid over the built-in defaults (see config/herald.toml).
+    /// Without it herald runs on defaults: database under ./data/, listener
+    /// on 127.0.0.1:8470.
+    #[arg(long, short, global = true, env = "HERALD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const AFTER_HELP: &str = "\
+Environment: HERALD_<SECTION>_<KEY> overrides any config key (e.g. HERALD_ROUTER_READ_INTERVAL=1);
+HERALD_LOG sets the log filter (e.g. debug, herald=trace).
+
+Templates: placeholders <<event.uuid>>, <<event.type>>, <<event.created_at>>, <<event.ticket_id>>,
+every data field by name (<<volume_used>>), dot paths (<<backend_data.pms.room>>); missing = empty.
+Blocks: <% if … %>…<% endif %>, comments: <# … #>.";
+
+/// herald's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the router, the deliverer, the cleanup job and the HTTP listener.
+    Serve,
+    /// Queue an event. Without TYPE, reads a whole event as JSON from stdin
+    /// ({"type": …, "ticket_id": …, "data": {…}}).
+    Emit(EmitArgs),
+    /// Manage webhooks.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Print the exact request a webhook would send for an event, without sending it.
+    Render {
+        /// Webhook id.
+        #[arg(long)]
+        webhook: i64,
+        /// Event JSON file (as in shared/events/*.json); `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        event: PathBuf,
+    },
+    /// Show the event log, newest first.
+    Log {
+        /// Only this webhook.
+        #[arg(long)]
+        webhook: Option<i64>,
+        /// Only this event uuid.
+        #[arg(long, value_name = "UUID")]
+        event: Option<String>,
+        /// Only failed attempts and invalid events.
+        #[arg(long)]
+        failed: bool,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the cleanup job (log and event retention).
+    Cleanup {
+        /// Run it once, now (required: the schedule runs inside `herald serve`).
+        #[arg(long)]
+        now: bool,
+    },
+    /// Validate the configuration and print it as herald will use it.
+    CheckConfig,
+}
+
+/// Arguments of `herald emit`.
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// Event type, e.g. ticket.login.
+    #[arg(value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Ticket id.
+    #[arg(long)]
+    pub ticket: Option<String>,
+    /// Event data as a JSON object.
+    #[arg(long, conflicts_with = "data_file")]
+    pub data: Option<String>,
+    /// Event data from a JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub data_file: Option<PathBuf>,
+    /// Event uuid (default: generated).
+    #[arg(long)]
+    pub uuid: Option<String>,
+    /// Event time, RFC 3339 (default: now).
+    #[arg(long)]
+    pub created_at: Option<String>,
+}
+
+/// `herald webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create a webhook (name, url and events are required).
+    Add(WebhookArgs),
+    /// List webhooks.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one webhook with its templates.
+    Show {
+        /// Webhook id.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the settings given; the rest keep their values.
+    Edit {
+        /// Webhook id.
+        id: i64,
+        #[command(flatten)]
+        args: WebhookArgs,
+    },
+    /// Save a copy of a webhook, with any settings given changed.
+    Copy {
+        /// Webhook id.
+        id: i64,
+        #[command(flatten)]
+        args: WebhookArgs,
+    },
+    /// Delete a webhook and its pending deliveries (its log stays).
+    Rm {
+        /// Webhook id.
+        id: i64,
+    },
+    /// Enable a webhook; its waiting deliveries are sent.
+    Enable {
+        /// Webhook id.
+        id: i64,
+    },
+    /// Disable a webhook; events for it are kept and wait.
+    Disable {
+        /// Webhook id.
+        id: i64,
+    },
+}
+
+/// Webhook settings on the command line.
+#[derive(Debug, Args, Default)]
+pub struct WebhookArgs {
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// URL (a template: placeholders are percent-encoded).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// POST, GET, PUT or DELETE (default POST).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Event patterns, comma-separated: ticket.login, ticket.*, *.
+    #[arg(long, value_delimiter = ',')]
+    pub events: Option<Vec<String>>,
+    /// A header `Field: Value` (a template); repeat for more.
+    #[arg(long = "header", value_name = "FIELD: VALUE")]
+    pub headers: Vec<String>,
+    /// Headers from a file, one `Field: Value` per line (replaces --header).
+    #[arg(long, value_name = "FILE", conflicts_with = "headers")]
+    pub headers_file: Option<PathBuf>,
+    /// Body template text.
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Body template from a file (e.g. templates/presets/iacbox-example.json.tmpl).
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Body MIME type: application/json (default) or application/xml.
+    #[arg(long)]
+    pub mime: Option<String>,
+    /// Log request/response headers and bodies (secrets masked).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_bodies: Option<bool>,
+    /// Enabled (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub enabled: Option<bool>,
+    /// Request timeout in seconds (default 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+}
+
+impl WebhookArgs {
+    /// The settings given, as a patch.
+    fn into_patch(self) -> anyhow::Result<WebhookPatch> {
+        let headers = match (&self.headers_file, self.headers.is_empty()) {
+            (Some(f), _) => Some(read_text(f)?),
+            (None, false) => Some(self.headers.join("\n")),
+            (None, true) => None,
+        };
+        let body_template = match (self.body, &self.body_file) {
+            (Some(b), _) => Some(b),
+            (None, Some(f)) => Some(read_text(f)?),
+            (None, None) => None,
+        };
+        let timeout_ms = match self.timeout {
+            Some(t) if !(t.is_finite() && t > 0.0) => {
+                bail!("--timeout must be a positive number of seconds")
+            }
+            Some(t) => Some((t * 1000.0).round() as u64),
+            None => None,
+        };
+        Ok(WebhookPatch {
+            name: self.name,
+            url: self.url,
+            method: self.method,
+            events: self.events,
+            headers,
+            body_template,
+            body_mime: self.mime,
+            log_bodies: self.log_bodies,
+            enabled: self.enabled,
+            timeout_ms,
+        })
+    }
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read stdin")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Loads the configuration for this invocation.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref(), std::env::vars())?)
+}
+
+/// Runs a non-`serve` command. Errors a user must fix exit with 2, others 1.
+pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => unreachable!("serve is run by main"),
+        Command::CheckConfig => {
+            println!("configuration is valid");
+            println!("  server.listen            = {}", config.listen);
+            println!(
+                "  database.path            = {}",
+                config.database_path.display()
+            );
+            println!("  router.read_interval     = {:?}", config.read_interval);
+            println!("  router.batch_size        = {}", config.router_batch_size);
+            println!(
+                "  delivery.concurrency     = {}",
+                config.delivery_concurrency
+            );
+            println!("  delivery.shutdown_grace  = {:?}", config.shutdown_grace);
+            println!(
+                "  cleanup.schedule         = {}",
+                config.cleanup_schedule_text
+            );
+            println!(
+                "  cleanup.retention_days   = {}",
+                config.retention.as_secs() / 86_400
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Emit(args) => emit(&config, args),
+        Command::Webhook(cmd) => webhook(&config, cmd),
+        Command::Render { webhook, event } => {
+            let store = Store::open(&config.database_path)?;
+            let w = admin::webhook(&store, webhook)?;
+            let raw: NewEvent = serde_json::from_str(&read_text(&event)?)
+                .with_context(|| format!("{} is not an event as JSON", event.display()))?;
+            let valid = raw.validate()?;
+            let event = crate::event::Event {
+                id: 0,
+                uuid: valid.uuid,
+                kind: valid.kind,
+                created_at: valid.created_at,
+                ticket_id: valid.ticket_id,
+                data: valid.data,
+            };
+            let compiled = CompiledRequest::compile(&w.spec, Some(w.id))?;
+            print!("{}", compiled.render(&event)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log {
+            webhook,
+            event,
+            failed,
+            limit,
+            json,
+        } => {
+            let store = Store::open(&config.database_path)?;
+            let entries = store.log_entries(&LogFilter {
+                webhook_id: webhook,
+                event_uuid: event,
+                failed,
+                before_id: None,
+                limit,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if entries.is_empty() {
+                println!("no log entries");
+            }
+            for e in entries {
+                println!(
+                    "{}  {:<9} {:>4} {:>6}  {:<20} {:<28} {}  {}",
+                    e.at,
+                    e.outcome,
+                    e.http_status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    e.duration_ms
+                        .map(|d| format!("{d}ms"))
+                        .unwrap_or_else(|| "-".into()),
+                    e.webhook_name.as_deref().unwrap_or("-"),
+                    e.event_type.as_deref().unwrap_or("-"),
+                    e.event_uuid.as_deref().unwrap_or("-"),
+                    e.error.as_deref().unwrap_or(""),
+                );
+                if let Some(d) = e.detail {
+                    println!("    > {} {}", d.request_method, d.request_url);
+                    for l in d.request_headers.lines() {
+                        println!("    > {l}");
+                    }
+                    if !d.request_body.is_empty() {
+                        println!("    > {}", d.request_body.replace('\n', "\n    > "));
+                    }
+                    for l in d.response_headers.unwrap_or_default().lines() {
+                        println!("    < {l}");
+                    }
+                    if let Some(b) = d.response_body.filter(|b| !b.is_empty()) {
+                        println!("    < {}", b.replace('\n', "\n    < "));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup { now } => {
+            if !now {
+                bail!(
+                    "the cleanup schedule runs inside `herald serve`; use `herald cleanup --now` to run it once"
+                );
+            }
+            let store = Store::open(&config.database_path)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(crate::cleanup::run_once(
+                &store,
+                config.retention,
+                config.cleanup_batch_size,
+            ))?;
+            println!(
+                "deleted {} log entries and {} events older than {} days",
+                report.log_entries,
+                report.events,
+                config.retention.as_secs() / 86_400
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `herald emit`: validates, queues, wakes a running server.
+fn emit(config: &Config, args: EmitArgs) -> anyhow::Result<ExitCode> {
+    let event = match args.kind {
+        Some(kind) => {
+            let data = match (args.data, args.data_file) {
+                (Some(d), _) => Some(serde_json::from_str(&d).context("--data is not valid JSON")?),
+                (None, Some(f)) => Some(
+                    serde_json::from_str(&read_text(&f)?)
+                        .with_context(|| format!("{} is not valid JSON", f.display()))?,
+                ),
+                (None, None) => None,
+            };
+            NewEvent {
+                kind,
+                uuid: args.uuid,
+                created_at: args.created_at,
+                ticket_id: args.ticket,
+                data,
+            }
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                bail!(
+                    "give an event TYPE, or pipe an event as JSON to stdin (see herald emit --help)"
+                );
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read stdin")?;
+            let mut e: NewEvent =
+                serde_json::from_str(&text).context("stdin is not an event as JSON")?;
+            // Flags given next to stdin win.
+            if args.ticket.is_some() {
+                e.ticket_id = args.ticket;
+            }
+            if args.uuid.is_some() {
+                e.uuid = args.uuid;
+            }
+            if args.created_at.is_some() {
+                e.created_at = args.created_at;
+            }
+            e
+        }
+    };
+    let store = Store::open(&config.database_path)?;
+    let queued = admin::queue_event(&store, event)?;
+    crate::wake::send(&config.database_path);
+    println!("{}", queued.uuid);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_webhook(w: &Webhook, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(w)?);
+        return Ok(());
+    }
+    let s = &w.spec;
+    println!("id:          {}", w.id);
+    println!("name:        {}", s.name);
+    println!("enabled:     {}", s.enabled);
+    println!("method:      {}", s.method);
+    println!("url:         {}", s.url);
+    println!("events:      {}", s.events.join(", "));
+    println!("body mime:   {}", s.body_format.mime());
+    println!("log bodies:  {}", s.log_bodies);
+    println!("timeout:     {:?}", s.timeout);
+    println!("updated:     {}", w.updated_at);
+    println!("headers:");
+    for l in s.headers.lines() {
+        println!("  {l}");
+    }
+    println!("body template:");
+    for l in s.body_template.lines() {
+        println!("  {l}");
+    }
+    Ok(())
+}
+
+fn report_saved(w: &Webhook, warnings: &[String], verb: &str) {
+    println!("{verb} webhook {} ({})", w.id, w.spec.name);
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// `herald webhook …`.
+fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.database_path)?;
+    match cmd {
+        WebhookCommand::Add(args) => {
+            let (w, warn) = admin::create_webhook(&store, args.into_patch()?)?;
+            report_saved(&w, &warn, "created");
+        }
+        WebhookCommand::List { json } => {
+            let all = store.webhooks()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!("no webhooks; add one with `herald webhook add`");
+            } else {
+                for w in all {
+                    println!(
+                        "{:>4}  {:<8} {:<6} {:<24} {:<40} {}",
+                        w.id,
+                        if w.spec.enabled {
+                            "enabled"
+                        } else {
+                            "disabled"
+                        },
+                        w.spec.method,
+                        w.spec.name,
+                        w.spec.url,
+                        w.spec.events.join(",")
+                    );
+                }
+            }
+        }
+        WebhookCommand::Show { id, json } => print_webhook(&admin::webhook(&store, id)?, json)?,
+        WebhookCommand::Edit { id, args } => {
+            let (w, warn) = admin::update_webhook(&store, id, args.into_patch()?)?;
+            report_saved(&w, &warn, "updated");
+        }
+        WebhookCommand::Copy { id, args } => {
+            let (w, warn) = admin::copy_webhook(&store, id, args.into_patch()?)?;
+            report_saved(&w, &warn, "created");
+        }
+        WebhookCommand::Rm { id } => {
+            admin::delete_webhook(&store, id)?;
+            println!("deleted webhook {id}");
+        }
+        WebhookCommand::Enable { id } => {
+            admin::set_enabled(&store, id, true)?;
+            println!("enabled webhook {id}");
+        }
+        WebhookCommand::Disable { id } => {
+            admin::set_enabled(&store, id, false)?;
+            println!("disabled webhook {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

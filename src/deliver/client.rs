@@ -1,0 +1,196 @@
+//! Sending one rendered request: the shared HTTP client, the success rule
+//! (2xx within the timeout) and transport errors in plain words.
+
+use std::time::{Duration, Instant};
+
+use crate::render::RenderedRequest;
+use crate::webhook::Method;
+
+/// Connection set-up limit, within the webhook's own timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle connections kept per host for reuse.
+const IDLE_PER_HOST: usize = 32;
+
+/// Why an attempt did not get a 2xx answer. The variants let a retry policy
+/// decide what to do; `Display` is what the event log shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No answer within the webhook's timeout.
+    #[error("timed out after {0:?} without a complete answer")]
+    Timeout(Duration),
+    /// Nothing listens on the endpoint's port.
+    #[error("connection refused by {0}")]
+    ConnectionRefused(String),
+    /// The host name does not resolve.
+    #[error("DNS lookup failed for {host}: {detail}")]
+    Dns { host: String, detail: String },
+    /// TLS handshake or certificate problem.
+    #[error("TLS error with {host}: {detail}")]
+    Tls { host: String, detail: String },
+    /// The endpoint closed the connection mid-exchange.
+    #[error("connection reset by {0}")]
+    Reset(String),
+    /// Any other failure to connect.
+    #[error("could not connect to {host}: {detail}")]
+    Connect { host: String, detail: String },
+    /// The endpoint answered with a non-2xx status.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// The request could not be built or sent for another reason.
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// The answer to a sent request.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, `Field: Value` per line.
+    pub headers: String,
+    /// Up to `max_body` bytes of the body (lossy UTF-8), and whether it was cut.
+    pub body: String,
+}
+
+/// Builds the one HTTP client herald uses: rustls, connection reuse, no
+/// redirects followed (a 3xx is an answer, not a success).
+pub fn build_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(IDLE_PER_HOST)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is valid")
+}
+
+/// Sends `req`; returns the answer (any status) and how long it took.
+/// `max_body` bytes of the response body are read and kept.
+pub async fn send(
+    client: &reqwest::Client,
+    req: &RenderedRequest,
+    timeout: Duration,
+    max_body: usize,
+) -> (Result<Response, Error>, Duration) {
+    let started = Instant::now();
+    let result = send_inner(client, req, timeout, max_body).await;
+    (result, started.elapsed())
+}
+
+async fn send_inner(
+    client: &reqwest::Client,
+    req: &RenderedRequest,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Response, Error> {
+    let method = match req.method {
+        Method::Post => reqwest::Method::POST,
+        Method::Get => reqwest::Method::GET,
+        Method::Put => reqwest::Method::PUT,
+        Method::Delete => reqwest::Method::DELETE,
+    };
+    let host = reqwest::Url::parse(&req.url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| req.url.clone());
+    let mut builder = client.request(method, &req.url).timeout(timeout);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    if !req.body.is_empty() {
+        builder = builder.body(req.body.clone());
+    }
+    let classify = |e: reqwest::Error| classify(e, &host, timeout);
+    let mut resp = builder.send().await.map_err(classify)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| format!("{}: {}", k, String::from_utf8_lossy(v.as_bytes())))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut body = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        let room = max_body.saturating_sub(body.len());
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            cut = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut body = String::from_utf8_lossy(&body).into_owned();
+    if cut {
+        body.push_str(" …[cut]");
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Puts a reqwest error into words an admin can act on.
+fn classify(e: reqwest::Error, host: &str, timeout: Duration) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout(timeout);
+    }
+    // Walk the source chain for the root cause.
+    let mut io_kind = None;
+    let mut chain = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        chain.push(err.to_string());
+        source = err.source();
+    }
+    let detail = chain.last().cloned().unwrap_or_else(|| e.to_string());
+    let all = chain.join(": ").to_ascii_lowercase();
+    match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            return Error::ConnectionRefused(host.to_owned());
+        }
+        Some(
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe,
+        ) => {
+            return Error::Reset(host.to_owned());
+        }
+        Some(std::io::ErrorKind::TimedOut) => return Error::Timeout(timeout),
+        _ => {}
+    }
+    if all.contains("dns error") || all.contains("failed to lookup address") {
+        return Error::Dns {
+            host: host.to_owned(),
+            detail,
+        };
+    }
+    if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+        return Error::Tls {
+            host: host.to_owned(),
+            detail,
+        };
+    }
+    if all.contains("connection closed")
+        || all.contains("incomplete message")
+        || all.contains("reset")
+    {
+        return Error::Reset(host.to_owned());
+    }
+    if e.is_connect() {
+        return Error::Connect {
+            host: host.to_owned(),
+            detail,
+        };
+    }
+    Error::Other(chain.join(": "))
+}

@@ -1,0 +1,248 @@
+//! The deliverer: claims due deliveries, renders each request, sends it with
+//! bounded concurrency, and records the attempt in the event log together
+//! with the delivery's new state.
+
+pub mod client;
+pub mod mask;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::now_rfc3339;
+use crate::render::{CompiledRequest, RenderedRequest};
+use crate::store::{AttemptDetail, DeliveryJob, NewLogEntry, Outcome, Store};
+use crate::webhook::Webhook;
+
+/// Longest wait between looks for due deliveries when nothing wakes us.
+const IDLE: Duration = Duration::from_secs(1);
+/// Pause after a storage error.
+const ON_ERROR: Duration = Duration::from_secs(1);
+
+/// A webhook with its templates compiled, cached until the webhook changes.
+struct Prepared {
+    updated_at: String,
+    webhook: Arc<Webhook>,
+    compiled: Result<Arc<CompiledRequest>, String>,
+}
+
+/// Settings of the deliverer.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// How long in-flight requests may finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Largest body kept in the log.
+    pub max_logged_body_bytes: usize,
+}
+
+/// Sends deliveries. Cheap to clone.
+#[derive(Clone)]
+pub struct Deliverer {
+    store: Store,
+    client: reqwest::Client,
+    settings: Settings,
+    cache: Arc<Mutex<HashMap<i64, Arc<Prepared>>>>,
+}
+
+impl Deliverer {
+    /// A deliverer over `store`.
+    pub fn new(store: Store, settings: Settings) -> Deliverer {
+        Deliverer {
+            store,
+            client: client::build_client(),
+            settings,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The loop: claim as many due deliveries as there are free slots, send
+    /// them, repeat when woken (`routed`), when a slot frees, or every `IDLE`.
+    /// On shutdown, stops claiming and lets requests in flight finish within
+    /// the grace period; unfinished ones are sent again after the next start.
+    pub async fn run(self, routed: Arc<Notify>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let freed = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let mut full_batch = false;
+            if free > 0 {
+                match self.store.run(move |s| s.claim_due(free)).await {
+                    Ok(jobs) => {
+                        full_batch = jobs.len() == free;
+                        for job in jobs {
+                            let permit = slots
+                                .clone()
+                                .try_acquire_owned()
+                                .expect("a slot per claimed job");
+                            let this = self.clone();
+                            let freed = freed.clone();
+                            tasks.spawn(async move {
+                                match job {
+                                    Ok(job) => this.attempt(job).await,
+                                    Err((id, reason)) => {
+                                        let r = this.store.run(move |s| s.fail_unreadable(id, &reason)).await;
+                                        if let Err(e) = r {
+                                            tracing::error!(error = %e, "cannot record unreadable delivery");
+                                        }
+                                    }
+                                }
+                                drop(permit);
+                                freed.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim deliveries; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(ON_ERROR) => continue,
+                            _ = shutdown.cancelled() => break,
+                        }
+                    }
+                }
+            }
+            if full_batch && slots.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = routed.notified() => {}
+                _ = freed.notified() => {}
+                _ = tokio::time::sleep(IDLE) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, grace = ?self.settings.shutdown_grace, "waiting for requests in flight");
+            let drain = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(self.settings.shutdown_grace, drain)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    left = tasks.len(),
+                    "grace period over; unfinished deliveries are sent again after restart"
+                );
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
+    }
+
+    /// The webhook of `job` with compiled templates, from the cache when current.
+    async fn prepared(&self, job: &DeliveryJob) -> Result<Arc<Prepared>, crate::store::Error> {
+        if let Some(p) = self.cache.lock().expect("cache lock").get(&job.webhook_id) {
+            if p.updated_at == job.webhook_updated_at {
+                return Ok(p.clone());
+            }
+        }
+        let id = job.webhook_id;
+        let webhook = self.store.run(move |s| s.webhook(id)).await?;
+        let compiled = CompiledRequest::compile(&webhook.spec, Some(webhook.id))
+            .map(Arc::new)
+            .map_err(|e| format!("template error: {e}"));
+        let p = Arc::new(Prepared {
+            updated_at: webhook.updated_at.clone(),
+            webhook: Arc::new(webhook),
+            compiled,
+        });
+        self.cache.lock().expect("cache lock").insert(id, p.clone());
+        Ok(p)
+    }
+
+    /// One attempt: render, send, record.
+    async fn attempt(&self, job: DeliveryJob) {
+        let delivery_id = job.delivery_id;
+        let prepared = match self.prepared(&job).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The webhook vanished (deleted) or the store failed: leave the
+                // claim for the next start rather than lose the delivery.
+                tracing::warn!(delivery_id, error = %e, "cannot load webhook for delivery");
+                let _ = self.store.run(move |s| s.release_claim(delivery_id)).await;
+                return;
+            }
+        };
+        let webhook = &prepared.webhook;
+        let mut entry = NewLogEntry {
+            at: now_rfc3339(),
+            delivered: false,
+            event_uuid: job.event.uuid.clone(),
+            event_type: job.event.kind.clone(),
+            ticket_id: job.event.ticket_id.clone(),
+            webhook_id: webhook.id,
+            webhook_name: webhook.spec.name.clone(),
+            delivery_id,
+            attempt: job.attempt,
+            ..Default::default()
+        };
+        let rendered = prepared.compiled.clone().and_then(|c| {
+            c.render(&job.event)
+                .map_err(|e| format!("template error: {e}"))
+        });
+        match rendered {
+            Err(message) => entry.error = Some(message),
+            Ok(req) => {
+                let max = self.settings.max_logged_body_bytes;
+                // The body is read (up to the cap) even when not logged, so
+                // the connection can be reused.
+                let (result, took) =
+                    client::send(&self.client, &req, webhook.spec.timeout, max).await;
+                entry.duration_ms = took.as_millis() as i64;
+                let mut response = None;
+                match result {
+                    Ok(resp) => {
+                        entry.http_status = Some(resp.status);
+                        entry.delivered = (200..300).contains(&resp.status);
+                        if !entry.delivered {
+                            entry.error = Some(client::Error::Status(resp.status).to_string());
+                        }
+                        response = Some(resp);
+                    }
+                    Err(e) => entry.error = Some(e.to_string()),
+                }
+                if webhook.spec.log_bodies {
+                    entry.detail = Some(detail(&req, response.as_ref(), max));
+                }
+            }
+        }
+        let outcome = if entry.delivered {
+            Outcome::Delivered
+        } else {
+            Outcome::Failed
+        };
+        if !entry.delivered {
+            tracing::info!(webhook = %webhook.spec.name, event = %entry.event_uuid, error = ?entry.error, "delivery failed");
+        }
+        if let Err(e) = self
+            .store
+            .run(move |s| s.finish_attempt(delivery_id, outcome, &entry))
+            .await
+        {
+            // Not recorded: the claim is released at the next start and the
+            // delivery is sent again (at least once).
+            tracing::error!(delivery_id, error = %e, "cannot record attempt");
+        }
+    }
+}
+
+/// The request and response as the log keeps them: secrets masked, bodies capped.
+fn detail(req: &RenderedRequest, resp: Option<&client::Response>, max: usize) -> AttemptDetail {
+    AttemptDetail {
+        request_method: req.method.to_string(),
+        request_url: mask::url(&req.url),
+        request_headers: mask::headers_text(
+            req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
+        request_body: mask::cap(&req.body, max),
+        response_headers: resp.map(|r| mask::mask_header_lines(&r.headers)),
+        response_body: resp.map(|r| r.body.clone()),
+    }
+}

@@ -1,0 +1,34 @@
+//! herald: a templated event router. Reads events from a local SQLite queue
+//! and delivers each, rendered by a webhook's templates, to every webhook
+//! that subscribes to its type; logs every attempt.
+//!
+//! # Layout
+//! In data-path order:
+//! - [`config`]: `config/herald.toml` defaults, the admin's file, `HERALD_*` env → [`config::Config`].
+//! - [`event`]: events, their checks, and event-type patterns (`ticket.*`).
+//! - [`store`]: SQLite (queue, webhooks, deliveries, log); the only module with SQL.
+//! - [`admin`]: queueing events and managing webhooks, shared by CLI and API.
+//! - [`wake`]: lets `herald emit` wake a running server at once.
+//! - [`router`]: the polling loop turning queued events into deliveries.
+//! - [`webhook`]: a webhook's settings and their validation.
+//! - [`render`]: templates with `<< >>` placeholders and format-aware escaping.
+//! - [`deliver`]: the HTTP client, the success rule, masking, the worker loop.
+//! - [`cleanup`]: the cron-scheduled retention job.
+//! - [`server`]: axum listener: ingest, REST API, `/healthz`.
+//! - [`app`]: `herald serve`, wiring all of the above with one shutdown signal.
+//! - [`cli`]: the other subcommands.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod cleanup;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod event;
+pub mod render;
+pub mod router;
+pub mod server;
+pub mod store;
+pub mod wake;
+pub mod webhook;

@@ -1,0 +1,50 @@
+//! The `herald` binary: parses the command line, sets up logging, and hands
+//! over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match herald::cli::load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: invalid configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(herald::app::serve(config))
+                    .map_err(anyhow::Error::from)
+            })
+            .map(|()| ExitCode::SUCCESS),
+        _ => herald::cli::run(cli, config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            // Refused input (a bad event or webhook setting) is the user's to fix.
+            let user_error = e
+                .downcast_ref::<herald::admin::Error>()
+                .is_some_and(|a| !matches!(a, herald::admin::Error::Store(_)))
+                || e.downcast_ref::<herald::event::Error>().is_some()
+                || e.downcast_ref::<herald::render::Error>().is_some();
+            ExitCode::from(if user_error { 2 } else { 1 })
+        }
+    }
+}

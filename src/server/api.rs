@@ -1,0 +1,186 @@
+//! REST handlers: `/api/v1/events`, `/api/v1/webhooks…`, `/api/v1/log`, `/healthz`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::admin;
+use crate::event::NewEvent;
+use crate::store::LogFilter;
+use crate::webhook::WebhookPatch;
+
+/// Most log entries one request returns.
+const MAX_LOG_PAGE: usize = 1000;
+
+/// Parses a JSON body with a message that says where it is wrong.
+fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "the request body is empty; expected {what} as JSON"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let kind = if e.is_data() {
+            "has the wrong shape"
+        } else {
+            "is not valid JSON"
+        };
+        ApiError::bad_request(format!("the request body {kind} ({what}): {e}"))
+    })
+}
+
+/// Runs a blocking admin operation off the async workers.
+async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, admin::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+}
+
+/// `GET /healthz`: liveness and queue figures.
+pub async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (queued, pending) = state
+        .store
+        .run(|s| Ok((s.queue_depth()?, s.pending_deliveries()?)))
+        .await?;
+    Ok(Json(
+        json!({"status": "ok", "queued_events": queued, "pending_deliveries": pending}),
+    ))
+}
+
+/// `POST /api/v1/events`: queue one event; 202 with its uuid.
+pub async fn post_event(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let event: NewEvent = parse_json(&body, "an event {\"type\": ..., \"data\": {...}}")?;
+    let queued = blocking(&state, move |s| admin::queue_event(s, event)).await?;
+    state.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"uuid": queued.uuid, "type": queued.kind, "created_at": queued.created_at})),
+    ))
+}
+
+/// `GET /api/v1/webhooks`.
+pub async fn list_webhooks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.store.run(|s| s.webhooks()).await?))
+}
+
+/// `POST /api/v1/webhooks`: 201 with the webhook and save-time warnings.
+pub async fn create_webhook(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let patch: WebhookPatch = parse_json(&body, "a webhook")?;
+    let (w, warnings) = blocking(&state, move |s| admin::create_webhook(s, patch)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"webhook": w, "warnings": warnings})),
+    ))
+}
+
+/// `GET /api/v1/webhooks/{id}`.
+pub async fn get_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(
+        blocking(&state, move |s| admin::webhook(s, id)).await?,
+    ))
+}
+
+/// `PUT /api/v1/webhooks/{id}`: fields left out keep their values.
+pub async fn update_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let patch: WebhookPatch = parse_json(&body, "webhook fields")?;
+    let (w, warnings) = blocking(&state, move |s| admin::update_webhook(s, id, patch)).await?;
+    Ok(Json(json!({"webhook": w, "warnings": warnings})))
+}
+
+/// `DELETE /api/v1/webhooks/{id}`: 204.
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    blocking(&state, move |s| admin::delete_webhook(s, id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/webhooks/{id}/copy`: optional body with fields to change on the copy.
+pub async fn copy_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let patch: WebhookPatch = if body.iter().all(u8::is_ascii_whitespace) {
+        WebhookPatch::default()
+    } else {
+        parse_json(&body, "webhook fields for the copy")?
+    };
+    let (w, warnings) = blocking(&state, move |s| admin::copy_webhook(s, id, patch)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"webhook": w, "warnings": warnings})),
+    ))
+}
+
+/// Query of `GET /api/v1/log`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    webhook: Option<i64>,
+    event: Option<String>,
+    #[serde(default)]
+    failed: bool,
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/log?webhook=&event=&failed=&before=&limit=`: newest first.
+pub async fn log(
+    State(state): State<AppState>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = LogFilter {
+        webhook_id: q.webhook,
+        event_uuid: q.event,
+        failed: q.failed,
+        before_id: q.before,
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_LOG_PAGE),
+    };
+    Ok(Json(
+        state.store.run(move |s| s.log_entries(&filter)).await?,
+    ))
+}
+
+/// Anything else: 404 in the API's shape.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+fn parse_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "webhook id {text:?} is not a positive whole number"
+        ))
+    })
+}

@@ -1,0 +1,48 @@
+//! The HTTP listener (axum on hyper): event ingest, the REST API and
+//! `/healthz`. Handlers call [`crate::admin`] and the store's read methods;
+//! they never write SQL.
+
+mod api;
+mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// What every handler may use: cheap handles, built once at start.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Wakes the router after an ingest.
+    pub wake: Arc<Notify>,
+}
+
+/// All routes, with the body limit applied.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/api/v1/events", post(api::post_event))
+        .route(
+            "/api/v1/webhooks",
+            get(api::list_webhooks).post(api::create_webhook),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(api::get_webhook)
+                .put(api::update_webhook)
+                .delete(api::delete_webhook),
+        )
+        .route("/api/v1/webhooks/{id}/copy", post(api::copy_webhook))
+        .route("/api/v1/log", get(api::log))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

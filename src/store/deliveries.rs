@@ -1,0 +1,154 @@
+//! The `deliveries` table: one row per (event, webhook), claimed while its
+//! request is in flight, finished with an event-log entry in one transaction.
+
+use rusqlite::params;
+
+use super::log::NewLogEntry;
+use super::{Error, Store, now_ms};
+use crate::event::{Event, now_rfc3339};
+
+/// A delivery claimed for sending, with what the deliverer needs.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    /// Delivery id.
+    pub delivery_id: i64,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+    /// The event.
+    pub event: Event,
+    /// The webhook's id.
+    pub webhook_id: i64,
+    /// The webhook's last change, to know whether a cached compile is current.
+    pub webhook_updated_at: String,
+}
+
+/// How an attempt ended for the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: done.
+    Delivered,
+    /// Failed for good (no retry policy applies).
+    Failed,
+}
+
+impl Store {
+    /// Releases every claim: run once at start, when nothing is in flight,
+    /// so deliveries interrupted by a crash are sent again.
+    pub fn release_claims(&self) -> Result<usize, Error> {
+        self.with(|c| Ok(c.execute("UPDATE deliveries SET claimed = 0 WHERE claimed = 1", [])?))
+    }
+
+    /// Claims up to `limit` pending deliveries that are due, of enabled
+    /// webhooks, oldest first. Events whose stored data no longer parses are
+    /// returned as `Err` rows so the caller can fail them with the reason.
+    pub fn claim_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Result<DeliveryJob, (i64, String)>>, Error> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut jobs = Vec::new();
+            {
+                let mut select = tx.prepare_cached(
+                    "SELECT d.id, d.attempts, e.id, e.uuid, e.type, e.created_at, e.ticket_id, e.data, w.id, w.updated_at
+                     FROM deliveries d
+                     JOIN events e ON e.id = d.event_id
+                     JOIN webhooks w ON w.id = d.webhook_id
+                     WHERE d.state = 'pending' AND d.claimed = 0 AND d.next_attempt_at <= ?1 AND w.enabled = 1
+                     ORDER BY d.next_attempt_at, d.id LIMIT ?2",
+                )?;
+                let mut claim = tx.prepare_cached("UPDATE deliveries SET claimed = 1 WHERE id = ?1")?;
+                let rows = select.query_map(params![now_ms(), limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, String>(9)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (delivery_id, attempts, event_id, uuid, kind, created_at, ticket_id, data, webhook_id, updated) = row?;
+                    claim.execute([delivery_id])?;
+                    jobs.push(match crate::event::parse_stored_data(&data) {
+                        Ok(data) => Ok(DeliveryJob {
+                            delivery_id,
+                            attempt: attempts + 1,
+                            event: Event { id: event_id, uuid, kind, created_at, ticket_id, data },
+                            webhook_id,
+                            webhook_updated_at: updated,
+                        }),
+                        Err(e) => Err((delivery_id, e.to_string())),
+                    });
+                }
+            }
+            tx.commit()?;
+            Ok(jobs)
+        })
+    }
+
+    /// Records an attempt and settles the delivery, in one transaction.
+    pub fn finish_attempt(
+        &self,
+        delivery_id: i64,
+        outcome: Outcome,
+        entry: &NewLogEntry,
+    ) -> Result<(), Error> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            super::log::insert_entry(&tx, entry)?;
+            let state = match outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Failed => "failed",
+            };
+            tx.execute(
+                "UPDATE deliveries SET state = ?2, claimed = 0, attempts = attempts + 1, updated_at = ?3 WHERE id = ?1",
+                params![delivery_id, state, now_rfc3339()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Marks a delivery failed without an attempt (its event cannot be read).
+    pub fn fail_unreadable(&self, delivery_id: i64, reason: &str) -> Result<(), Error> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE deliveries SET state = 'failed', claimed = 0, updated_at = ?2 WHERE id = ?1",
+                params![delivery_id, now_rfc3339()],
+            )?;
+            c.execute(
+                "INSERT INTO log (at, outcome, delivery_id, error) VALUES (?1, 'failed', ?2, ?3)",
+                params![now_rfc3339(), delivery_id, reason],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Releases one claim without an attempt (shutdown before the request was sent).
+    pub fn release_claim(&self, delivery_id: i64) -> Result<(), Error> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE deliveries SET claimed = 0 WHERE id = ?1",
+                [delivery_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Deliveries not yet finished.
+    pub fn pending_deliveries(&self) -> Result<i64, Error> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM deliveries WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! The `log` table: the event log of attempts and invalid events.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::events::QueuedEvent;
+use super::{Error, Store};
+
+/// An attempt to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewLogEntry {
+    /// When the attempt started (RFC 3339 UTC).
+    pub at: String,
+    /// `delivered` or `failed`.
+    pub delivered: bool,
+    /// Event uuid.
+    pub event_uuid: String,
+    /// Event type.
+    pub event_type: String,
+    /// Ticket id.
+    pub ticket_id: Option<String>,
+    /// Webhook id.
+    pub webhook_id: i64,
+    /// Webhook name at the time.
+    pub webhook_name: String,
+    /// Delivery id.
+    pub delivery_id: i64,
+    /// Attempt number.
+    pub attempt: i64,
+    /// Time from send to answer (or failure).
+    pub duration_ms: i64,
+    /// HTTP status, when an answer came.
+    pub http_status: Option<u16>,
+    /// The error in plain words, when it failed.
+    pub error: Option<String>,
+    /// Request and response details, only when the webhook logs them.
+    pub detail: Option<AttemptDetail>,
+}
+
+/// Request and response as logged (secrets already masked).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AttemptDetail {
+    /// Method.
+    pub request_method: String,
+    /// URL.
+    pub request_url: String,
+    /// Headers, one `Field: Value` per line.
+    pub request_headers: String,
+    /// Body (possibly cut).
+    pub request_body: String,
+    /// Response headers.
+    pub response_headers: Option<String>,
+    /// Response body (possibly cut).
+    pub response_body: Option<String>,
+}
+
+/// A row of the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    /// Log id.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// `delivered`, `failed` or `invalid`.
+    pub outcome: String,
+    /// Event uuid.
+    pub event_uuid: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// Ticket id.
+    pub ticket_id: Option<String>,
+    /// Webhook id.
+    pub webhook_id: Option<i64>,
+    /// Webhook name.
+    pub webhook_name: Option<String>,
+    /// Delivery id.
+    pub delivery_id: Option<i64>,
+    /// Attempt number.
+    pub attempt: Option<i64>,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// HTTP status.
+    pub http_status: Option<i64>,
+    /// Error in plain words.
+    pub error: Option<String>,
+    /// Request/response, when logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<AttemptDetail>,
+}
+
+/// Which log entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only this webhook.
+    pub webhook_id: Option<i64>,
+    /// Only this event uuid.
+    pub event_uuid: Option<String>,
+    /// Only failed attempts and invalid events.
+    pub failed: bool,
+    /// Only entries with an id below this (paging, newest first).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Inserts an attempt row.
+pub(super) fn insert_entry(c: &Connection, e: &NewLogEntry) -> Result<(), Error> {
+    let d = e.detail.as_ref();
+    c.prepare_cached(
+        "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name, delivery_id, attempt,
+                          duration_ms, http_status, error, request_method, request_url, request_headers, request_body,
+                          response_headers, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        e.at,
+        if e.delivered { "delivered" } else { "failed" },
+        e.event_uuid,
+        e.event_type,
+        e.ticket_id,
+        e.webhook_id,
+        e.webhook_name,
+        e.delivery_id,
+        e.attempt,
+        e.duration_ms,
+        e.http_status,
+        e.error,
+        d.map(|d| &d.request_method),
+        d.map(|d| &d.request_url),
+        d.map(|d| &d.request_headers),
+        d.map(|d| &d.request_body),
+        d.and_then(|d| d.response_headers.as_ref()),
+        d.and_then(|d| d.response_body.as_ref()),
+    ])?;
+    Ok(())
+}
+
+/// Inserts the log row of an event the router found invalid.
+pub(super) fn insert_invalid(
+    c: &Connection,
+    row: &QueuedEvent,
+    reason: &str,
+    at: &str,
+) -> Result<(), Error> {
+    c.prepare_cached(
+        "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, error) VALUES (?1, 'invalid', ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![at, row.uuid, row.kind, row.ticket_id, format!("invalid event (queue id {}): {reason}", row.id)])?;
+    Ok(())
+}
+
+impl Store {
+    /// Reads the log, newest first.
+    pub fn log_entries(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name, delivery_id, attempt,
+                        duration_ms, http_status, error, request_method, request_url, request_headers, request_body,
+                        response_headers, response_body
+                 FROM log
+                 WHERE (?1 IS NULL OR webhook_id = ?1)
+                   AND (?2 IS NULL OR event_uuid = ?2)
+                   AND (?3 = 0 OR outcome <> 'delivered')
+                   AND (?4 IS NULL OR id < ?4)
+                 ORDER BY id DESC LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![f.webhook_id, f.event_uuid, f.failed, f.before_id, f.limit.max(1) as i64],
+                |r| {
+                    let method: Option<String> = r.get(13)?;
+                    Ok(LogEntry {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        outcome: r.get(2)?,
+                        event_uuid: r.get(3)?,
+                        event_type: r.get(4)?,
+                        ticket_id: r.get(5)?,
+                        webhook_id: r.get(6)?,
+                        webhook_name: r.get(7)?,
+                        delivery_id: r.get(8)?,
+                        attempt: r.get(9)?,
+                        duration_ms: r.get(10)?,
+                        http_status: r.get(11)?,
+                        error: r.get(12)?,
+                        detail: match method {
+                            Some(m) => Some(AttemptDetail {
+                                request_method: m,
+                                request_url: r.get::<_, Option<String>>(14)?.unwrap_or_default(),
+                                request_headers: r.get::<_, Option<String>>(15)?.unwrap_or_default(),
+                                request_body: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+                                response_headers: r.get(17)?,
+                                response_body: r.get(18)?,
+                            }),
+                            None => None,
+                        },
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Deletes up to `limit` log entries older than `cutoff`. Returns how many.
+    pub fn delete_log_before(&self, cutoff: &str, limit: usize) -> Result<usize, Error> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM log WHERE id IN (SELECT id FROM log WHERE at < ?1 ORDER BY id LIMIT ?2)",
+                params![cutoff, limit as i64],
+            )?)
+        })
+    }
+}

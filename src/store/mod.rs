@@ -1,0 +1,206 @@
+//! SQLite storage: the event queue, webhooks, deliveries and the event log.
+//!
+//! The only module that knows SQL. Opens the database in WAL mode with a busy
+//! timeout, keeps the file at mode 0600, and migrates the schema on open.
+//! Calls block: async code runs them through [`Store::run`].
+
+mod deliveries;
+mod events;
+mod log;
+mod webhooks;
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use deliveries::{DeliveryJob, Outcome};
+pub use events::{QueuedEvent, RouteStats, WebhookRoute};
+pub use log::{AttemptDetail, LogEntry, LogFilter, NewLogEntry};
+
+/// How long a statement waits for another writer (CLI, appliance) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Schema versions, applied in order; `PRAGMA user_version` is the index of
+/// the last one applied. Never edit a released migration: add one.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The row asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database file or its directory cannot be opened or created.
+    #[error("cannot open database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    /// The database was written by a newer herald.
+    #[error(
+        "database schema version {found} is newer than this herald supports ({supported}); upgrade herald"
+    )]
+    TooNew { found: i64, supported: i64 },
+    /// SQLite refused a statement.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Stored data cannot be read back (e.g. a webhook row edited by hand).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// A cheap, cloneable handle on the database.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Creates the file with mode 0600 if it does not exist, and tightens an
+/// existing one; creates the parent directory with mode 0700.
+fn prepare_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, Error> {
+        let open_err = |message: String| Error::Open {
+            path: path.to_owned(),
+            message,
+        };
+        prepare_file(path).map_err(|e| open_err(e.to_string()))?;
+        let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection, on the calling thread.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    /// Runs a blocking store call off the async workers.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Schema version after migration.
+    pub fn schema_version(&self) -> Result<i64, Error> {
+        self.with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    }
+}
+
+/// Applies the migrations the database has not seen, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(Error::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Maps "no row" to [`Error::NotFound`] naming `what`.
+fn not_found(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+    let what = what.into();
+    move |e| match e {
+        rusqlite::Error::QueryReturnedNoRows => Error::NotFound(what),
+        e => Error::Sqlite(e),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time unit of scheduling columns.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_private_file_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/herald.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        drop(store);
+        // Reopening is a no-op migration.
+        assert!(Store::open(&path).is_ok());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(Error::TooNew { found: 99, .. })
+        ));
+    }
+}

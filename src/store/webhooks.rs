@@ -1,0 +1,124 @@
+//! The `webhooks` table.
+
+use std::time::Duration;
+
+use rusqlite::params;
+
+use super::{Error, Store};
+use crate::event::now_rfc3339;
+use crate::webhook::{Webhook, WebhookSpec};
+
+const COLUMNS: &str = "id, name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at";
+
+/// Builds a [`Webhook`] from a row selected with [`COLUMNS`].
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
+    let id: i64 = r.get(0)?;
+    let method: String = r.get(3)?;
+    let events: String = r.get(4)?;
+    let mime: String = r.get(7)?;
+    let corrupt = |what: &str, e: String| Error::Corrupt(format!("webhook {id} {what}: {e}"));
+    let spec = (|| {
+        Ok(WebhookSpec {
+            name: r.get(1)?,
+            url: r.get(2)?,
+            method: method
+                .parse()
+                .map_err(|e: crate::webhook::FieldError| corrupt("method", e.message))?,
+            events: serde_json::from_str(&events).map_err(|e| corrupt("events", e.to_string()))?,
+            headers: r.get(5)?,
+            body_template: r.get(6)?,
+            body_format: mime
+                .parse()
+                .map_err(|e: crate::webhook::FieldError| corrupt("body_mime", e.message))?,
+            log_bodies: r.get(8)?,
+            enabled: r.get(9)?,
+            timeout: Duration::from_millis(r.get::<_, i64>(10)?.max(1) as u64),
+        })
+    })();
+    let spec = match spec {
+        Ok(s) => s,
+        Err(Error::Sqlite(e)) => return Err(e),
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(Webhook {
+        id,
+        spec,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+    }))
+}
+
+impl Store {
+    /// Stores a new, already checked webhook.
+    pub fn insert_webhook(&self, spec: &WebhookSpec) -> Result<Webhook, Error> {
+        let now = now_rfc3339();
+        let id = self.with(|c| {
+            c.execute(
+                "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                params![
+                    spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
+                    spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
+                    spec.timeout.as_millis() as i64, now
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        self.webhook(id)
+    }
+
+    /// Replaces every setting of webhook `id` with an already checked spec.
+    pub fn update_webhook(&self, id: i64, spec: &WebhookSpec) -> Result<Webhook, Error> {
+        let now = now_rfc3339();
+        let changed = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE webhooks SET name = ?2, url = ?3, method = ?4, events = ?5, headers = ?6, body_template = ?7,
+                 body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12 WHERE id = ?1",
+                params![
+                    id, spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
+                    spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
+                    spec.timeout.as_millis() as i64, now
+                ],
+            )?)
+        })?;
+        if changed == 0 {
+            return Err(Error::NotFound(format!("webhook {id}")));
+        }
+        self.webhook(id)
+    }
+
+    /// Reads webhook `id`.
+    pub fn webhook(&self, id: i64) -> Result<Webhook, Error> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .map_err(super::not_found(format!("webhook {id}")))?
+        })
+    }
+
+    /// All webhooks, by id.
+    pub fn webhooks(&self) -> Result<Vec<Webhook>, Error> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"))?;
+            let rows = stmt.query_map([], from_row)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row??);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes webhook `id` and its deliveries (its log entries stay until cleanup).
+    pub fn delete_webhook(&self, id: i64) -> Result<(), Error> {
+        let n = self.with(|c| Ok(c.execute("DELETE FROM webhooks WHERE id = ?1", [id])?))?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("webhook {id}")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! Webhooks: what an admin configures for one endpoint, and the checks a
+//! configuration must pass before it is stored (nothing half-stored: a spec is
+//! validated whole, then written in one statement).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::render;
+
+/// Default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest allowed request timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest name.
+const MAX_NAME_LEN: usize = 200;
+/// Largest template or header text.
+const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+/// HTTP method of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// POST (the default).
+    Post,
+    /// GET.
+    Get,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+}
+
+impl Method {
+    /// The method name as sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "POST" => Ok(Method::Post),
+            "GET" => Ok(Method::Get),
+            "PUT" => Ok(Method::Put),
+            "DELETE" => Ok(Method::Delete),
+            _ => Err(FieldError::new(
+                "method",
+                format!("{s:?} is not one of POST, GET, PUT, DELETE"),
+            )),
+        }
+    }
+}
+
+/// The body's format, which decides its escaping and `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyFormat {
+    /// `application/json`.
+    #[serde(rename = "application/json")]
+    Json,
+    /// `application/xml`.
+    #[serde(rename = "application/xml")]
+    Xml,
+}
+
+impl BodyFormat {
+    /// The MIME type sent as `Content-Type`.
+    pub fn mime(self) -> &'static str {
+        match self {
+            BodyFormat::Json => "application/json",
+            BodyFormat::Xml => "application/xml",
+        }
+    }
+}
+
+impl std::str::FromStr for BodyFormat {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "application/json" | "json" => Ok(BodyFormat::Json),
+            "application/xml" | "xml" | "text/xml" => Ok(BodyFormat::Xml),
+            _ => Err(FieldError::new(
+                "body_mime",
+                format!("{s:?} is not application/json or application/xml"),
+            )),
+        }
+    }
+}
+
+/// A refused webhook setting: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field's name as in the API and CLI (`url`, `body_template`, …).
+    pub field: String,
+    /// What is wrong, with line and column for templates.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A refusal of `field`.
+    pub fn new(field: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<render::Error> for FieldError {
+    fn from(e: render::Error) -> Self {
+        let message = match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("line {l}, column {c}: {}", e.message),
+            (Some(l), None) => format!("line {l}: {}", e.message),
+            _ => e.message,
+        };
+        FieldError::new(e.field, message)
+    }
+}
+
+/// Everything an admin sets on a webhook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookSpec {
+    /// Display name.
+    pub name: String,
+    /// URL template.
+    pub url: String,
+    /// HTTP method.
+    pub method: Method,
+    /// Event patterns: `ticket.login`, `ticket.*`, `*`.
+    pub events: Vec<String>,
+    /// Header templates, `Field: Value` per line.
+    pub headers: String,
+    /// Body template; empty for no body.
+    pub body_template: String,
+    /// Body format.
+    #[serde(rename = "body_mime")]
+    pub body_format: BodyFormat,
+    /// Store request/response headers and bodies in the event log.
+    pub log_bodies: bool,
+    /// Deliver at all; a disabled webhook's pending deliveries wait.
+    pub enabled: bool,
+    /// Request timeout.
+    #[serde(rename = "timeout_ms", serialize_with = "millis")]
+    pub timeout: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// A stored webhook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Webhook {
+    /// Stable id.
+    pub id: i64,
+    /// Its settings.
+    #[serde(flatten)]
+    pub spec: WebhookSpec,
+    /// When it was created.
+    pub created_at: String,
+    /// When it was last changed; compiled templates are cached by it.
+    pub updated_at: String,
+}
+
+/// A change to a webhook: each field left out keeps its value. Used by the
+/// API (create, update) and the CLI (add, edit).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    /// Display name.
+    pub name: Option<String>,
+    /// URL template.
+    pub url: Option<String>,
+    /// `POST`, `GET`, `PUT` or `DELETE`.
+    pub method: Option<String>,
+    /// Event patterns.
+    pub events: Option<Vec<String>>,
+    /// Header lines.
+    pub headers: Option<String>,
+    /// Body template.
+    pub body_template: Option<String>,
+    /// `application/json` or `application/xml`.
+    pub body_mime: Option<String>,
+    /// Log bodies and headers.
+    pub log_bodies: Option<bool>,
+    /// Enabled.
+    pub enabled: Option<bool>,
+    /// Timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl WebhookSpec {
+    /// A minimal valid spec: POST of an empty JSON body to `url` for all events.
+    pub fn example(url: &str) -> WebhookSpec {
+        WebhookSpec {
+            name: "example".into(),
+            url: url.into(),
+            method: Method::Post,
+            events: vec!["*".into()],
+            headers: String::new(),
+            body_template: String::new(),
+            body_format: BodyFormat::Json,
+            log_bodies: false,
+            enabled: true,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Builds a new spec from a patch; `name`, `url` and `events` are required.
+    pub fn from_patch(patch: WebhookPatch) -> Result<WebhookSpec, FieldError> {
+        let name = patch
+            .name
+            .clone()
+            .ok_or_else(|| FieldError::new("name", "is required"))?;
+        let url = patch
+            .url
+            .clone()
+            .ok_or_else(|| FieldError::new("url", "is required"))?;
+        if patch.events.is_none() {
+            return Err(FieldError::new(
+                "events",
+                "is required: e.g. [\"ticket.*\"] or [\"*\"]",
+            ));
+        }
+        let mut spec = WebhookSpec {
+            name,
+            url,
+            ..WebhookSpec::example("")
+        };
+        spec.events.clear();
+        spec.apply(patch)?;
+        Ok(spec)
+    }
+
+    /// Applies a patch field by field (unchecked; call [`WebhookSpec::check`]).
+    pub fn apply(&mut self, patch: WebhookPatch) -> Result<(), FieldError> {
+        if let Some(v) = patch.name {
+            self.name = v;
+        }
+        if let Some(v) = patch.url {
+            self.url = v;
+        }
+        if let Some(v) = patch.method {
+            self.method = v.parse()?;
+        }
+        if let Some(v) = patch.events {
+            self.events = v;
+        }
+        if let Some(v) = patch.headers {
+            self.headers = v;
+        }
+        if let Some(v) = patch.body_template {
+            self.body_template = v;
+        }
+        if let Some(v) = patch.body_mime {
+            self.body_format = v.parse()?;
+        }
+        if let Some(v) = patch.log_bodies {
+            self.log_bodies = v;
+        }
+        if let Some(v) = patch.enabled {
+            self.enabled = v;
+        }
+        if let Some(v) = patch.timeout_ms {
+            self.timeout = Duration::from_millis(v);
+        }
+        Ok(())
+    }
+
+    /// Checks every field and the templates (compile, then render every
+    /// subscribed sample event into a valid request). Returns warnings that
+    /// do not block saving.
+    pub fn check(&mut self) -> Result<render::Warnings, FieldError> {
+        self.name = self.name.trim().to_owned();
+        if self.name.is_empty() {
+            return Err(FieldError::new("name", "must not be empty"));
+        }
+        if self.name.chars().count() > MAX_NAME_LEN {
+            return Err(FieldError::new(
+                "name",
+                format!("is longer than {MAX_NAME_LEN} characters"),
+            ));
+        }
+        self.url = self.url.trim().to_owned();
+        if self.url.is_empty() {
+            return Err(FieldError::new("url", "must not be empty"));
+        }
+        self.events = self
+            .events
+            .iter()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        self.events.dedup();
+        if self.events.is_empty() {
+            return Err(FieldError::new(
+                "events",
+                "must name at least one event pattern, e.g. ticket.* or *",
+            ));
+        }
+        for p in &self.events {
+            crate::event::check_pattern(p).map_err(|m| FieldError::new("events", m))?;
+        }
+        for (field, text) in [
+            ("url", &self.url),
+            ("headers", &self.headers),
+            ("body_template", &self.body_template),
+        ] {
+            if text.len() > MAX_TEMPLATE_BYTES {
+                return Err(FieldError::new(
+                    field,
+                    format!("is larger than {MAX_TEMPLATE_BYTES} bytes"),
+                ));
+            }
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(FieldError::new(
+                "timeout_ms",
+                format!("must be between 1 and {} ms", MAX_TIMEOUT.as_millis()),
+            ));
+        }
+        let (_, warnings) = render::check(self)?;
+        Ok(warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch(json: serde_json::Value) -> WebhookPatch {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn minimal_patch_creates_a_valid_spec() {
+        let mut s = WebhookSpec::from_patch(patch(serde_json::json!({
+            "name": "pms", "url": "http://127.0.0.1:1/x", "events": ["ticket.*"]
+        })))
+        .unwrap();
+        assert!(s.check().unwrap().is_empty());
+        assert_eq!(s.method, Method::Post);
+        assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let base = serde_json::json!({"name": "n", "url": "http://127.0.0.1:1/", "events": ["*"]});
+        let field_of = |k: &str, v: serde_json::Value| {
+            let mut j = base.clone();
+            j[k] = v;
+            let r = WebhookSpec::from_patch(patch(j)).and_then(|mut s| s.check().map(|_| ()));
+            r.unwrap_err().field
+        };
+        assert_eq!(field_of("url", "ftp://x/".into()), "url");
+        assert_eq!(field_of("url", "not a url".into()), "url");
+        assert_eq!(field_of("method", "PATCH".into()), "method");
+        assert_eq!(field_of("events", serde_json::json!([])), "events");
+        assert_eq!(
+            field_of("events", serde_json::json!(["Ticket Login"])),
+            "events"
+        );
+        assert_eq!(field_of("name", " ".into()), "name");
+        assert_eq!(field_of("body_mime", "text/plain".into()), "body_mime");
+        assert_eq!(field_of("timeout_ms", 0.into()), "timeout_ms");
+        assert_eq!(field_of("headers", "nope".into()), "headers");
+        assert_eq!(
+            field_of("body_template", "{\"a\": <<x".into()),
+            "body_template"
+        );
+    }
+
+    #[test]
+    fn required_fields() {
+        let e = WebhookSpec::from_patch(patch(serde_json::json!({"name": "n"}))).unwrap_err();
+        assert_eq!(e.field, "url");
+    }
+}
