@@ -11,13 +11,13 @@ use crate::webhook::{FieldError, Webhook, WebhookPatch, WebhookSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The event is malformed.
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidEvent(#[from] crate::event::Error),
     /// An event with this uuid is already queued.
     #[error("an event with uuid {0} already exists")]
     DuplicateEvent(String),
     /// A webhook setting is refused.
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidWebhook(#[from] FieldError),
     /// The webhook does not exist.
     #[error("webhook {0} not found")]
@@ -103,8 +103,8 @@ pub fn delete_webhook(store: &Store, id: i64) -> Result<(), Error> {
     store.delete_webhook(id).map_err(webhook_error(id))
 }
 
-/// Enables or disables webhook `id`. A disabled webhook's pending deliveries
-/// wait and are sent when it is enabled again.
+/// Enables or disables webhook `id`. New events are not routed to a disabled
+/// webhook; deliveries already queued for it wait until it is enabled again.
 pub fn set_enabled(store: &Store, id: i64, enabled: bool) -> Result<Webhook, Error> {
     let patch = WebhookPatch {
         enabled: Some(enabled),

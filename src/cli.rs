@@ -148,12 +148,13 @@ pub enum WebhookCommand {
         /// Webhook id.
         id: i64,
     },
-    /// Enable a webhook; its waiting deliveries are sent.
+    /// Enable a webhook: new events are routed to it, waiting deliveries are sent.
     Enable {
         /// Webhook id.
         id: i64,
     },
-    /// Disable a webhook; events for it are kept and wait.
+    /// Disable a webhook: new events are not routed to it; deliveries already
+    /// queued for it wait until it is enabled again.
     Disable {
         /// Webhook id.
         id: i64,

@@ -87,8 +87,11 @@ impl Deliverer {
                             tasks.spawn(async move {
                                 match job {
                                     Ok(job) => this.attempt(job).await,
-                                    Err((id, reason)) => {
-                                        let r = this.store.run(move |s| s.fail_unreadable(id, &reason)).await;
+                                    Err(bad) => {
+                                        let r = this
+                                            .store
+                                            .run(move |s| s.fail_unreadable(bad.delivery_id, &bad.reason))
+                                            .await;
                                         if let Err(e) = r {
                                             tracing::error!(error = %e, "cannot record unreadable delivery");
                                         }
@@ -138,10 +141,10 @@ impl Deliverer {
 
     /// The webhook of `job` with compiled templates, from the cache when current.
     async fn prepared(&self, job: &DeliveryJob) -> Result<Arc<Prepared>, crate::store::Error> {
-        if let Some(p) = self.cache.lock().expect("cache lock").get(&job.webhook_id) {
-            if p.updated_at == job.webhook_updated_at {
-                return Ok(p.clone());
-            }
+        if let Some(p) = self.cache.lock().expect("cache lock").get(&job.webhook_id)
+            && p.updated_at == job.webhook_updated_at
+        {
+            return Ok(p.clone());
         }
         let id = job.webhook_id;
         let webhook = self.store.run(move |s| s.webhook(id)).await?;

@@ -101,7 +101,8 @@ fn xml_char_allowed(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-/// XML element text: `& < >` escaped, characters XML cannot carry replaced by U+FFFD.
+/// XML element text: `& < >` escaped, CR as a reference (a parser would turn a
+/// raw one into LF), characters XML cannot carry replaced by U+FFFD.
 pub fn xml_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -109,6 +110,7 @@ pub fn xml_text(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
             c if xml_char_allowed(c) => out.push(c),
             _ => out.push('\u{FFFD}'),
         }

@@ -463,15 +463,11 @@ pub fn check_xml(body: &str) -> Result<(), String> {
                 depth += 1;
             }
             X::End(_) => depth = depth.saturating_sub(1),
-            X::Empty(_) => {
-                if depth == 0 {
-                    roots += 1;
-                }
-            }
-            X::Text(t) if depth == 0 => {
-                if !t.into_inner().chars().all(char::is_whitespace) {
-                    return Err("the body has text outside its root element".into());
-                }
+            X::Empty(_) if depth == 0 => roots += 1,
+            X::Text(t)
+                if depth == 0 && !t.borrow().into_inner().chars().all(char::is_whitespace) =>
+            {
+                return Err("the body has text outside its root element".into());
             }
             X::GeneralRef(r) => {
                 if depth == 0 {

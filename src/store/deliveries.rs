@@ -22,6 +22,18 @@ pub struct DeliveryJob {
     pub webhook_updated_at: String,
 }
 
+/// A claimed delivery whose event cannot be read back (its row was edited).
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    /// Delivery id.
+    pub delivery_id: i64,
+    /// Why the event cannot be read.
+    pub reason: String,
+}
+
+/// A claimed delivery: ready to send, or to be failed with its reason.
+pub type Claimed = Result<DeliveryJob, Unreadable>;
+
 /// How an attempt ended for the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -41,10 +53,7 @@ impl Store {
     /// Claims up to `limit` pending deliveries that are due, of enabled
     /// webhooks, oldest first. Events whose stored data no longer parses are
     /// returned as `Err` rows so the caller can fail them with the reason.
-    pub fn claim_due(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<Result<DeliveryJob, (i64, String)>>, Error> {
+    pub fn claim_due(&self, limit: usize) -> Result<Vec<Claimed>, Error> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut jobs = Vec::new();
@@ -83,7 +92,10 @@ impl Store {
                             webhook_id,
                             webhook_updated_at: updated,
                         }),
-                        Err(e) => Err((delivery_id, e.to_string())),
+                        Err(e) => Err(Unreadable {
+                            delivery_id,
+                            reason: e.to_string(),
+                        }),
                     });
                 }
             }

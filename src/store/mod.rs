@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use deliveries::{DeliveryJob, Outcome};
+pub use deliveries::{Claimed, DeliveryJob, Outcome, Unreadable};
 pub use events::{QueuedEvent, RouteStats, WebhookRoute};
 pub use log::{AttemptDetail, LogEntry, LogFilter, NewLogEntry};
 
@@ -68,13 +68,14 @@ impl std::fmt::Debug for Store {
 /// Creates the file with mode 0600 if it does not exist, and tightens an
 /// existing one; creates the parent directory with mode 0700.
 fn prepare_file(path: &Path) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     std::fs::OpenOptions::new()
         .create(true)

@@ -1,0 +1,288 @@
+//! The command line: webhook management, emit, config checks, cleanup.
+
+use crate::utils::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn webhook_commands_manage_webhooks() {
+    let h = Herald::new();
+    let id = h.add_webhook(&[
+        "--name",
+        "pms",
+        "--url",
+        "http://127.0.0.1:9/x",
+        "--events",
+        "ticket.login,ticket.logout",
+        "--header",
+        "X-A: 1",
+        "--timeout",
+        "2.5",
+    ]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&h.ok(&["webhook", "show", &id.to_string(), "--json"])).unwrap();
+    assert_eq!(
+        shown["events"],
+        serde_json::json!(["ticket.login", "ticket.logout"])
+    );
+    assert_eq!(shown["timeout_ms"], 2500);
+    assert_eq!(shown["headers"], "X-A: 1");
+    assert!(
+        h.ok(&["webhook", "show", &id.to_string()])
+            .contains("name:        pms")
+    );
+
+    h.ok(&[
+        "webhook",
+        "edit",
+        &id.to_string(),
+        "--method",
+        "get",
+        "--log-bodies",
+    ]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&h.ok(&["webhook", "show", &id.to_string(), "--json"])).unwrap();
+    assert_eq!(shown["method"], "GET");
+    assert_eq!(shown["log_bodies"], true);
+    assert_eq!(shown["name"], "pms", "fields not given keep their value");
+    h.ok(&["webhook", "edit", &id.to_string(), "--log-bodies", "false"]);
+
+    let copy_out = h.ok(&["webhook", "copy", &id.to_string(), "--name", "pms-2"]);
+    assert!(copy_out.contains("(pms-2)"), "{copy_out}");
+    h.ok(&["webhook", "disable", &id.to_string()]);
+    let list = h.ok(&["webhook", "list"]);
+    assert!(
+        list.contains("disabled") && list.contains("pms-2"),
+        "{list}"
+    );
+
+    // Refusals name the field and exit 2, storing nothing.
+    let out = h.cli(&[
+        "webhook",
+        "add",
+        "--name",
+        "bad",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--events",
+        "*",
+        "--body",
+        "{\"a\": \"<<x\"}",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("body_template: line 1, column"),
+        "{}",
+        stderr(&out)
+    );
+    let out = h.cli(&["webhook", "edit", &id.to_string(), "--url", "ftp://x/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("url:"), "{}", stderr(&out));
+    let out = h.cli(&[
+        "webhook",
+        "add",
+        "--name",
+        "no-events",
+        "--url",
+        "http://127.0.0.1:9/",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("events: is required"),
+        "{}",
+        stderr(&out)
+    );
+    let out = h.cli(&["webhook", "show", "999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("webhook 999 not found"));
+    assert_eq!(h.sql_count("SELECT count(*) FROM webhooks"), 2);
+
+    // Warnings do not block saving.
+    let out = h.cli(&[
+        "webhook",
+        "add",
+        "--name",
+        "typo",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--events",
+        "*",
+        "--body",
+        "{\"r\": \"<<roomnumber>>\"}",
+    ]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("warning: no known event carries a field named \"roomnumber\""),
+        "{}",
+        stderr(&out)
+    );
+
+    h.ok(&["webhook", "rm", &id.to_string()]);
+    assert_eq!(h.sql_count("SELECT count(*) FROM webhooks"), 2);
+}
+
+#[test]
+fn emit_accepts_flags_files_and_stdin_and_refuses_bad_input() {
+    let h = Herald::new();
+    let uuid = h.ok(&[
+        "emit",
+        "ticket.login",
+        "--ticket",
+        "T-1",
+        "--data",
+        r#"{"volume_used": 3}"#,
+    ]);
+    assert!(uuid::Uuid::parse_str(uuid.trim()).is_ok());
+    let f = write_file(&h, "d.json", r#"{"client_ip": "10.0.0.1"}"#);
+    h.ok(&["emit", "ticket.logout", "--data-file", &f]);
+    let sample = std::fs::read_to_string(repo_file("templates/samples/ticket.login.json")).unwrap();
+    let out = h.cli_stdin(&["emit"], Some(&sample));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10"
+    );
+    assert_eq!(h.sql_count("SELECT count(*) FROM events WHERE ticket_id = 'T-100234' AND json_extract(data, '$.backend_data.pms.room') = '214'"), 1);
+
+    for (args, stdin, words) in [
+        (
+            vec!["emit", "ticket.login", "--data", "[1]"],
+            None,
+            "must be a JSON object",
+        ),
+        (
+            vec!["emit", "ticket.login", "--data", "{oops"],
+            None,
+            "--data is not valid JSON",
+        ),
+        (vec!["emit", "Bad Type"], None, "not valid"),
+        (
+            vec!["emit"],
+            Some("not json"),
+            "stdin is not an event as JSON",
+        ),
+        (vec!["emit"], Some(&sample[..]), "already exists"),
+    ] {
+        let out = h.cli_stdin(&args, stdin);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(words), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(h.sql_count("SELECT count(*) FROM events"), 3);
+}
+
+#[test]
+fn check_config_names_what_is_wrong() {
+    let h = Herald::new();
+    assert!(h.ok(&["check-config"]).contains("configuration is valid"));
+    let bad = write_file(&h, "bad.toml", "[router]\nbatch_size = 0\n");
+    let out = h.cli(&["--config", &bad, "check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("router.batch_size = 0: must be between 1 and 10000"),
+        "{}",
+        stderr(&out)
+    );
+    let mut h3 = Herald::new();
+    h3.set_env("HERALD_ROUTER_READ_INTERVAL", "0.01");
+    let out = h3.cli(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("router.read_interval = 0.01: must be between 0.1 and 3600"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = write_file(&h, "bad2.toml", "[router]\nread_intervall = 1\n");
+    let out = h.cli(&["--config", &bad, "serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown key `read_intervall` in [router]"),
+        "{}",
+        stderr(&out)
+    );
+    let out = h.cli(&["--config", "/nonexistent/herald.toml", "check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read config file /nonexistent/herald.toml"),
+        "{}",
+        stderr(&out)
+    );
+    let mut h2 = Herald::new();
+    h2.set_env("HERALD_ROUTER_SPEED", "1");
+    let out = h2.cli(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("HERALD_ROUTER_SPEED is not a herald setting"),
+        "{}",
+        stderr(&out)
+    );
+    let good = write_file(
+        &h,
+        "good.toml",
+        "[router]\nbatch_size = 20\n[cleanup]\nretention_days = 3\n",
+    );
+    let out = h.ok(&["--config", &good, "check-config"]);
+    assert!(
+        out.contains("batch_size        = 20") && out.contains("retention_days   = 3"),
+        "{out}"
+    );
+    // The file's read_interval is overridden by the test's environment (0.2 s).
+    assert!(out.contains("read_interval     = 200ms"), "{out}");
+}
+
+#[test]
+fn cleanup_removes_only_what_is_past_retention() {
+    let h = Herald::new();
+    h.add_webhook(&[
+        "--name",
+        "w",
+        "--url",
+        &format!("http://127.0.0.1:{}/", refused_port()),
+        "--events",
+        "*",
+    ]);
+    // Four events routed through a real server run (all fail: nothing listens).
+    {
+        let _s = h.serve();
+        for _ in 0..4 {
+            h.ok(&["emit", "system.start"]);
+        }
+        h.wait_log(&[], 4);
+    }
+    // A fifth, still queued, and a pending delivery for an old event.
+    h.ok(&["emit", "system.start"]);
+    let old = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-8 days')";
+    let recent = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-6 days')";
+    h.sql(&format!(
+        "UPDATE log SET at = {old} WHERE id IN (1, 2);
+         UPDATE log SET at = {recent} WHERE id = 3;
+         UPDATE events SET routed_at = {old} WHERE id IN (1, 2, 3);
+         UPDATE events SET routed_at = {recent} WHERE id = 4;
+         UPDATE deliveries SET state = 'pending' WHERE event_id = 3;"
+    ));
+    let out = h.ok(&["cleanup", "--now"]);
+    assert!(
+        out.contains("deleted 2 log entries and 2 events older than 7 days"),
+        "{out}"
+    );
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM log WHERE id IN (3, 4)"),
+        2,
+        "log 3 and 4 stay"
+    );
+    assert_eq!(h.sql_count("SELECT count(*) FROM log"), 2);
+    // Event 3 is old but still has a pending delivery; 4 is recent; 5 is queued.
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM events WHERE id IN (3, 4, 5)"),
+        3
+    );
+    assert_eq!(h.sql_count("SELECT count(*) FROM events"), 3);
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM deliveries"),
+        2,
+        "deliveries of deleted events go with them"
+    );
+    let out = h.cli(&["cleanup"]);
+    assert!(!out.status.success());
+}

@@ -1,0 +1,412 @@
+//! Routing and delivery through `herald serve`: fan-out, methods, the event
+//! log for every outcome, invalid events, waking, disabled webhooks, shutdown.
+
+use std::time::Duration;
+
+use crate::utils::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fans_out_by_pattern() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let exact = h.add_webhook(&[
+        "--name",
+        "exact",
+        "--url",
+        &rx.url("/exact"),
+        "--events",
+        "ticket.login",
+    ]);
+    let prefix = h.add_webhook(&[
+        "--name",
+        "prefix",
+        "--url",
+        &rx.url("/prefix"),
+        "--events",
+        "ticket.*",
+    ]);
+    let all = h.add_webhook(&["--name", "all", "--url", &rx.url("/all"), "--events", "*"]);
+    let system = h.add_webhook(&[
+        "--name",
+        "system",
+        "--url",
+        &rx.url("/system"),
+        "--events",
+        "system.*",
+    ]);
+    let _server = h.serve();
+
+    h.ok(&["emit", "ticket.login", "--ticket", "T-1"]);
+    h.ok(&["emit", "ticket.logout.timeout", "--ticket", "T-1"]);
+    h.ok(&["emit", "system.start"]);
+    // 3 + 2 + 2 deliveries.
+    let got = rx.wait_for(7).await;
+    let log = h.wait_log(&[], 7);
+    let mut paths: Vec<String> = got.iter().map(|r| r.uri.clone()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/all", "/all", "/all", "/exact", "/prefix", "/prefix", "/system"
+        ]
+    );
+    assert!(
+        log.iter()
+            .all(|e| e["outcome"] == "delivered" && e["http_status"] == 200),
+        "{log:#?}"
+    );
+    let count = |id: i64| h.log(&["--webhook", &id.to_string()]).len();
+    assert_eq!(
+        (count(exact), count(prefix), count(all), count(system)),
+        (1, 2, 3, 1)
+    );
+    // Nothing more arrives: no duplicate routing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rx.received().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_urls_and_headers_are_templated() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    for method in ["GET", "PUT", "DELETE", "POST"] {
+        h.add_webhook(&[
+            "--name",
+            method,
+            "--method",
+            method,
+            "--events",
+            "ticket.*",
+            "--url",
+            &format!(
+                "{}/{}/<<event.ticket_id>>?room=<<backend_data.pms.room>>&d=<<description>>",
+                rx.url(""),
+                method.to_lowercase()
+            ),
+            "--header",
+            "X-Event: <<event.type>>",
+            "--header",
+            "X-Desc: <<description>>",
+            "--body",
+            if method == "GET" {
+                ""
+            } else {
+                r#"{"uuid": "<<event.uuid>>"}"#
+            },
+        ]);
+    }
+    let _server = h.serve();
+    h.cli_stdin(
+        &["emit"],
+        Some(&std::fs::read_to_string(repo_file("templates/samples/ticket.login.json")).unwrap()),
+    );
+    let mut got = rx.wait_for(4).await;
+    got.sort_by(|a, b| a.method.cmp(&b.method));
+    let methods: Vec<&str> = got.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["DELETE", "GET", "POST", "PUT"]);
+    for r in &got {
+        let m = r.method.to_lowercase();
+        assert_eq!(
+            r.uri,
+            format!("/{m}/T-100234?room=214&d=Room%20214%20-%20Mr.%20M%C3%BCller")
+        );
+        assert_eq!(r.headers["x-event"], "ticket.login");
+        assert_eq!(r.headers["x-desc"], "Room 214 - Mr. Müller");
+        if r.method == "GET" {
+            assert_eq!(r.body, "");
+            assert!(!r.headers.contains_key("content-type"));
+        } else {
+            assert_eq!(r.json()["uuid"], "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10");
+            assert_eq!(r.headers["content-type"], "application/json");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_success_500_refused_and_timeout() {
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.set_status(500);
+    let slow = Receiver::start().await;
+    slow.set_delay(Duration::from_secs(20));
+    let h = Herald::new();
+    let w_ok = h.add_webhook(&[
+        "--name",
+        "ok",
+        "--url",
+        &ok.url("/"),
+        "--events",
+        "*",
+        "--log-bodies",
+        "--header",
+        "Authorization: Bearer s3cret",
+        "--header",
+        "X-Api-Key: k3y",
+        "--body",
+        r#"{"t":"<<event.type>>"}"#,
+    ]);
+    let w_500 = h.add_webhook(&[
+        "--name",
+        "five-hundred",
+        "--url",
+        &failing.url("/"),
+        "--events",
+        "*",
+    ]);
+    let refused = format!("http://127.0.0.1:{}/", refused_port());
+    let w_refused = h.add_webhook(&["--name", "refused", "--url", &refused, "--events", "*"]);
+    let w_slow = h.add_webhook(&[
+        "--name",
+        "slow",
+        "--url",
+        &slow.url("/"),
+        "--events",
+        "*",
+        "--timeout",
+        "0.5",
+    ]);
+    let _server = h.serve();
+    let uuid = h.ok(&["emit", "ticket.login"]).trim().to_owned();
+
+    h.wait_log(&[], 4);
+    let entry = |w: i64| {
+        let l = h.log(&["--webhook", &w.to_string()]);
+        assert_eq!(l.len(), 1, "{l:#?}");
+        assert_eq!(l[0]["event_uuid"], uuid.as_str());
+        assert_eq!(l[0]["event_type"], "ticket.login");
+        l[0].clone()
+    };
+    let e = entry(w_ok);
+    assert_eq!(e["outcome"], "delivered");
+    assert_eq!(e["http_status"], 200);
+    let d = &e["detail"];
+    assert_eq!(d["request_body"], r#"{"t":"ticket.login"}"#);
+    assert_eq!(d["response_body"], "receiver says hi");
+    let req_headers = d["request_headers"].as_str().unwrap();
+    assert!(req_headers.contains("Authorization: ***"), "{req_headers}");
+    assert!(req_headers.contains("X-Api-Key: ***"), "{req_headers}");
+    assert!(
+        !req_headers.contains("s3cret") && !req_headers.contains("k3y"),
+        "{req_headers}"
+    );
+    // The receiver did get the real secret.
+    assert_eq!(ok.received()[0].headers["authorization"], "Bearer s3cret");
+
+    let e = entry(w_500);
+    assert_eq!(e["outcome"], "failed");
+    assert_eq!(e["http_status"], 500);
+    assert_eq!(e["error"], "HTTP 500");
+    assert!(
+        e.get("detail").is_none(),
+        "bodies are not logged unless asked: {e}"
+    );
+
+    let e = entry(w_refused);
+    assert_eq!(e["outcome"], "failed");
+    assert!(e["http_status"].is_null());
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connection refused"),
+        "{e}"
+    );
+
+    let e = entry(w_slow);
+    assert_eq!(e["outcome"], "failed");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after 500ms"),
+        "{e}"
+    );
+
+    let failed = h.log(&["--failed"]);
+    assert_eq!(failed.len(), 3);
+    // The same through the API.
+    let api: Vec<serde_json::Value> =
+        reqwest::get(_server.url(&format!("/api/v1/log?failed=true&webhook={w_refused}")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(api.len(), 1);
+    assert_eq!(api[0]["webhook_name"], "refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_rows_are_marked_and_the_loop_goes_on() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    h.add_webhook(&["--name", "all", "--url", &rx.url("/"), "--events", "*"]);
+    let _server = h.serve();
+    h.sql(
+        "INSERT INTO events (type, data) VALUES ('ticket.login', '[1,2]');
+         INSERT INTO events (type, data) VALUES ('ticket.login', '{not json');
+         INSERT INTO events (type, data) VALUES ('Not A Type', '{}');
+         INSERT INTO events (type, data, created_at) VALUES ('ticket.login', '{}', 'yesterday');
+         INSERT INTO events (type, ticket_id, data) VALUES ('ticket.logout', 'T-7', '{\"volume_used\": 12}');",
+    );
+    let got = rx.wait_for(1).await;
+    assert_eq!(
+        got[0].headers.get("content-type"),
+        None,
+        "empty body template sends no body"
+    );
+    let failed = h.wait_log(&["--failed"], 4);
+    let errors: Vec<&str> = failed
+        .iter()
+        .map(|e| e["error"].as_str().unwrap())
+        .collect();
+    assert!(failed.iter().all(|e| e["outcome"] == "invalid"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("must be a JSON object, got an array")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("not valid JSON")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("event type \"Not A Type\"")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("created_at \"yesterday\"")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM events WHERE state = 'invalid' AND error IS NOT NULL"),
+        4
+    );
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM events WHERE state = 'routed'"),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.received().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_wakes_the_router_without_waiting_for_the_interval() {
+    let rx = Receiver::start().await;
+    let mut h = Herald::new();
+    // An interval far beyond the test's patience: only a wake-up can deliver.
+    h.set_env("HERALD_ROUTER_READ_INTERVAL", "3600");
+    h.add_webhook(&["--name", "all", "--url", &rx.url("/"), "--events", "*"]);
+    let server = h.serve();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.ok(&["emit", "system.start"]);
+    rx.wait_for(1).await;
+    // And through the API.
+    let resp = reqwest::Client::new()
+        .post(server.url("/api/v1/events"))
+        .body(r#"{"type":"system.backup.started"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    rx.wait_for(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_inserted_events_are_read_on_the_interval() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    h.add_webhook(&["--name", "all", "--url", &rx.url("/"), "--events", "ticket.*", "--body", r#"{"u":"<<event.uuid>>","t":"<<event.ticket_id>>","c":"<<event.created_at>>","v":<<volume_used>>}"#]);
+    let _server = h.serve();
+    h.sql("INSERT INTO events (type, ticket_id, data) VALUES ('ticket.login', 'T-42', '{\"volume_used\": 7}')");
+    let got = rx.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["t"], "T-42");
+    assert_eq!(body["v"], 7);
+    // uuid and created_at got their defaults.
+    assert!(
+        uuid::Uuid::parse_str(body["u"].as_str().unwrap()).is_ok(),
+        "{body}"
+    );
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(body["c"].as_str().unwrap()).is_ok(),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_webhook_gets_no_new_events_and_its_queued_deliveries_wait() {
+    let rx = Receiver::start().await;
+    rx.set_delay(Duration::from_millis(1500));
+    let mut h = Herald::new();
+    // One request at a time, so the second delivery queues behind the first.
+    h.set_env("HERALD_DELIVERY_CONCURRENCY", "1");
+    let id = h
+        .add_webhook(&["--name", "w", "--url", &rx.url("/"), "--events", "*"])
+        .to_string();
+    let _server = h.serve();
+    h.ok(&["emit", "system.backup.started"]);
+    h.ok(&["emit", "system.backup.done"]);
+    rx.wait_for(1).await;
+    h.ok(&["webhook", "disable", &id]);
+    // Routed while disabled: not for this webhook.
+    h.ok(&["emit", "system.start"]);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        rx.received().len(),
+        1,
+        "the queued delivery waits while disabled"
+    );
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM deliveries WHERE state = 'pending'"),
+        1
+    );
+    rx.set_delay(Duration::ZERO);
+    h.ok(&["webhook", "enable", &id]);
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1].headers.get("content-type"), None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.received().len(),
+        2,
+        "system.start was not routed to the disabled webhook"
+    );
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM deliveries WHERE state = 'delivered'"),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
+    let rx = Receiver::start().await;
+    rx.set_delay(Duration::from_millis(1500));
+    let h = Herald::new();
+    h.add_webhook(&["--name", "w", "--url", &rx.url("/"), "--events", "*"]);
+    let server = h.serve();
+    h.ok(&["emit", "system.start"]);
+    rx.wait_for(1).await;
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    // The in-flight request finished and was recorded before exit.
+    let log = h.log(&[]);
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["outcome"], "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let h = Herald::new();
+    let _server = h.serve();
+    let out = h.cli(&["serve"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another herald is already serving"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `herald` binary, real SQLite files in temp
+//! dirs, real HTTP receivers on 127.0.0.1.
+
+mod api;
+mod cli;
+mod crash;
+mod delivery;
+mod templates;
+mod utils;

@@ -1,0 +1,392 @@
+//! Test fixtures: the real `herald` binary on a temp database and port, and
+//! a real HTTP receiver on 127.0.0.1 whose answers can be changed.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+/// Longest a test waits for something that should happen promptly. A bound
+/// on hanging, not a performance assertion.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A herald data directory with its environment; runs CLI commands and servers.
+pub struct Herald {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Herald {
+    /// A fresh temp dir with a database path and a listener on port 0.
+    pub fn new() -> Herald {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("herald.db");
+        Herald {
+            env: vec![
+                ("HERALD_DATABASE_PATH".into(), db.display().to_string()),
+                ("HERALD_SERVER_LISTEN".into(), "127.0.0.1:0".into()),
+                ("HERALD_ROUTER_READ_INTERVAL".into(), "0.2".into()),
+                ("HERALD_DELIVERY_SHUTDOWN_GRACE".into(), "5".into()),
+            ],
+            dir,
+        }
+    }
+
+    /// Sets (or replaces) an environment variable for every command.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// The database file.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("herald.db")
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.current_dir(self.dir.path());
+        c.env_remove("HERALD_CONFIG");
+        c.env("HERALD_LOG", "info,herald=debug");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs `herald ARGS` to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, None)
+    }
+
+    /// Runs `herald ARGS` with `stdin` piped in.
+    pub fn cli_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.command();
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = c.spawn().expect("spawn herald");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `herald ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "herald {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Adds a webhook through the CLI; returns its id.
+    pub fn add_webhook(&self, args: &[&str]) -> i64 {
+        let mut all = vec!["webhook", "add"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        out.split_whitespace()
+            .nth(2)
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no id in {out:?}"))
+    }
+
+    /// Starts `herald serve` and waits until it is ready.
+    pub fn serve(&self) -> Server {
+        let mut c = self.command();
+        c.arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = c.spawn().expect("spawn herald serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("herald ready")
+                    && let Some(tx) = tx.take()
+                {
+                    let addr = line
+                        .split("listen=")
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .map(str::to_owned);
+                    let _ = tx.send(addr);
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(PATIENCE) {
+            Ok(Some(a)) => a.parse().unwrap(),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "herald serve did not become ready:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    /// Runs one SQL statement on the database (as the appliance would).
+    pub fn sql(&self, sql: &str) {
+        let c = rusqlite::Connection::open(self.db()).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.execute_batch(sql).unwrap();
+    }
+
+    /// Reads one integer with a SQL query.
+    pub fn sql_count(&self, sql: &str) -> i64 {
+        let c = rusqlite::Connection::open(self.db()).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// The event log as JSON, through `herald log --json`.
+    pub fn log(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["log", "--json", "--limit", "10000"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// Waits until the log holds `n` entries matching `extra` filters.
+    pub fn wait_log(&self, extra: &[&str], n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let log = self.log(extra);
+            if log.len() >= n {
+                return log;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "expected {n} log entries for {extra:?}, have {}: {log:#?}",
+                    log.len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A running `herald serve`; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    /// Where its listener is.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM; returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("herald did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Received {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Mutex<Vec<Received>>,
+    status: Mutex<u16>,
+    delay: Mutex<Duration>,
+}
+
+/// A real HTTP receiver on 127.0.0.1:0 recording every request.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+async fn record(
+    State(state): State<Arc<ReceiverState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    state.requests.lock().unwrap().push(Received {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    let delay = *state.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let status = *state.status.lock().unwrap();
+    (StatusCode::from_u16(status).unwrap(), "receiver says hi")
+}
+
+impl Receiver {
+    /// Starts a receiver answering 200 at once.
+    pub async fn start() -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        *state.status.lock().unwrap() = 200;
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, state }
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answer with this status from now on.
+    pub fn set_status(&self, status: u16) {
+        *self.state.status.lock().unwrap() = status;
+    }
+
+    /// Wait this long before answering, from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.state.delay.lock().unwrap() = delay;
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived; returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("expected {n} requests, received {}: {got:#?}", got.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A 127.0.0.1 port with nothing listening on it.
+pub fn refused_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Path of a file in the repository.
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Writes `content` to `name` in the fixture dir; returns its path as text.
+pub fn write_file(h: &Herald, name: &str, content: &str) -> String {
+    let p = h.dir.path().join(name);
+    std::fs::write(&p, content).unwrap();
+    p.display().to_string()
+}
