@@ -81,15 +81,14 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let routed = Arc::new(Notify::new());
-    crate::wake::listen(&config.database_path, wake.clone(), shutdown.clone()).map_err(
-        |source| Error::Io {
-            what: format!(
-                "cannot bind wake socket {}",
-                crate::wake::socket_path(&config.database_path).display()
-            ),
-            source,
-        },
-    )?;
+    if let Err(e) = crate::wake::listen(&config.database_path, wake.clone(), shutdown.clone()) {
+        // Not fatal: `herald emit` events are then routed on the next read.
+        tracing::warn!(
+            socket = %crate::wake::socket_path(&config.database_path).display(),
+            error = %e,
+            "cannot bind the wake socket; events from `herald emit` wait for the next read_interval"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

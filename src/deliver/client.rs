@@ -105,7 +105,8 @@ async fn send_inner(
     if !req.body.is_empty() {
         builder = builder.body(req.body.clone());
     }
-    let classify = |e: reqwest::Error| classify(e, &host, timeout);
+    let https = req.url.starts_with("https:");
+    let classify = |e: reqwest::Error| classify(e, &host, https, timeout);
     let mut resp = builder.send().await.map_err(classify)?;
     let status = resp.status().as_u16();
     let headers = resp
@@ -137,7 +138,7 @@ async fn send_inner(
 }
 
 /// Puts a reqwest error into words an admin can act on.
-fn classify(e: reqwest::Error, host: &str, timeout: Duration) -> Error {
+fn classify(e: reqwest::Error, host: &str, https: bool, timeout: Duration) -> Error {
     if e.is_timeout() {
         return Error::Timeout(timeout);
     }
@@ -185,6 +186,14 @@ fn classify(e: reqwest::Error, host: &str, timeout: Duration) -> Error {
         || all.contains("reset")
     {
         return Error::Reset(host.to_owned());
+    }
+    if e.is_connect() && https {
+        // Connected (not refused, reset or timed out), but the secure session failed: rustls
+        // reports protocol and certificate problems in its own words.
+        return Error::Tls {
+            host: host.to_owned(),
+            detail,
+        };
     }
     if e.is_connect() {
         return Error::Connect {

@@ -410,3 +410,50 @@ async fn a_second_server_on_the_same_database_is_refused() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_reset_errors_are_put_in_plain_words() {
+    // https:// to a plain-HTTP receiver: the TLS handshake fails.
+    let rx = Receiver::start().await;
+    // A listener that accepts and closes at once: the connection is reset.
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closer_port = closer.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in closer.incoming() {
+            drop(stream);
+        }
+    });
+    let h = Herald::new();
+    let tls = h.add_webhook(&[
+        "--name",
+        "tls",
+        "--url",
+        &format!("https://{}/", rx.addr),
+        "--events",
+        "*",
+    ]);
+    let reset = h.add_webhook(&[
+        "--name",
+        "reset",
+        "--url",
+        &format!("http://127.0.0.1:{closer_port}/"),
+        "--events",
+        "*",
+    ]);
+    let _server = h.serve();
+    h.ok(&["emit", "system.start"]);
+    h.wait_log(&[], 2);
+    let error_of = |id: i64| {
+        h.log(&["--webhook", &id.to_string()])[0]["error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let e = error_of(tls);
+    assert!(e.starts_with(&format!("TLS error with {}", rx.addr)), "{e}");
+    let e = error_of(reset);
+    assert!(
+        e.starts_with(&format!("connection reset by 127.0.0.1:{closer_port}")),
+        "{e}"
+    );
+}
