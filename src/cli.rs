@@ -217,7 +217,11 @@ impl WebhookArgs {
         };
         let timeout_ms = match self.timeout {
             Some(t) if !(t.is_finite() && t > 0.0) => {
-                bail!("--timeout must be a positive number of seconds")
+                return Err(crate::webhook::FieldError::new(
+                    "timeout",
+                    "--timeout must be a positive number of seconds",
+                )
+                .into());
             }
             Some(t) => Some((t * 1000.0).round() as u64),
             None => None,
@@ -260,6 +264,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => {
             println!("configuration is valid");
             println!("  server.listen            = {}", config.listen);
+            println!("  server.max_body_bytes    = {}", config.max_body_bytes);
             println!(
                 "  database.path            = {}",
                 config.database_path.display()
@@ -272,6 +277,10 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             );
             println!("  delivery.shutdown_grace  = {:?}", config.shutdown_grace);
             println!(
+                "  delivery.max_logged_body_bytes = {}",
+                config.max_logged_body_bytes
+            );
+            println!(
                 "  cleanup.schedule         = {}",
                 config.cleanup_schedule_text
             );
@@ -279,6 +288,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 "  cleanup.retention_days   = {}",
                 config.retention.as_secs() / 86_400
             );
+            println!("  cleanup.batch_size       = {}", config.cleanup_batch_size);
             Ok(ExitCode::SUCCESS)
         }
         Command::Emit(args) => emit(&config, args),

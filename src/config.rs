@@ -260,10 +260,12 @@ fn apply_env(table: &mut toml::Table, name: &str, rest: &str, value: &str) -> Re
                 .trim()
                 .parse::<i64>()
                 .map(toml::Value::Integer)
+                .or_else(|_| value.trim().parse::<f64>().map(toml::Value::Float))
                 .map_err(|_| Error::Shape {
                     origin: name.to_owned(),
                     message: format!("expected a whole number, got {value:?}"),
                 })?,
+            // A whole number given for a float key stays a float.
             toml::Value::Float(_) => value
                 .trim()
                 .parse::<f64>()
@@ -408,6 +410,7 @@ mod tests {
                 ("HERALD_ROUTER_READ_INTERVAL", "0.5"),
                 ("HERALD_SERVER_LISTEN", "127.0.0.1:9"),
                 ("HERALD_DELIVERY_CONCURRENCY", "4"),
+                ("HERALD_DELIVERY_SHUTDOWN_GRACE", "0.5"),
                 ("HERALD_LOG", "debug"),
                 ("PATH", "/bin"),
             ]),
@@ -416,6 +419,7 @@ mod tests {
         assert_eq!(c.read_interval, Duration::from_millis(500));
         assert_eq!(c.listen.port(), 9);
         assert_eq!(c.delivery_concurrency, 4);
+        assert_eq!(c.shutdown_grace, Duration::from_millis(500));
     }
 
     #[test]

@@ -44,7 +44,8 @@ fn main() -> ExitCode {
                 .downcast_ref::<herald::admin::Error>()
                 .is_some_and(|a| !matches!(a, herald::admin::Error::Store(_)))
                 || e.downcast_ref::<herald::event::Error>().is_some()
-                || e.downcast_ref::<herald::render::Error>().is_some();
+                || e.downcast_ref::<herald::render::Error>().is_some()
+                || e.downcast_ref::<herald::webhook::FieldError>().is_some();
             ExitCode::from(if user_error { 2 } else { 1 })
         }
     }

@@ -47,29 +47,61 @@ pub fn mask_header_lines(text: &str) -> String {
     headers_text(text.lines().map(|l| l.split_once(": ").unwrap_or((l, ""))))
 }
 
-/// A URL with user info and secret-looking query values masked.
+/// A URL with its password and secret-looking query values masked; the rest
+/// is kept exactly as sent (no re-encoding).
 pub fn url(url: &str) -> String {
-    let Ok(mut u) = reqwest::Url::parse(url) else {
-        return url.to_owned();
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((a, f)) => (a, Some(f)),
+        None => (url, None),
     };
-    if u.password().is_some() {
-        let _ = u.set_password(Some(MASK));
-    }
-    if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if is_secret_name(&k) {
-                    MASK.to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
+    let (base, query) = match before_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (before_fragment, None),
+    };
+    let mut out = mask_userinfo(base);
+    if let Some(q) = query {
+        out.push('?');
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_name(&percent_decode(k)) => format!("{k}={MASK}"),
+                _ => pair.to_owned(),
             })
             .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
+        out.push_str(&parts.join("&"));
     }
-    u.to_string()
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// `scheme://user:password@host/...` with the password masked.
+fn mask_userinfo(base: &str) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:{MASK}")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => base.to_owned(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// At most `max` bytes of `text`, cut on a character boundary and marked.
@@ -113,6 +145,11 @@ mod tests {
             "http://u:***@h/p?token=***&room=1"
         );
         assert_eq!(url("http://h/p"), "http://h/p");
+        assert_eq!(
+            url("http://h/p?room=2%2014&a%5Fkey=x#f"),
+            "http://h/p?room=2%2014&a%5Fkey=***#f"
+        );
+        assert_eq!(url("http://u@h:1/p@x"), "http://u@h:1/p@x");
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn header_line(text: &str, index: usize) -> usize {
 }
 
 /// Top-level names every context has, besides the data fields.
-const CONTEXT_NAMES: &[&str] = &["event", "webhook", "auth", "events"];
+const CONTEXT_NAMES: &[&str] = &["event", "webhook", "auth"];
 
 /// What a save-time check found that is worth telling but not refusing.
 pub type Warnings = Vec<String>;

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -35,6 +36,22 @@ fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiErro
     })
 }
 
+/// The request body, or the reason it could not be read (413 when too large)
+/// in the API's error shape.
+fn read_body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "the request body is larger than server.max_body_bytes",
+            )
+        } else {
+            ApiError::new(status, r.body_text())
+        }
+    })
+}
+
 /// Runs a blocking admin operation off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &AppState,
@@ -61,8 +78,9 @@ pub async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse,
 /// `POST /api/v1/events`: queue one event; 202 with its uuid.
 pub async fn post_event(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(body)?;
     let event: NewEvent = parse_json(&body, "an event {\"type\": ..., \"data\": {...}}")?;
     let queued = blocking(&state, move |s| admin::queue_event(s, event)).await?;
     state.wake.notify_one();
@@ -80,8 +98,9 @@ pub async fn list_webhooks(State(state): State<AppState>) -> Result<impl IntoRes
 /// `POST /api/v1/webhooks`: 201 with the webhook and save-time warnings.
 pub async fn create_webhook(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(body)?;
     let patch: WebhookPatch = parse_json(&body, "a webhook")?;
     let (w, warnings) = blocking(&state, move |s| admin::create_webhook(s, patch)).await?;
     Ok((
@@ -105,9 +124,10 @@ pub async fn get_webhook(
 pub async fn update_webhook(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
+    let body = read_body(body)?;
     let patch: WebhookPatch = parse_json(&body, "webhook fields")?;
     let (w, warnings) = blocking(&state, move |s| admin::update_webhook(s, id, patch)).await?;
     Ok(Json(json!({"webhook": w, "warnings": warnings})))
@@ -127,9 +147,10 @@ pub async fn delete_webhook(
 pub async fn copy_webhook(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
+    let body = read_body(body)?;
     let patch: WebhookPatch = if body.iter().all(u8::is_ascii_whitespace) {
         WebhookPatch::default()
     } else {
@@ -170,6 +191,14 @@ pub async fn log(
     Ok(Json(
         state.store.run(move |s| s.log_entries(&filter)).await?,
     ))
+}
+
+/// A known route with another method: 405 in the API's shape.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
 }
 
 /// Anything else: 404 in the API's shape.

@@ -7,6 +7,10 @@ use super::log::NewLogEntry;
 use super::{Error, Store, now_ms};
 use crate::event::{Event, now_rfc3339};
 
+/// The log's error for an attempt cut short by a stop.
+pub const INTERRUPTED: &str =
+    "interrupted: herald stopped before the answer came; the request is sent again";
+
 /// A delivery claimed for sending, with what the deliverer needs.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
@@ -45,9 +49,26 @@ pub enum Outcome {
 
 impl Store {
     /// Releases every claim: run once at start, when nothing is in flight,
-    /// so deliveries interrupted by a crash are sent again.
+    /// so deliveries interrupted by a crash (or a stop past its grace period)
+    /// are sent again. Each interrupted attempt is logged as failed first.
     pub fn release_claims(&self) -> Result<usize, Error> {
-        self.with(|c| Ok(c.execute("UPDATE deliveries SET claimed = 0 WHERE claimed = 1", [])?))
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name,
+                                  delivery_id, attempt, error)
+                 SELECT ?1, 'failed', e.uuid, e.type, e.ticket_id, w.id, w.name, d.id, d.attempts, ?2
+                 FROM deliveries d
+                 JOIN events e ON e.id = d.event_id
+                 JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE d.claimed = 1
+                 ORDER BY d.id",
+                params![now_rfc3339(), INTERRUPTED],
+            )?;
+            let n = tx.execute("UPDATE deliveries SET claimed = 0 WHERE claimed = 1", [])?;
+            tx.commit()?;
+            Ok(n)
+        })
     }
 
     /// Claims up to `limit` pending deliveries that are due, of enabled
@@ -66,7 +87,11 @@ impl Store {
                      WHERE d.state = 'pending' AND d.claimed = 0 AND d.next_attempt_at <= ?1 AND w.enabled = 1
                      ORDER BY d.next_attempt_at, d.id LIMIT ?2",
                 )?;
-                let mut claim = tx.prepare_cached("UPDATE deliveries SET claimed = 1 WHERE id = ?1")?;
+                // The attempt counts from its claim, so an attempt cut short by a
+                // crash keeps its number and the next one is numbered after it.
+                let mut claim = tx.prepare_cached(
+                    "UPDATE deliveries SET claimed = 1, attempts = attempts + 1 WHERE id = ?1",
+                )?;
                 let rows = select.query_map(params![now_ms(), limit as i64], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -119,7 +144,7 @@ impl Store {
                 Outcome::Failed => "failed",
             };
             tx.execute(
-                "UPDATE deliveries SET state = ?2, claimed = 0, attempts = attempts + 1, updated_at = ?3 WHERE id = ?1",
+                "UPDATE deliveries SET state = ?2, claimed = 0, updated_at = ?3 WHERE id = ?1",
                 params![delivery_id, state, now_rfc3339()],
             )?;
             tx.commit()?;
@@ -146,7 +171,7 @@ impl Store {
     pub fn release_claim(&self, delivery_id: i64) -> Result<(), Error> {
         self.with(|c| {
             c.execute(
-                "UPDATE deliveries SET claimed = 0 WHERE id = ?1",
+                "UPDATE deliveries SET claimed = 0, attempts = attempts - 1 WHERE id = ?1 AND claimed = 1",
                 [delivery_id],
             )?;
             Ok(())

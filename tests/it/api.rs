@@ -234,8 +234,12 @@ async fn malformed_events_get_400_and_change_nothing() {
         r#"{{"type": "ticket.login", "data": {{"x": "{}"}}}}"#,
         "a".repeat(2 << 20)
     );
-    let (st, _) = send(M::POST, url.clone(), Some(&big)).await;
+    let (st, e) = send(M::POST, url.clone(), Some(&big)).await;
     assert_eq!(st, 413);
+    assert!(
+        e["error"].as_str().unwrap().contains("max_body_bytes"),
+        "{e}"
+    );
     assert_eq!(h.sql_count("SELECT count(*) FROM events"), 0);
 
     // A good one, then the same uuid again: 409.
@@ -247,8 +251,12 @@ async fn malformed_events_get_400_and_change_nothing() {
     assert_eq!(st, 409, "{e}");
     assert_eq!(h.sql_count("SELECT count(*) FROM events"), 1);
     // Unknown routes and bad log queries.
-    let (st, _) = send(M::GET, s.url("/api/v1/nope"), None).await;
+    let (st, e) = send(M::GET, s.url("/api/v1/nope"), None).await;
     assert_eq!(st, 404);
+    assert_eq!(e["error"], "no such route");
+    let (st, e) = send(M::DELETE, s.url("/api/v1/events"), None).await;
+    assert_eq!(st, 405);
+    assert_eq!(e["error"], "method not allowed on this route");
     let (st, e) = send(M::GET, s.url("/api/v1/log?webhook=abc"), None).await;
     assert_eq!(st, 400, "{e}");
     let (st, health) = send(M::GET, s.url("/healthz"), None).await;

@@ -40,13 +40,26 @@ async fn kill_9_during_delivery_then_restart_delivers_in_flight_events() {
         "{}",
         server.log()
     );
-    let log = h.wait_log(&[], 5);
-    assert!(log.iter().all(|e| e["outcome"] == "delivered"), "{log:#?}");
-    let delivered: HashSet<String> = log
-        .iter()
-        .map(|e| e["event_uuid"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(delivered, uuids);
+    // Five interrupted attempts (logged at start) and five deliveries.
+    let log = h.wait_log(&[], 10);
+    let (delivered, interrupted): (Vec<_>, Vec<_>) =
+        log.iter().partition(|e| e["outcome"] == "delivered");
+    assert_eq!(delivered.len(), 5, "{log:#?}");
+    assert!(delivered.iter().all(|e| e["attempt"] == 2), "{log:#?}");
+    assert!(
+        interrupted
+            .iter()
+            .all(|e| e["attempt"] == 1 && e["error"].as_str().unwrap().starts_with("interrupted")),
+        "{log:#?}"
+    );
+    let uuids_of = |entries: &[&serde_json::Value]| -> HashSet<String> {
+        entries
+            .iter()
+            .map(|e| e["event_uuid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(uuids_of(&delivered), uuids);
+    assert_eq!(uuids_of(&interrupted), uuids);
     // Each event arrived twice: once before the crash, once after.
     let got = rx.received();
     assert_eq!(got.len(), 10);
