@@ -22,6 +22,9 @@ pub enum Error {
     /// The webhook does not exist.
     #[error("webhook {0} not found")]
     WebhookNotFound(i64),
+    /// The webhook changed between read and write (another admin, CLI or API).
+    #[error("webhook {0} was changed by someone else meanwhile; read it again and redo the change")]
+    WebhookConflict(i64),
     /// Storage failed.
     #[error(transparent)]
     Store(store::Error),
@@ -36,6 +39,7 @@ impl From<store::Error> for Error {
 fn webhook_error(id: i64) -> impl FnOnce(store::Error) -> Error {
     move |e| match e {
         store::Error::NotFound(_) => Error::WebhookNotFound(id),
+        store::Error::Conflict(_) => Error::WebhookConflict(id),
         e => Error::Store(e),
     }
 }
@@ -67,11 +71,14 @@ pub fn update_webhook(
     id: i64,
     patch: WebhookPatch,
 ) -> Result<(Webhook, Warnings), Error> {
-    let mut spec = store.webhook(id).map_err(webhook_error(id))?.spec;
+    let current = store.webhook(id).map_err(webhook_error(id))?;
+    let mut spec = current.spec;
     spec.apply(patch)?;
     let warnings = spec.check()?;
     Ok((
-        store.update_webhook(id, &spec).map_err(webhook_error(id))?,
+        store
+            .update_webhook(id, &current.updated_at, &spec)
+            .map_err(webhook_error(id))?,
         warnings,
     ))
 }
@@ -106,9 +113,9 @@ pub fn delete_webhook(store: &Store, id: i64) -> Result<(), Error> {
 /// Enables or disables webhook `id`. New events are not routed to a disabled
 /// webhook; deliveries already queued for it wait until it is enabled again.
 pub fn set_enabled(store: &Store, id: i64, enabled: bool) -> Result<Webhook, Error> {
-    let patch = WebhookPatch {
-        enabled: Some(enabled),
-        ..Default::default()
-    };
-    update_webhook(store, id, patch).map(|(w, _)| w)
+    // No template checks: a webhook that no longer passes them (e.g. after
+    // an upgrade with stricter checks) can still be switched off.
+    store
+        .set_webhook_enabled(id, enabled)
+        .map_err(webhook_error(id))
 }

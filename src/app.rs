@@ -69,8 +69,16 @@ async fn termination() {
 
 /// Runs herald until a termination signal; returns when everything stopped.
 pub async fn serve(config: Config) -> Result<(), Error> {
-    let store = Store::open(&config.database_path)?;
+    // Lock first: a second herald must not migrate the schema under the first.
+    crate::store::create_parent_dir(&config.database_path).map_err(|source| Error::Io {
+        what: format!(
+            "cannot create the directory of {}",
+            config.database_path.display()
+        ),
+        source,
+    })?;
     let _lock = lock_instance(&config.database_path)?;
+    let store = Store::open(&config.database_path)?;
     let released = store.release_claims()?;
     if released > 0 {
         tracing::info!(
@@ -116,8 +124,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             shutdown_grace: config.shutdown_grace,
             max_logged_body_bytes: config.max_logged_body_bytes,
         },
+        shutdown.clone(),
     );
-    let deliver_task = tokio::spawn(deliverer.run(routed, shutdown.clone()));
+    let deliver_task = tokio::spawn(deliverer.run(routed));
     let cleanup_task = tokio::spawn(crate::cleanup::run(
         store.clone(),
         config.cleanup_schedule.clone(),

@@ -27,15 +27,21 @@ pub fn cutoff(retention: Duration) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Runs the cleanup once, batch by batch.
-pub async fn run_once(store: &Store, retention: Duration, batch: usize) -> Result<Report, Error> {
+/// Runs the cleanup once, batch by batch; stops between batches when `stop`
+/// is cancelled (what is left goes at the next run).
+pub async fn run_once(
+    store: &Store,
+    retention: Duration,
+    batch: usize,
+    stop: &CancellationToken,
+) -> Result<Report, Error> {
     let cut = cutoff(retention);
     let mut report = Report::default();
     loop {
         let c = cut.clone();
         let n = store.run(move |s| s.delete_log_before(&c, batch)).await?;
         report.log_entries += n;
-        if n < batch {
+        if n < batch || stop.is_cancelled() {
             break;
         }
         tokio::time::sleep(BETWEEN_BATCHES).await;
@@ -46,7 +52,7 @@ pub async fn run_once(store: &Store, retention: Duration, batch: usize) -> Resul
             .run(move |s| s.delete_finished_events_before(&c, batch))
             .await?;
         report.events += n;
-        if n < batch {
+        if n < batch || stop.is_cancelled() {
             break;
         }
         tokio::time::sleep(BETWEEN_BATCHES).await;
@@ -72,7 +78,7 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => return,
         }
-        match run_once(&store, retention, batch).await {
+        match run_once(&store, retention, batch, &shutdown).await {
             Ok(r) => tracing::info!(
                 log_entries = r.log_entries,
                 events = r.events,

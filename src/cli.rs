@@ -223,7 +223,8 @@ impl WebhookArgs {
                 )
                 .into());
             }
-            Some(t) => Some((t * 1000.0).round() as u64),
+            // Round up: a tiny timeout must not become 0 ms.
+            Some(t) => Some((t * 1000.0).ceil() as u64),
             None => None,
         };
         Ok(WebhookPatch {
@@ -237,6 +238,7 @@ impl WebhookArgs {
             log_bodies: self.log_bodies,
             enabled: self.enabled,
             timeout_ms,
+            ..Default::default()
         })
     }
 }
@@ -254,7 +256,18 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 
 /// Loads the configuration for this invocation.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Ok(Config::load(cli.config.as_deref(), std::env::vars())?)
+    // Only HERALD_* variables matter; others may not even be UTF-8.
+    let mut vars = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if !k.as_encoded_bytes().starts_with(b"HERALD_") {
+            continue;
+        }
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => vars.push((k, v)),
+            (k, _) => bail!("environment variable {k:?} is not valid UTF-8"),
+        }
+    }
+    Ok(Config::load(cli.config.as_deref(), vars)?)
 }
 
 /// Runs a non-`serve` command. Errors a user must fix exit with 2, others 1.
@@ -294,7 +307,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Emit(args) => emit(&config, args),
         Command::Webhook(cmd) => webhook(&config, cmd),
         Command::Render { webhook, event } => {
-            let store = Store::open(&config.database_path)?;
+            let store = Store::open_existing(&config.database_path)?;
             let w = admin::webhook(&store, webhook)?;
             let raw: NewEvent = serde_json::from_str(&read_text(&event)?)
                 .with_context(|| format!("{} is not an event as JSON", event.display()))?;
@@ -318,7 +331,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             limit,
             json,
         } => {
-            let store = Store::open(&config.database_path)?;
+            let store = Store::open_existing(&config.database_path)?;
             let entries = store.log_entries(&LogFilter {
                 webhook_id: webhook,
                 event_uuid: event,
@@ -377,10 +390,12 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let stop = tokio_util::sync::CancellationToken::new();
             let report = rt.block_on(crate::cleanup::run_once(
                 &store,
                 config.retention,
                 config.cleanup_batch_size,
+                &stop,
             ))?;
             println!(
                 "deleted {} log entries and {} events older than {} days",
@@ -481,7 +496,12 @@ fn report_saved(w: &Webhook, warnings: &[String], verb: &str) {
 
 /// `herald webhook …`.
 fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.database_path)?;
+    let store = match cmd {
+        WebhookCommand::List { .. } | WebhookCommand::Show { .. } => {
+            Store::open_existing(&config.database_path)?
+        }
+        _ => Store::open(&config.database_path)?,
+    };
     match cmd {
         WebhookCommand::Add(args) => {
             let (w, warn) = admin::create_webhook(&store, args.into_patch()?)?;

@@ -299,7 +299,8 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     min: T,
     max: T,
 ) -> Result<T, Error> {
-    if value < min || value > max {
+    // Written so that NaN (which compares false with everything) is refused.
+    if !(min..=max).contains(&value) {
         return Err(Error::Invalid {
             key,
             value: value.to_string(),
@@ -474,6 +475,21 @@ mod tests {
         std::fs::write(&path, "[router]\nbatch_size = \"ten\"\n").unwrap();
         let err = Config::load(Some(&path), env(&[])).unwrap_err();
         assert!(err.to_string().contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn nan_is_refused() {
+        let err = Config::load(None, env(&[("HERALD_ROUTER_READ_INTERVAL", "nan")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("router.read_interval = NaN"),
+            "{err}"
+        );
+        let err =
+            Config::load(None, env(&[("HERALD_DELIVERY_SHUTDOWN_GRACE", "inf")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("delivery.shutdown_grace"),
+            "{err}"
+        );
     }
 
     #[test]

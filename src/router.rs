@@ -17,6 +17,9 @@ const ON_ERROR: Duration = Duration::from_secs(1);
 /// Decides where one queued row goes: the ids of the webhooks to deliver to,
 /// or why the row is not a valid event.
 pub fn decide(row: &QueuedEvent, routes: &[WebhookRoute]) -> Result<Vec<i64>, String> {
+    if let Some(reason) = &row.unreadable {
+        return Err(reason.clone());
+    }
     check_type(&row.kind).map_err(|e| e.to_string())?;
     check_uuid(&row.uuid).map_err(|e| e.to_string())?;
     check_time(&row.created_at).map_err(|e| e.to_string())?;
@@ -98,6 +101,7 @@ mod tests {
             created_at: "2026-11-20T08:15:02Z".into(),
             ticket_id: None,
             data: data.into(),
+            unreadable: None,
         }
     }
 

@@ -201,6 +201,16 @@ pub struct WebhookPatch {
     pub enabled: Option<bool>,
     /// Timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Read-only fields of a webhook as returned by the API, accepted and
+    /// ignored so a GET → edit → PUT round trip works.
+    #[serde(default, rename = "id")]
+    pub _id: Option<serde::de::IgnoredAny>,
+    /// Ignored (read-only).
+    #[serde(default, rename = "created_at")]
+    pub _created_at: Option<serde::de::IgnoredAny>,
+    /// Ignored (read-only).
+    #[serde(default, rename = "updated_at")]
+    pub _updated_at: Option<serde::de::IgnoredAny>,
 }
 
 impl WebhookSpec {

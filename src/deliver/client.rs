@@ -8,6 +8,8 @@ use crate::webhook::Method;
 
 /// Connection set-up limit, within the webhook's own timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Response bytes past the logging cap still read to keep the connection.
+const DRAIN_LIMIT: usize = 1 << 20;
 /// Idle connections kept per host for reuse.
 const IDLE_PER_HOST: usize = 32;
 
@@ -18,6 +20,9 @@ pub enum Error {
     /// No answer within the webhook's timeout.
     #[error("timed out after {0:?} without a complete answer")]
     Timeout(Duration),
+    /// No connection within the connect timeout.
+    #[error("timed out after {0:?} connecting to {1}")]
+    ConnectTimeout(Duration, String),
     /// Nothing listens on the endpoint's port.
     #[error("connection refused by {0}")]
     ConnectionRefused(String),
@@ -115,16 +120,23 @@ async fn send_inner(
         .map(|(k, v)| format!("{}: {}", k, String::from_utf8_lossy(v.as_bytes())))
         .collect::<Vec<_>>()
         .join("\n");
+    // Read the body to its end (keeping `max_body` bytes) so the connection
+    // can be reused; past `DRAIN_LIMIT` more, give the connection up instead.
     let mut body = Vec::new();
     let mut cut = false;
+    let mut skipped = 0usize;
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         let room = max_body.saturating_sub(body.len());
         if chunk.len() > room {
             body.extend_from_slice(&chunk[..room]);
             cut = true;
-            break;
+            skipped += chunk.len() - room;
+            if skipped > DRAIN_LIMIT {
+                break;
+            }
+        } else {
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
     }
     let mut body = String::from_utf8_lossy(&body).into_owned();
     if cut {
@@ -139,6 +151,11 @@ async fn send_inner(
 
 /// Puts a reqwest error into words an admin can act on.
 fn classify(e: reqwest::Error, host: &str, https: bool, timeout: Duration) -> Error {
+    // reqwest's messages name the whole URL, secrets included; the host is enough.
+    let e = e.without_url();
+    if e.is_timeout() && e.is_connect() {
+        return Error::ConnectTimeout(CONNECT_TIMEOUT.min(timeout), host.to_owned());
+    }
     if e.is_timeout() {
         return Error::Timeout(timeout);
     }

@@ -77,25 +77,34 @@ pub fn url(url: &str) -> String {
     out
 }
 
-/// `scheme://user:password@host/...` with the password masked.
+/// `scheme://userinfo@host/path` with the user info masked whole (a token
+/// is often passed as the user name) and token-like path segments masked
+/// (Slack and Discord put their secret in the path).
 fn mask_userinfo(base: &str) -> String {
     let Some((scheme, rest)) = base.split_once("://") else {
         return base.to_owned();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:{MASK}")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{path}")
-        }
-        None => base.to_owned(),
-    }
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{MASK}@{host}"),
+        None => authority.to_owned(),
+    };
+    let path: Vec<&str> = path
+        .split('/')
+        .map(|seg| if looks_like_token(seg) { MASK } else { seg })
+        .collect();
+    format!("{scheme}://{authority}{}", path.join("/"))
+}
+
+/// A path segment that is probably a secret: long, of token characters, and
+/// not a UUID (event uuids in paths stay readable).
+fn looks_like_token(seg: &str) -> bool {
+    seg.len() >= 24
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && uuid::Uuid::try_parse(seg).is_err()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -142,14 +151,22 @@ mod tests {
     fn urls_are_masked() {
         assert_eq!(
             url("http://u:pw@h/p?token=abc&room=1"),
-            "http://u:***@h/p?token=***&room=1"
+            "http://***@h/p?token=***&room=1"
+        );
+        assert_eq!(
+            url("https://hooks.slack.com/services/T0001/B0002/abcdefghijklmnopqrstuvwx"),
+            "https://hooks.slack.com/services/T0001/B0002/***"
+        );
+        assert_eq!(
+            url("http://h/e/0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10"),
+            "http://h/e/0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10"
         );
         assert_eq!(url("http://h/p"), "http://h/p");
         assert_eq!(
             url("http://h/p?room=2%2014&a%5Fkey=x#f"),
             "http://h/p?room=2%2014&a%5Fkey=***#f"
         );
-        assert_eq!(url("http://u@h:1/p@x"), "http://u@h:1/p@x");
+        assert_eq!(url("http://tok@h:1/p@x"), "http://***@h:1/p@x");
     }
 
     #[test]

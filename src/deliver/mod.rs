@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::now_rfc3339;
 use crate::render::{CompiledRequest, RenderedRequest};
-use crate::store::{AttemptDetail, DeliveryJob, NewLogEntry, Outcome, Store};
+use crate::store::{AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store};
 use crate::webhook::Webhook;
 
 /// Longest wait between looks for due deliveries when nothing wakes us.
@@ -48,16 +48,18 @@ pub struct Deliverer {
     client: reqwest::Client,
     settings: Settings,
     cache: Arc<Mutex<HashMap<i64, Arc<Prepared>>>>,
+    shutdown: CancellationToken,
 }
 
 impl Deliverer {
-    /// A deliverer over `store`.
-    pub fn new(store: Store, settings: Settings) -> Deliverer {
+    /// A deliverer over `store`, stopping when `shutdown` is cancelled.
+    pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> Deliverer {
         Deliverer {
             store,
             client: client::build_client(),
             settings,
             cache: Arc::default(),
+            shutdown,
         }
     }
 
@@ -65,7 +67,8 @@ impl Deliverer {
     /// them, repeat when woken (`routed`), when a slot frees, or every `IDLE`.
     /// On shutdown, stops claiming and lets requests in flight finish within
     /// the grace period; unfinished ones are sent again after the next start.
-    pub async fn run(self, routed: Arc<Notify>, shutdown: CancellationToken) {
+    pub async fn run(self, routed: Arc<Notify>) {
+        let shutdown = self.shutdown.clone();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let freed = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
@@ -140,7 +143,7 @@ impl Deliverer {
     }
 
     /// The webhook of `job` with compiled templates, from the cache when current.
-    async fn prepared(&self, job: &DeliveryJob) -> Result<Arc<Prepared>, crate::store::Error> {
+    async fn prepared(&self, job: &DeliveryJob) -> Result<Arc<Prepared>, StoreError> {
         if let Some(p) = self.cache.lock().expect("cache lock").get(&job.webhook_id)
             && p.updated_at == job.webhook_updated_at
         {
@@ -163,29 +166,40 @@ impl Deliverer {
     /// One attempt: render, send, record.
     async fn attempt(&self, job: DeliveryJob) {
         let delivery_id = job.delivery_id;
-        let prepared = match self.prepared(&job).await {
-            Ok(p) => p,
-            Err(e) => {
-                // The webhook vanished (deleted) or the store failed: leave the
-                // claim for the next start rather than lose the delivery.
-                tracing::warn!(delivery_id, error = %e, "cannot load webhook for delivery");
-                let _ = self.store.run(move |s| s.release_claim(delivery_id)).await;
-                return;
-            }
-        };
-        let webhook = &prepared.webhook;
         let mut entry = NewLogEntry {
             at: now_rfc3339(),
             delivered: false,
             event_uuid: job.event.uuid.clone(),
             event_type: job.event.kind.clone(),
             ticket_id: job.event.ticket_id.clone(),
-            webhook_id: webhook.id,
-            webhook_name: webhook.spec.name.clone(),
+            webhook_id: job.webhook_id,
             delivery_id,
             attempt: job.attempt,
             ..Default::default()
         };
+        let prepared = loop {
+            match self.prepared(&job).await {
+                Ok(p) => break p,
+                // Deleted meanwhile: its deliveries went with it.
+                Err(StoreError::NotFound(_)) => return,
+                Err(StoreError::Corrupt(reason)) => {
+                    entry.error = Some(format!(
+                        "webhook {} cannot be read: {reason}",
+                        job.webhook_id
+                    ));
+                    self.record(delivery_id, Outcome::Failed, entry).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery_id, error = %e, "cannot load webhook; trying again");
+                    if self.pause(ON_ERROR).await.is_err() {
+                        return; // Shutdown: the claim is logged and released at the next start.
+                    }
+                }
+            }
+        };
+        let webhook = &prepared.webhook;
+        entry.webhook_name = webhook.spec.name.clone();
         let rendered = prepared.compiled.clone().and_then(|c| {
             c.render(&job.event)
                 .map_err(|e| format!("template error: {e}"))
@@ -194,8 +208,6 @@ impl Deliverer {
             Err(message) => entry.error = Some(message),
             Ok(req) => {
                 let max = self.settings.max_logged_body_bytes;
-                // The body is read (up to the cap) even when not logged, so
-                // the connection can be reused.
                 let (result, took) =
                     client::send(&self.client, &req, webhook.spec.timeout, max).await;
                 entry.duration_ms = took.as_millis() as i64;
@@ -219,19 +231,40 @@ impl Deliverer {
         let outcome = if entry.delivered {
             Outcome::Delivered
         } else {
+            tracing::info!(webhook = %webhook.spec.name, event = %entry.event_uuid, error = ?entry.error, "delivery failed");
             Outcome::Failed
         };
-        if !entry.delivered {
-            tracing::info!(webhook = %webhook.spec.name, event = %entry.event_uuid, error = ?entry.error, "delivery failed");
+        self.record(delivery_id, outcome, entry).await;
+    }
+
+    /// Records an attempt, retrying while the database refuses (e.g. another
+    /// writer holds it past the busy timeout): an unrecorded attempt would
+    /// leave its delivery claimed until the next start. On shutdown it gives
+    /// up; the claim is then logged and released at the next start.
+    async fn record(&self, delivery_id: i64, outcome: Outcome, entry: NewLogEntry) {
+        loop {
+            let e = entry.clone();
+            match self
+                .store
+                .run(move |s| s.finish_attempt(delivery_id, outcome, &e))
+                .await
+            {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::error!(delivery_id, error = %err, "cannot record attempt; trying again");
+                    if self.pause(ON_ERROR).await.is_err() {
+                        return;
+                    }
+                }
+            }
         }
-        if let Err(e) = self
-            .store
-            .run(move |s| s.finish_attempt(delivery_id, outcome, &entry))
-            .await
-        {
-            // Not recorded: the claim is released at the next start and the
-            // delivery is sent again (at least once).
-            tracing::error!(delivery_id, error = %e, "cannot record attempt");
+    }
+
+    /// Sleeps `d`, or returns `Err` at once when shutdown begins.
+    async fn pause(&self, d: Duration) -> Result<(), ()> {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = self.shutdown.cancelled() => Err(()),
         }
     }
 }

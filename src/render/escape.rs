@@ -23,8 +23,6 @@ pub enum Slot {
     Header,
     /// A URL: the value percent-encoded as one path or query component.
     Url,
-    /// Anywhere else (plain-text bodies): the value as text, unchanged.
-    Text,
 }
 
 impl Slot {
@@ -39,12 +37,11 @@ impl Slot {
             Slot::XmlComment => "__herald_xml_comment",
             Slot::Header => "__herald_header",
             Slot::Url => "__herald_url",
-            Slot::Text => "__herald_text",
         }
     }
 
     /// Every slot, for registering the filters.
-    pub const ALL: [Slot; 9] = [
+    pub const ALL: [Slot; 8] = [
         Slot::JsonString,
         Slot::JsonValue,
         Slot::XmlText,
@@ -53,7 +50,6 @@ impl Slot {
         Slot::XmlComment,
         Slot::Header,
         Slot::Url,
-        Slot::Text,
     ];
 }
 
@@ -86,7 +82,6 @@ pub fn write_slot(slot: Slot, value: &minijinja::Value) -> String {
         Slot::XmlComment => xml_comment(&value_text(value)),
         Slot::Header => header_value(&value_text(value)),
         Slot::Url => url_component(&value_text(value)),
-        Slot::Text => value_text(value),
     }
 }
 

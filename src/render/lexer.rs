@@ -32,8 +32,6 @@ pub enum Format {
     Header,
     /// A URL.
     Url,
-    /// Plain text (no escaping).
-    Text,
 }
 
 /// A placeholder that stands where no escaping can keep the body well-formed.
@@ -86,7 +84,10 @@ impl Context {
         Ok(match self.format {
             Format::Json => match self.json {
                 JsonState::Outside => Slot::JsonValue,
-                JsonState::InString { .. } => Slot::JsonString,
+                JsonState::InString { escaped: false } => Slot::JsonString,
+                JsonState::InString { escaped: true } => {
+                    return Err("a placeholder cannot follow a lone backslash in a JSON string");
+                }
             },
             Format::Xml => match self.xml {
                 XmlState::Text => Slot::XmlText,
@@ -106,7 +107,6 @@ impl Context {
             },
             Format::Header => Slot::Header,
             Format::Url => Slot::Url,
-            Format::Text => Slot::Text,
         })
     }
 
@@ -155,7 +155,7 @@ impl Context {
                     i += skip;
                 }
             }
-            Format::Header | Format::Url | Format::Text => {}
+            Format::Header | Format::Url => {}
         }
     }
 }
@@ -180,7 +180,7 @@ fn find_tag_end(src: &str, start: usize, end: &str) -> Option<usize> {
             None => {
                 if b == b'"' || b == b'\'' {
                     quote = Some(b);
-                } else if src[i..].starts_with(end) {
+                } else if bytes[i..].starts_with(end.as_bytes()) {
                     return Some(i);
                 }
             }
@@ -371,6 +371,19 @@ mod tests {
     fn raw_block_is_literal() {
         let out = rw(r#"{"a":"<% raw %><<not>><% endraw %>"}"#, Format::Json);
         assert_eq!(out, r#"{"a":"<% raw %><<not>><% endraw %>"}"#);
+    }
+
+    #[test]
+    fn placeholder_after_lone_backslash_is_refused() {
+        assert!(rewrite(r#"{"a":"\<<x>>"}"#, Format::Json).is_err());
+        assert!(rewrite(r#"{"a":"\\<<x>>"}"#, Format::Json).is_ok());
+    }
+
+    #[test]
+    fn multibyte_text_around_tags() {
+        let out = rw("{\"ü\":\"é<<x>>ß\",\"€\":<<y>>}", Format::Json);
+        assert!(out.contains("é<< (x) | __herald_json_string >>ß"), "{out}");
+        assert!(rw("<a>ü<<x>>€</a>", Format::Xml).contains("ü<< (x) | __herald_xml_text >>€"));
     }
 
     #[test]

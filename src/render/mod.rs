@@ -15,7 +15,7 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde_json::Map;
 
-use crate::event::{Event, KNOWN_TYPES};
+use crate::event::Event;
 use crate::webhook::{BodyFormat, Method, WebhookSpec};
 use escape::Slot;
 use lexer::Format;
@@ -24,6 +24,8 @@ use lexer::Format;
 const FUEL: u64 = 5_000_000;
 /// Longest rendered body accepted.
 const MAX_BODY_BYTES: usize = 8 << 20;
+/// Longest rendered URL or header value accepted.
+const MAX_LINE_BYTES: usize = 16 << 10;
 
 /// A template problem, with the part of the webhook it is in and, when known,
 /// its line and column.
@@ -78,7 +80,10 @@ impl Error {
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_column(src: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(src.len());
+    let mut offset = offset.min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &src[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
@@ -214,6 +219,17 @@ fn add_template(
         .map_err(|e| Error::from_minijinja(field, src, &e))
 }
 
+/// Data fields not placed at the top level of the context.
+const SHADOWED_NAMES: &[&str] = &[
+    "webhook",
+    "auth",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+];
+
 /// The template context of an event: `event.*`, every data field at the top
 /// level, and `webhook.*`. The names `event`, `webhook` and `auth` win over
 /// data fields of the same name.
@@ -229,8 +245,11 @@ pub fn context(event: &Event, webhook: &Value) -> Value {
             "data": event.data,
         }),
     );
-    top.remove("webhook");
-    top.remove("auth");
+    // herald's own names, and minijinja's globals (a data field `range` must
+    // not break templates that call range()); reachable as event.data.NAME.
+    for name in SHADOWED_NAMES {
+        top.remove(*name);
+    }
     let mut ctx = Value::from(minijinja::value::Serde(&top));
     ctx = minijinja::context! { webhook => webhook.clone(), ..ctx };
     ctx
@@ -292,55 +311,97 @@ impl CompiledRequest {
     /// Renders the request for `event`.
     pub fn render(&self, event: &Event) -> Result<RenderedRequest, Error> {
         let ctx = context(event, &self.webhook);
-        let run = |name: &str, field: &'static str| -> Result<String, Error> {
+        let run = |name: &str, field: &'static str, limit: usize| -> Result<String, Error> {
             let tmpl = self.env.get_template(name).map_err(|e| Error {
                 field,
                 line: None,
                 column: None,
                 message: e.to_string(),
             })?;
-            tmpl.render(&ctx).map_err(|e| {
-                let src = tmpl.source();
-                let mut err = Error::from_minijinja(field, src, &e);
+            let mut out = LimitedWriter::new(limit);
+            tmpl.render_captured_to(&ctx, &mut out).map_err(|e| {
+                if out.overflowed {
+                    return Error {
+                        field,
+                        line: None,
+                        column: None,
+                        message: format!("the rendered text is larger than {limit} bytes"),
+                    };
+                }
+                let mut err = Error::from_minijinja(field, tmpl.source(), &e);
                 // Positions in the rewritten text differ in columns only;
                 // keep the line, which is the same in the admin's text.
                 err.column = None;
                 err
+            })?;
+            String::from_utf8(out.buf).map_err(|_| Error {
+                field,
+                line: None,
+                column: None,
+                message: "the rendered text is not UTF-8".into(),
             })
         };
-        let url = run("url", "url")?.trim().to_owned();
+        let url = run("url", "url", MAX_LINE_BYTES)?.trim().to_owned();
         let mut headers = Vec::with_capacity(self.header_names.len() + 1);
         for (i, name) in self.header_names.iter().enumerate() {
-            headers.push((
-                name.clone(),
-                run(&format!("header{i}"), "headers")?.trim().to_owned(),
-            ));
+            let value = run(&format!("header{i}"), "headers", MAX_LINE_BYTES)?;
+            headers.push((name.clone(), value.trim().to_owned()));
         }
         let body = if self.has_body {
-            run("body", "body_template")?
+            run("body", "body_template", MAX_BODY_BYTES)?
         } else {
             String::new()
         };
-        if body.len() > MAX_BODY_BYTES {
-            return Err(Error {
-                field: "body_template",
-                line: None,
-                column: None,
-                message: format!(
-                    "rendered body is {} bytes, more than the {MAX_BODY_BYTES} allowed",
-                    body.len()
-                ),
-            });
-        }
         if !body.is_empty() && !self.sets_content_type {
             headers.push(("Content-Type".into(), self.body_format.mime().into()));
         }
-        Ok(RenderedRequest {
+        let req = RenderedRequest {
             method: self.method,
             url,
             headers,
             body,
-        })
+        };
+        // Whatever the event holds, nothing malformed is ever sent.
+        check_rendered(&req, self.body_format).map_err(|(field, message)| Error {
+            field,
+            line: None,
+            column: None,
+            message,
+        })?;
+        Ok(req)
+    }
+}
+
+/// Collects rendered output up to a limit, then refuses more: a template
+/// looping over large values cannot exhaust memory.
+struct LimitedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl LimitedWriter {
+    fn new(limit: usize) -> Self {
+        LimitedWriter {
+            buf: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+}
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered output too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -381,15 +442,9 @@ pub fn check(spec: &WebhookSpec) -> Result<(Arc<CompiledRequest>, Warnings), Err
     }
     for kind in &types {
         let event = samples::sample_event(kind);
-        let req = compiled.render(&event).map_err(|mut e| {
+        compiled.render(&event).map_err(|mut e| {
             e.message = format!("rendering a sample {kind} event: {}", e.message);
             e
-        })?;
-        check_rendered(&req, spec.body_format).map_err(|(field, message)| Error {
-            field,
-            line: None,
-            column: None,
-            message: format!("rendering a sample {kind} event: {message}"),
         })?;
     }
     let warnings = unknown_names(spec);
@@ -525,11 +580,6 @@ fn unknown_names(spec: &WebhookSpec) -> Warnings {
         .collect()
 }
 
-/// All known event types, for listings.
-pub fn known_types() -> &'static [&'static str] {
-    KNOWN_TYPES
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,6 +690,47 @@ mod tests {
     }
 
     #[test]
+    fn output_is_bounded_and_malformed_output_is_never_returned() {
+        let big = CompiledRequest::compile(
+            &spec(
+                "[<% for i in range(1000) %>\"<<description * 100>>\",<% endfor %>1]",
+                BodyFormat::Json,
+            ),
+            None,
+        )
+        .unwrap();
+        let mut event = samples::sample_event("system.start");
+        event
+            .data
+            .insert("description".into(), "x".repeat(1000).into());
+        let err = big.render(&event).unwrap_err();
+        assert!(err.message.contains("larger than"), "{err}");
+
+        // A template that only breaks for some data: refused at send time.
+        let c = CompiledRequest::compile(
+            &spec("<%- if flag %>{<% endif %>\"a\":1}", BodyFormat::Json),
+            None,
+        )
+        .unwrap();
+        assert!(c.render(&samples::sample_event("system.start")).is_err());
+    }
+
+    #[test]
+    fn data_fields_do_not_shadow_globals() {
+        let c = CompiledRequest::compile(
+            &spec(
+                "[<% for i in range(2) %><<i>>,<% endfor %>\"<<event.data.range>>\"]",
+                BodyFormat::Json,
+            ),
+            None,
+        )
+        .unwrap();
+        let mut event = samples::sample_event("system.start");
+        event.data.insert("range".into(), 7.into());
+        assert_eq!(c.render(&event).unwrap().body, "[0,1,\"7\"]");
+    }
+
+    #[test]
     fn bad_header_line_is_refused_with_its_line() {
         let err = parse_headers("X-Ok: 1\nnot a header\n").unwrap_err();
         assert_eq!(err.line, Some(2));
@@ -652,6 +743,9 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(c.render(&samples::sample_event("system.start")).is_err());
+        let err = c
+            .render(&samples::sample_event("system.start"))
+            .unwrap_err();
+        assert!(err.message.contains("fuel"), "{err}");
     }
 }

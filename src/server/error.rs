@@ -70,6 +70,7 @@ impl From<admin::Error> for ApiError {
                 field: Some(f.field),
             },
             admin::Error::WebhookNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            admin::Error::WebhookConflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             admin::Error::Store(e) => ApiError::internal(e),
         }
     }

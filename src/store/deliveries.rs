@@ -155,25 +155,22 @@ impl Store {
     /// Marks a delivery failed without an attempt (its event cannot be read).
     pub fn fail_unreadable(&self, delivery_id: i64, reason: &str) -> Result<(), Error> {
         self.with(|c| {
-            c.execute(
+            let tx = c.transaction()?;
+            let now = now_rfc3339();
+            tx.execute(
+                "INSERT INTO log (at, outcome, event_uuid, event_type, webhook_id, webhook_name, delivery_id, attempt, error)
+                 SELECT ?1, 'failed', e.uuid, e.type, w.id, w.name, d.id, d.attempts, ?3
+                 FROM deliveries d
+                 JOIN events e ON e.id = d.event_id
+                 JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE d.id = ?2",
+                params![now, delivery_id, format!("the event cannot be read: {reason}")],
+            )?;
+            tx.execute(
                 "UPDATE deliveries SET state = 'failed', claimed = 0, updated_at = ?2 WHERE id = ?1",
-                params![delivery_id, now_rfc3339()],
+                params![delivery_id, now],
             )?;
-            c.execute(
-                "INSERT INTO log (at, outcome, delivery_id, error) VALUES (?1, 'failed', ?2, ?3)",
-                params![now_rfc3339(), delivery_id, reason],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// Releases one claim without an attempt (shutdown before the request was sent).
-    pub fn release_claim(&self, delivery_id: i64) -> Result<(), Error> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE deliveries SET claimed = 0, attempts = attempts - 1 WHERE id = ?1 AND claimed = 1",
-                [delivery_id],
-            )?;
+            tx.commit()?;
             Ok(())
         })
     }

@@ -1,9 +1,13 @@
 //! The `events` table: the queue producers append to and the router drains.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{Error, Store, now_ms};
-use crate::event::{Event, ValidEvent, now_rfc3339};
+use super::{Error, Store};
+
+/// `next_attempt_at` of a first attempt: due at once, whatever the wall clock
+/// says (a clock stepped back at boot must not hold deliveries).
+const DUE_NOW: i64 = 0;
+use crate::event::{ValidEvent, now_rfc3339};
 
 /// A queued row as written by a producer, not yet checked (a plain SQL
 /// INSERT can put anything in it).
@@ -21,6 +25,8 @@ pub struct QueuedEvent {
     pub ticket_id: Option<String>,
     /// data text.
     pub data: String,
+    /// Why a column could not be read as text, if one could not.
+    pub unreadable: Option<String>,
 }
 
 /// What the router needs of an enabled webhook to route an event to it.
@@ -57,17 +63,6 @@ impl Store {
         })
     }
 
-    /// Does an event with this uuid exist?
-    pub fn event_exists(&self, uuid: &str) -> Result<bool, Error> {
-        self.with(|c| {
-            Ok(
-                c.query_row("SELECT 1 FROM events WHERE uuid = ?1", [uuid], |_| Ok(()))
-                    .optional()?
-                    .is_some(),
-            )
-        })
-    }
-
     /// Number of events waiting to be routed.
     pub fn queue_depth(&self) -> Result<i64, Error> {
         self.with(|c| {
@@ -99,22 +94,30 @@ impl Store {
                 )?;
                 let rows: Vec<QueuedEvent> = select
                     .query_map([limit as i64], |r| {
+                        let mut unreadable = None;
+                        let mut text = |i: usize, name: &str| {
+                            column_text(r, i).unwrap_or_else(|reason| {
+                                unreadable.get_or_insert(format!("column {name} {reason}"));
+                                None
+                            })
+                        };
+                        let uuid = text(1, "uuid").unwrap_or_default();
+                        let kind = text(2, "type").unwrap_or_default();
+                        let created_at = text(3, "created_at").unwrap_or_default();
+                        let ticket_id = text(4, "ticket_id").filter(|t| !t.is_empty());
+                        let data = text(5, "data").unwrap_or_default();
                         Ok(QueuedEvent {
                             id: r.get(0)?,
-                            uuid: text_or_empty(r, 1)?,
-                            kind: text_or_empty(r, 2)?,
-                            created_at: text_or_empty(r, 3)?,
-                            ticket_id: r.get::<_, Option<rusqlite::types::Value>>(4)?.and_then(|v| match v {
-                                rusqlite::types::Value::Text(t) => Some(t),
-                                rusqlite::types::Value::Integer(i) => Some(i.to_string()),
-                                _ => None,
-                            }),
-                            data: text_or_empty(r, 5)?,
+                            uuid,
+                            kind,
+                            created_at,
+                            ticket_id,
+                            data,
+                            unreadable,
                         })
                     })?
                     .collect::<Result<_, _>>()?;
                 let now = now_rfc3339();
-                let now_ms = now_ms();
                 let mut insert = tx.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -130,7 +133,7 @@ impl Store {
                     match decide(row, &routes) {
                         Ok(webhooks) => {
                             for w in webhooks {
-                                stats.deliveries += insert.execute(params![row.id, w, now_ms, now])?;
+                                stats.deliveries += insert.execute(params![row.id, w, DUE_NOW, now])?;
                             }
                             routed.execute(params![row.id, now])?;
                         }
@@ -165,34 +168,23 @@ impl Store {
             )?)
         })
     }
-
-    /// Reads one event by uuid (any state).
-    pub fn event_by_uuid(&self, uuid: &str) -> Result<Event, Error> {
-        self.with(|c| {
-            let (id, uuid, kind, created_at, ticket_id, data): (i64, String, String, String, Option<String>, String) = c
-                .query_row(
-                    "SELECT id, uuid, type, created_at, ticket_id, data FROM events WHERE uuid = ?1",
-                    [uuid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-                )
-                .map_err(super::not_found(format!("event {uuid}")))?;
-            let data = crate::event::parse_stored_data(&data).map_err(|e| Error::Corrupt(e.to_string()))?;
-            Ok(Event { id, uuid, kind, created_at, ticket_id, data })
-        })
-    }
 }
 
-/// Reads a column as text whatever its storage class (SQL producers may store
-/// numbers or blobs); NULL reads as empty.
-fn text_or_empty(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
-    use rusqlite::types::Value;
-    Ok(match r.get::<_, Value>(i)? {
-        Value::Null => String::new(),
-        Value::Integer(n) => n.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Text(t) => t,
-        Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
-    })
+/// Reads a producer-written column as text. SQL producers can store anything:
+/// numbers read as their text, NULL as `None`; a BLOB or text that is not
+/// UTF-8 is refused with the reason (the row is then marked invalid rather
+/// than stopping the queue).
+fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'static str> {
+    use rusqlite::types::ValueRef;
+    match r.get_ref(i).map_err(|_| "cannot be read")? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(n) => Ok(Some(n.to_string())),
+        ValueRef::Real(f) => Ok(Some(f.to_string())),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| "is not valid UTF-8 text"),
+        ValueRef::Blob(_) => Err("holds a BLOB; herald needs text"),
+    }
 }
 
 /// Enabled webhooks and their patterns.
@@ -203,9 +195,13 @@ fn enabled_routes(c: &rusqlite::Connection) -> Result<Vec<WebhookRoute>, Error> 
     let mut out = Vec::new();
     for row in rows {
         let (id, events) = row?;
-        let patterns: Vec<String> = serde_json::from_str(&events)
-            .map_err(|e| Error::Corrupt(format!("webhook {id} events: {e}")))?;
-        out.push(WebhookRoute { id, patterns });
+        match serde_json::from_str::<Vec<String>>(&events) {
+            Ok(patterns) => out.push(WebhookRoute { id, patterns }),
+            // A hand-edited row must not stop routing for every other webhook.
+            Err(e) => {
+                tracing::error!(webhook = id, error = %e, "webhook events are not a JSON list of patterns; skipped")
+            }
+        }
     }
     Ok(out)
 }

@@ -33,6 +33,9 @@ pub enum Error {
     /// The row asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The row changed since it was read.
+    #[error("{0} was changed by someone else meanwhile")]
+    Conflict(String),
     /// The database file or its directory cannot be opened or created.
     #[error("cannot open database {path}: {message}")]
     Open { path: PathBuf, message: String },
@@ -65,9 +68,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Creates the file with mode 0600 if it does not exist, and tightens an
-/// existing one; creates the parent directory with mode 0700.
-fn prepare_file(path: &Path) -> std::io::Result<()> {
+/// Creates the database file's directory (mode 0700) if it does not exist.
+pub fn create_parent_dir(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -77,6 +79,13 @@ fn prepare_file(path: &Path) -> std::io::Result<()> {
             .mode(0o700)
             .create(dir)?;
     }
+    Ok(())
+}
+
+/// Creates the file with mode 0600 if it does not exist, and tightens an
+/// existing one; creates the parent directory with mode 0700.
+fn prepare_file(path: &Path) -> std::io::Result<()> {
+    create_parent_dir(path)?;
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -105,6 +114,20 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path.to_owned()),
         })
+    }
+
+    /// Opens a database that must already exist (read-only commands: a wrong
+    /// path must not create an empty database and report "nothing found").
+    pub fn open_existing(path: &Path) -> Result<Store, Error> {
+        if !path.exists() {
+            return Err(Error::Open {
+                path: path.to_owned(),
+                message: "no such file; herald has not used this database.path yet \
+                          (check --config, HERALD_CONFIG or HERALD_DATABASE_PATH)"
+                    .into(),
+            });
+        }
+        Store::open(path)
     }
 
     /// The database file.
@@ -189,6 +212,41 @@ mod tests {
         drop(store);
         // Reopening is a no-op migration.
         assert!(Store::open(&path).is_ok());
+    }
+
+    #[test]
+    fn stale_webhook_update_is_a_conflict_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let spec = crate::webhook::WebhookSpec::example("http://127.0.0.1:9/");
+        let w = store.insert_webhook(&spec).unwrap();
+        let mut first = spec.clone();
+        first.name = "first".into();
+        let after_first = store.update_webhook(w.id, &w.updated_at, &first).unwrap();
+        assert_ne!(after_first.updated_at, w.updated_at);
+        let mut second = spec.clone();
+        second.name = "second".into();
+        // Based on the version before the first change: refused.
+        assert!(matches!(
+            store.update_webhook(w.id, &w.updated_at, &second),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(store.webhook(w.id).unwrap().spec.name, "first");
+        assert!(matches!(
+            store.update_webhook(999, "x", &second),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn open_existing_does_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.db");
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(Error::Open { .. })
+        ));
+        assert!(!path.exists());
     }
 
     #[test]

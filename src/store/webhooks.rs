@@ -67,21 +67,48 @@ impl Store {
         self.webhook(id)
     }
 
-    /// Replaces every setting of webhook `id` with an already checked spec.
-    pub fn update_webhook(&self, id: i64, spec: &WebhookSpec) -> Result<Webhook, Error> {
-        let now = now_rfc3339();
+    /// Replaces every setting of webhook `id` with an already checked spec,
+    /// if it is still at version `seen_updated_at` (else [`Error::Conflict`]:
+    /// someone changed it meanwhile, and their change must not be lost).
+    pub fn update_webhook(
+        &self,
+        id: i64,
+        seen_updated_at: &str,
+        spec: &WebhookSpec,
+    ) -> Result<Webhook, Error> {
+        let mut now = now_rfc3339();
+        if now.as_str() <= seen_updated_at {
+            // Same millisecond (or a clock step): keep versions distinct.
+            now = format!("{seen_updated_at}+");
+        }
         let changed = self.with(|c| {
             Ok(c.execute(
                 "UPDATE webhooks SET name = ?2, url = ?3, method = ?4, events = ?5, headers = ?6, body_template = ?7,
-                 body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12 WHERE id = ?1",
+                 body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12
+                 WHERE id = ?1 AND updated_at = ?13",
                 params![
                     id, spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
-                    spec.timeout.as_millis() as i64, now
+                    spec.timeout.as_millis() as i64, now, seen_updated_at
                 ],
             )?)
         })?;
         if changed == 0 {
+            self.webhook(id)?; // NotFound when it is gone
+            return Err(Error::Conflict(format!("webhook {id}")));
+        }
+        self.webhook(id)
+    }
+
+    /// Enables or disables webhook `id` without touching its other settings.
+    pub fn set_webhook_enabled(&self, id: i64, enabled: bool) -> Result<Webhook, Error> {
+        let n = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE webhooks SET enabled = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, enabled, now_rfc3339()],
+            )?)
+        })?;
+        if n == 0 {
             return Err(Error::NotFound(format!("webhook {id}")));
         }
         self.webhook(id)

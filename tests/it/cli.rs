@@ -286,3 +286,23 @@ fn cleanup_removes_only_what_is_past_retention() {
     let out = h.cli(&["cleanup"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn read_only_commands_do_not_create_a_missing_database() {
+    let h = Herald::new();
+    for args in [
+        &["log"][..],
+        &["webhook", "list"],
+        &["webhook", "show", "1"],
+        &["render", "--webhook", "1", "--event", "-"],
+    ] {
+        let out = h.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("no such file; herald has not used this database.path yet"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!h.db().exists());
+}
