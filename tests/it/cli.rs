@@ -306,3 +306,38 @@ fn read_only_commands_do_not_create_a_missing_database() {
     }
     assert!(!h.db().exists());
 }
+
+#[test]
+fn the_cleanup_job_runs_on_its_schedule_inside_serve() {
+    let mut h = Herald::new();
+    // Every second, so the test need not wait an hour.
+    h.set_env("HERALD_CLEANUP_SCHEDULE", "* * * * * *");
+    h.add_webhook(&[
+        "--name",
+        "w",
+        "--url",
+        &format!("http://127.0.0.1:{}/", refused_port()),
+        "--events",
+        "*",
+    ]);
+    let _s = h.serve();
+    h.ok(&["emit", "system.start"]);
+    h.ok(&["emit", "system.start"]);
+    h.wait_log(&[], 2);
+    h.sql(
+        "UPDATE log SET at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days') WHERE id = 1;
+         UPDATE events SET routed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days') WHERE id = 1;",
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while h.sql_count("SELECT count(*) FROM log") != 1
+        || h.sql_count("SELECT count(*) FROM events") != 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduled cleanup did not run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(h.sql_count("SELECT id FROM log"), 2);
+    assert_eq!(h.sql_count("SELECT id FROM events"), 2);
+}

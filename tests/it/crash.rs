@@ -87,3 +87,42 @@ async fn events_queued_while_herald_is_down_are_delivered_at_start() {
     rx.wait_for(21).await;
     h.wait_log(&[], 21);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_past_the_grace_period_exits_and_resends_after_restart() {
+    let rx = Receiver::start().await;
+    rx.set_delay(Duration::from_secs(3600));
+    let mut h = Herald::new();
+    h.set_env("HERALD_DELIVERY_SHUTDOWN_GRACE", "0.5");
+    h.add_webhook(&[
+        "--name",
+        "w",
+        "--url",
+        &rx.url("/"),
+        "--events",
+        "*",
+        "--timeout",
+        "300",
+    ]);
+    let server = h.serve();
+    let uuid = h.ok(&["emit", "system.start"]).trim().to_owned();
+    rx.wait_for(1).await;
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        h.log(&[]).len(),
+        0,
+        "the cut-short attempt is logged at the next start"
+    );
+
+    rx.set_delay(Duration::ZERO);
+    let _server = h.serve();
+    let log = h.wait_log(&["--event", &uuid], 2);
+    assert_eq!(log[0]["outcome"], "delivered");
+    assert_eq!(log[1]["outcome"], "failed");
+    assert!(
+        log[1]["error"].as_str().unwrap().starts_with("interrupted"),
+        "{log:#?}"
+    );
+    assert_eq!(rx.received().len(), 2);
+}
