@@ -177,46 +177,43 @@ fn check_config_names_what_is_wrong() {
     let h = Herald::new();
     assert!(h.ok(&["check-config"]).contains("configuration is valid"));
     let bad = write_file(&h, "bad.toml", "[router]\nbatch_size = 0\n");
-    let out = h.cli(&["--config", &bad, "check-config"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("router.batch_size = 0: must be between 1 and 10000"),
-        "{}",
-        stderr(&out)
-    );
-    let mut h3 = Herald::new();
-    h3.set_env("HERALD_ROUTER_READ_INTERVAL", "0.01");
-    let out = h3.cli(&["check-config"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("router.read_interval = 0.01: must be between 0.1 and 3600"),
-        "{}",
-        stderr(&out)
-    );
-    let bad = write_file(&h, "bad2.toml", "[router]\nread_intervall = 1\n");
-    let out = h.cli(&["--config", &bad, "serve"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unknown key `read_intervall` in [router]"),
-        "{}",
-        stderr(&out)
-    );
-    let out = h.cli(&["--config", "/nonexistent/herald.toml", "check-config"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("cannot read config file /nonexistent/herald.toml"),
-        "{}",
-        stderr(&out)
-    );
-    let mut h2 = Herald::new();
-    h2.set_env("HERALD_ROUTER_SPEED", "1");
-    let out = h2.cli(&["check-config"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("HERALD_ROUTER_SPEED is not a herald setting"),
-        "{}",
-        stderr(&out)
-    );
+    let bad2 = write_file(&h, "bad2.toml", "[router]\nread_intervall = 1\n");
+    let cases: [(&[&str], Option<(&str, &str)>, &str); 5] = [
+        (
+            &["--config", &bad, "check-config"],
+            None,
+            "router.batch_size = 0: must be between 1 and 10000",
+        ),
+        (
+            &["check-config"],
+            Some(("HERALD_ROUTER_READ_INTERVAL", "0.01")),
+            "router.read_interval = 0.01: must be between 0.1 and 3600",
+        ),
+        (
+            &["--config", &bad2, "serve"],
+            None,
+            "unknown key `read_intervall` in [router]",
+        ),
+        (
+            &["--config", "/nonexistent/herald.toml", "check-config"],
+            None,
+            "cannot read config file /nonexistent/herald.toml",
+        ),
+        (
+            &["check-config"],
+            Some(("HERALD_ROUTER_SPEED", "1")),
+            "HERALD_ROUTER_SPEED is not a herald setting",
+        ),
+    ];
+    for (args, env, words) in cases {
+        let mut h2 = Herald::new();
+        if let Some((k, v)) = env {
+            h2.set_env(k, v);
+        }
+        let out = h2.cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(words), "{args:?}: {}", stderr(&out));
+    }
     let good = write_file(
         &h,
         "good.toml",

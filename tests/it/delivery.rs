@@ -259,40 +259,19 @@ async fn invalid_rows_are_marked_and_the_loop_goes_on() {
         .map(|e| e["error"].as_str().unwrap())
         .collect();
     assert!(failed.iter().all(|e| e["outcome"] == "invalid"));
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("must be a JSON object, got an array")),
-        "{errors:?}"
-    );
-    assert!(
-        errors.iter().any(|e| e.contains("not valid JSON")),
-        "{errors:?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("event type \"Not A Type\"")),
-        "{errors:?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("created_at \"yesterday\"")),
-        "{errors:?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("column data is not valid UTF-8 text")),
-        "{errors:?}"
-    );
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("column data holds a BLOB")),
-        "{errors:?}"
-    );
+    for reason in [
+        "must be a JSON object, got an array",
+        "not valid JSON",
+        "event type \"Not A Type\"",
+        "created_at \"yesterday\"",
+        "column data is not valid UTF-8 text",
+        "column data holds a BLOB",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(reason)),
+            "{reason}: {errors:?}"
+        );
+    }
     assert_eq!(
         h.sql_count("SELECT count(*) FROM events WHERE state = 'invalid' AND error IS NOT NULL"),
         6
