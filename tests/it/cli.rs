@@ -172,13 +172,16 @@ fn emit_accepts_flags_files_and_stdin_and_refuses_bad_input() {
     assert_eq!(h.sql_count("SELECT count(*) FROM events"), 3);
 }
 
+/// Arguments, an environment variable to set, and words the error must contain.
+type ConfigCase<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn check_config_names_what_is_wrong() {
     let h = Herald::new();
     assert!(h.ok(&["check-config"]).contains("configuration is valid"));
     let bad = write_file(&h, "bad.toml", "[router]\nbatch_size = 0\n");
     let bad2 = write_file(&h, "bad2.toml", "[router]\nread_intervall = 1\n");
-    let cases: [(&[&str], Option<(&str, &str)>, &str); 5] = [
+    let cases: [ConfigCase; 5] = [
         (
             &["--config", &bad, "check-config"],
             None,
