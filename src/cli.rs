@@ -31,6 +31,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `herald render` shows where a fetched token would go.
+const TOKEN_STAND_IN: &str = "<token fetched from the auth URL at send time>";
+
 const AFTER_HELP: &str = "\
 Environment: HERALD_<SECTION>_<KEY> overrides any config key (e.g. HERALD_ROUTER_READ_INTERVAL=1);
 HERALD_LOG sets the log filter (e.g. debug, herald=trace).
@@ -58,6 +61,9 @@ pub enum Command {
         /// Event JSON file (as in shared/events/*.json); `-` for stdin.
         #[arg(long, value_name = "FILE")]
         event: PathBuf,
+        /// Print secrets (credentials, keys) in clear instead of ***.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Show the event log, newest first.
     Log {
@@ -121,13 +127,25 @@ pub enum WebhookCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one webhook with its templates.
+    /// Show one webhook with its templates (secrets masked).
     Show {
         /// Webhook id.
         id: i64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Print secrets (passwords, tokens, keys, signing secrets) in clear.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Make a new Standard Webhooks signing secret; the old one keeps
+    /// signing alongside it (two signatures) for the overlap.
+    RotateSecret {
+        /// Webhook id.
+        id: i64,
+        /// Hours the old secret keeps signing.
+        #[arg(long, default_value_t = 24.0)]
+        overlap_hours: f64,
     },
     /// Change the settings given; the rest keep their values.
     Edit {
@@ -200,6 +218,15 @@ pub struct WebhookArgs {
     /// Request timeout in seconds (default 30).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Authentication as JSON, e.g. '{"kind":"bearer","token":"…"}' (kinds:
+    /// none, basic, bearer, apikey, custom, token, oauth2; see the README).
+    /// A secret given as "***" keeps the stored one.
+    #[arg(long, value_name = "JSON")]
+    pub auth: Option<String>,
+    /// Signing as JSON: '{"kind":"standard"}' (herald generates the secret)
+    /// or '{"kind":"hmac","header":"X-Signature","secret":"…","encoding":"hex"}'.
+    #[arg(long, value_name = "JSON")]
+    pub signing: Option<String>,
 }
 
 impl WebhookArgs {
@@ -238,8 +265,23 @@ impl WebhookArgs {
             log_bodies: self.log_bodies,
             enabled: self.enabled,
             timeout_ms,
+            auth: parse_setting("auth", self.auth)?,
+            signing: parse_setting("signing", self.signing)?,
             ..Default::default()
         })
+    }
+}
+
+/// Parses a JSON setting flag, refusing it with the field's name.
+fn parse_setting<T: serde::de::DeserializeOwned>(
+    field: &str,
+    text: Option<String>,
+) -> anyhow::Result<Option<T>> {
+    match text {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| {
+            crate::webhook::FieldError::new(field, format!("--{field} is not valid: {e}")).into()
+        }),
     }
 }
 
@@ -306,7 +348,11 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Emit(args) => emit(&config, args),
         Command::Webhook(cmd) => webhook(&config, cmd),
-        Command::Render { webhook, event } => {
+        Command::Render {
+            webhook,
+            event,
+            reveal,
+        } => {
             let store = Store::open_existing(&config.database_path)?;
             let w = admin::webhook(&store, webhook)?;
             let raw: NewEvent = serde_json::from_str(&read_text(&event)?)
@@ -321,7 +367,29 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 data: valid.data,
             };
             let compiled = CompiledRequest::compile(&w.spec, Some(w.id))?;
-            print!("{}", compiled.render(&event)?);
+            // No network: a fetched token is shown as a stand-in.
+            let token = w.spec.auth.fetches_token().then_some(TOKEN_STAND_IN);
+            let mut req = match token {
+                Some(t) => compiled.render_with_token(&event, t)?,
+                None => compiled.render(&event)?,
+            };
+            crate::auth::apply(&mut req, &w.spec.auth, token, compiled.places_auth_token());
+            crate::sign::apply(&mut req, &w.spec.signing, &event.uuid);
+            if !reveal {
+                let mut secrets = w.spec.auth.secret_values();
+                secrets.extend(w.spec.signing.secret_values());
+                for (_, v) in req.headers.iter_mut() {
+                    *v = crate::deliver::mask::scrub(v, &secrets);
+                }
+                req.url = crate::deliver::mask::scrub(&req.url, &secrets);
+                req.body = crate::deliver::mask::scrub(&req.body, &secrets);
+                for (k, v) in req.headers.iter_mut() {
+                    if k.eq_ignore_ascii_case("authorization") && v.starts_with("Basic ") {
+                        *v = "Basic ***".into();
+                    }
+                }
+            }
+            print!("{req}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Log {
@@ -460,9 +528,24 @@ fn emit(config: &Config, args: EmitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_webhook(w: &Webhook, json: bool) -> anyhow::Result<()> {
+fn print_webhook(w: &Webhook, json: bool, reveal: bool) -> anyhow::Result<()> {
+    // Serialising a webhook masks its secrets; --reveal puts them back.
+    let (auth, signing) = if reveal {
+        (
+            serde_json::to_value(&w.spec.auth)?,
+            serde_json::to_value(&w.spec.signing)?,
+        )
+    } else {
+        (
+            serde_json::to_value(w.spec.auth.masked())?,
+            serde_json::to_value(w.spec.signing.masked())?,
+        )
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(w)?);
+        let mut v = serde_json::to_value(w)?;
+        v["auth"] = auth;
+        v["signing"] = signing;
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let s = &w.spec;
@@ -475,6 +558,8 @@ fn print_webhook(w: &Webhook, json: bool) -> anyhow::Result<()> {
     println!("body mime:   {}", s.body_format.mime());
     println!("log bodies:  {}", s.log_bodies);
     println!("timeout:     {:?}", s.timeout);
+    println!("auth:        {auth}");
+    println!("signing:     {signing}");
     println!("updated:     {}", w.updated_at);
     println!("headers:");
     for l in s.headers.lines() {
@@ -487,9 +572,16 @@ fn print_webhook(w: &Webhook, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report_saved(w: &Webhook, warnings: &[String], verb: &str) {
+fn report_saved(saved: &admin::Saved, verb: &str) {
+    let w = &saved.webhook;
     println!("{verb} webhook {} ({})", w.id, w.spec.name);
-    for warning in warnings {
+    if let Some(secret) = &saved.new_secret {
+        println!(
+            "signing secret (shown once; give it to the receiver): {}",
+            secret.expose()
+        );
+    }
+    for warning in &saved.warnings {
         eprintln!("warning: {warning}");
     }
 }
@@ -504,8 +596,10 @@ fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
     };
     match cmd {
         WebhookCommand::Add(args) => {
-            let (w, warn) = admin::create_webhook(&store, args.into_patch()?)?;
-            report_saved(&w, &warn, "created");
+            report_saved(
+                &admin::create_webhook(&store, args.into_patch()?)?,
+                "created",
+            );
         }
         WebhookCommand::List { json } => {
             let all = store.webhooks()?;
@@ -531,14 +625,34 @@ fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        WebhookCommand::Show { id, json } => print_webhook(&admin::webhook(&store, id)?, json)?,
+        WebhookCommand::Show { id, json, reveal } => {
+            print_webhook(&admin::webhook(&store, id)?, json, reveal)?
+        }
         WebhookCommand::Edit { id, args } => {
-            let (w, warn) = admin::update_webhook(&store, id, args.into_patch()?)?;
-            report_saved(&w, &warn, "updated");
+            report_saved(
+                &admin::update_webhook(&store, id, args.into_patch()?)?,
+                "updated",
+            );
         }
         WebhookCommand::Copy { id, args } => {
-            let (w, warn) = admin::copy_webhook(&store, id, args.into_patch()?)?;
-            report_saved(&w, &warn, "created");
+            report_saved(
+                &admin::copy_webhook(&store, id, args.into_patch()?)?,
+                "created",
+            );
+        }
+        WebhookCommand::RotateSecret { id, overlap_hours } => {
+            if !(overlap_hours.is_finite() && (0.0..=720.0).contains(&overlap_hours)) {
+                return Err(crate::webhook::FieldError::new(
+                    "overlap",
+                    "--overlap-hours must be between 0 and 720",
+                )
+                .into());
+            }
+            let overlap = std::time::Duration::from_secs_f64(overlap_hours * 3600.0);
+            report_saved(
+                &admin::rotate_secret(&store, id, overlap)?,
+                "rotated the signing secret of",
+            );
         }
         WebhookCommand::Rm { id } => {
             admin::delete_webhook(&store, id)?;

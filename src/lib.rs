@@ -12,6 +12,8 @@
 //! - [`router`]: the polling loop turning queued events into deliveries.
 //! - [`webhook`]: a webhook's settings and their validation.
 //! - [`render`]: templates with `<< >>` placeholders and format-aware escaping.
+//! - [`auth`]: outgoing authentication, fetched tokens and their cache, secrets.
+//! - [`sign`]: Standard Webhooks and plain HMAC signatures.
 //! - [`deliver`]: the HTTP client, the success rule, masking, the worker loop.
 //! - [`cleanup`]: the cron-scheduled retention job.
 //! - [`server`]: axum listener: ingest, REST API, `/healthz`.
@@ -21,6 +23,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cleanup;
 pub mod cli;
 pub mod config;
@@ -29,6 +32,7 @@ pub mod event;
 pub mod render;
 pub mod router;
 pub mod server;
+pub mod sign;
 pub mod store;
 pub mod wake;
 pub mod webhook;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Auth;
 use crate::render;
+use crate::sign::Signing;
 
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,6 +158,20 @@ pub struct WebhookSpec {
     /// Request timeout.
     #[serde(rename = "timeout_ms", serialize_with = "millis")]
     pub timeout: Duration,
+    /// How requests authenticate (output with secrets masked).
+    #[serde(serialize_with = "masked_auth")]
+    pub auth: Auth,
+    /// How requests are signed (output with secrets masked).
+    #[serde(serialize_with = "masked_signing")]
+    pub signing: Signing,
+}
+
+fn masked_auth<S: serde::Serializer>(a: &Auth, s: S) -> Result<S::Ok, S::Error> {
+    a.masked().serialize(s)
+}
+
+fn masked_signing<S: serde::Serializer>(a: &Signing, s: S) -> Result<S::Ok, S::Error> {
+    a.masked().serialize(s)
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -201,6 +217,10 @@ pub struct WebhookPatch {
     pub enabled: Option<bool>,
     /// Timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Authentication; secrets sent as `***` keep their stored value.
+    pub auth: Option<Auth>,
+    /// Signing; secrets sent as `***` keep their stored value.
+    pub signing: Option<Signing>,
     /// Read-only fields of a webhook as returned by the API, accepted and
     /// ignored so a GET → edit → PUT round trip works.
     #[serde(default, rename = "id")]
@@ -227,6 +247,8 @@ impl WebhookSpec {
             log_bodies: false,
             enabled: true,
             timeout: DEFAULT_TIMEOUT,
+            auth: Auth::None,
+            signing: Signing::None,
         }
     }
 
@@ -288,6 +310,14 @@ impl WebhookSpec {
         if let Some(v) = patch.timeout_ms {
             self.timeout = Duration::from_millis(v);
         }
+        if let Some(mut v) = patch.auth {
+            v.keep_secrets_from(&self.auth);
+            self.auth = v;
+        }
+        if let Some(mut v) = patch.signing {
+            v.keep_secrets_from(&self.signing);
+            self.signing = v;
+        }
         Ok(())
     }
 
@@ -343,6 +373,8 @@ impl WebhookSpec {
                 format!("must be between 1 and {} ms", MAX_TIMEOUT.as_millis()),
             ));
         }
+        self.auth.check()?;
+        self.signing.check()?;
         let (_, warnings) = render::check(self)?;
         Ok(warnings)
     }

@@ -113,6 +113,21 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Shortest secret value scrubbed from logged text: shorter ones would
+/// garble the log (and are not worth much as secrets).
+const MIN_SCRUBBED_LEN: usize = 4;
+
+/// `text` with every occurrence of the given secret values replaced by [`MASK`].
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SCRUBBED_LEN) {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), MASK);
+        }
+    }
+    out
+}
+
 /// At most `max` bytes of `text`, cut on a character boundary and marked.
 pub fn cap(text: &str, max: usize) -> String {
     if text.len() <= max {

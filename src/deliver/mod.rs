@@ -13,8 +13,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, Secret, token::TokenCache};
 use crate::event::now_rfc3339;
 use crate::render::{CompiledRequest, RenderedRequest};
+use crate::sign;
 use crate::store::{AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store};
 use crate::webhook::Webhook;
 
@@ -48,15 +50,18 @@ pub struct Deliverer {
     client: reqwest::Client,
     settings: Settings,
     cache: Arc<Mutex<HashMap<i64, Arc<Prepared>>>>,
+    tokens: TokenCache,
     shutdown: CancellationToken,
 }
 
 impl Deliverer {
     /// A deliverer over `store`, stopping when `shutdown` is cancelled.
     pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> Deliverer {
+        let client = client::build_client();
         Deliverer {
             store,
-            client: client::build_client(),
+            tokens: TokenCache::new(client.clone()),
+            client,
             settings,
             cache: Arc::default(),
             shutdown,
@@ -200,32 +205,11 @@ impl Deliverer {
         };
         let webhook = &prepared.webhook;
         entry.webhook_name = webhook.spec.name.clone();
-        let rendered = prepared.compiled.clone().and_then(|c| {
-            c.render(&job.event)
-                .map_err(|e| format!("template error: {e}"))
-        });
-        match rendered {
+        match prepared.compiled.clone() {
             Err(message) => entry.error = Some(message),
-            Ok(req) => {
-                let max = self.settings.max_logged_body_bytes;
-                let (result, took) =
-                    client::send(&self.client, &req, webhook.spec.timeout, max).await;
-                entry.duration_ms = took.as_millis() as i64;
-                let mut response = None;
-                match result {
-                    Ok(resp) => {
-                        entry.http_status = Some(resp.status);
-                        entry.delivered = (200..300).contains(&resp.status);
-                        if !entry.delivered {
-                            entry.error = Some(client::Error::Status(resp.status).to_string());
-                        }
-                        response = Some(resp);
-                    }
-                    Err(e) => entry.error = Some(e.to_string()),
-                }
-                if webhook.spec.log_bodies {
-                    entry.detail = Some(detail(&req, response.as_ref(), max));
-                }
+            Ok(compiled) => {
+                self.send_authenticated(webhook, &compiled, &job, &mut entry)
+                    .await
             }
         }
         let outcome = if entry.delivered {
@@ -235,6 +219,97 @@ impl Deliverer {
             Outcome::Failed
         };
         self.record(delivery_id, outcome, entry).await;
+    }
+
+    /// Renders, authenticates, signs and sends one request, filling `entry`.
+    /// With a fetched token, a 401 answer refreshes the token once and sends
+    /// the request again.
+    async fn send_authenticated(
+        &self,
+        webhook: &Webhook,
+        compiled: &CompiledRequest,
+        job: &DeliveryJob,
+        entry: &mut NewLogEntry,
+    ) {
+        let spec = &webhook.spec;
+        let max = self.settings.max_logged_body_bytes;
+        let mut secrets: Vec<String> = spec.auth.secret_values();
+        secrets.extend(spec.signing.secret_values());
+        let mut refused: Option<Secret> = None;
+        loop {
+            let token = if spec.auth.fetches_token() {
+                let fetched = self
+                    .tokens
+                    .token(
+                        webhook.id,
+                        &webhook.updated_at,
+                        &spec.auth,
+                        spec.timeout,
+                        refused.as_ref(),
+                    )
+                    .await;
+                match fetched {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        // Nothing is sent without its authentication.
+                        entry.error = Some(mask::scrub(&e.to_string(), &secrets));
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(t) = &token {
+                secrets.push(t.expose().to_owned());
+            }
+            let rendered = match &token {
+                Some(t) => compiled.render_with_token(&job.event, t.expose()),
+                None => compiled.render(&job.event),
+            };
+            let mut req = match rendered {
+                Ok(r) => r,
+                Err(e) => {
+                    entry.error = Some(mask::scrub(&format!("template error: {e}"), &secrets));
+                    return;
+                }
+            };
+            auth::apply(
+                &mut req,
+                &spec.auth,
+                token.as_ref().map(Secret::expose),
+                compiled.places_auth_token(),
+            );
+            sign::apply(&mut req, &spec.signing, &job.event.uuid);
+            let (result, took) = client::send(&self.client, &req, spec.timeout, max).await;
+            entry.duration_ms = took.as_millis() as i64;
+            entry.error = None;
+            let mut response = None;
+            match result {
+                Ok(resp) => {
+                    entry.http_status = Some(resp.status);
+                    entry.delivered = (200..300).contains(&resp.status);
+                    if resp.status == 401 && token.is_some() && refused.is_none() {
+                        // The token may have been revoked early: once, fetch
+                        // a new one and repeat the request.
+                        refused = token;
+                        continue;
+                    }
+                    if !entry.delivered {
+                        let mut e = client::Error::Status(resp.status).to_string();
+                        if resp.status == 401 && refused.is_some() {
+                            e.push_str(" (also with a freshly fetched token)");
+                        }
+                        entry.error = Some(e);
+                    }
+                    response = Some(resp);
+                }
+                Err(e) => entry.error = Some(mask::scrub(&e.to_string(), &secrets)),
+            }
+            if spec.log_bodies {
+                entry.detail = Some(detail(&req, response.as_ref(), max, &secrets));
+            }
+            return;
+        }
     }
 
     /// Records an attempt, retrying while the database refuses (e.g. another
@@ -270,15 +345,24 @@ impl Deliverer {
 }
 
 /// The request and response as the log keeps them: secrets masked, bodies capped.
-fn detail(req: &RenderedRequest, resp: Option<&client::Response>, max: usize) -> AttemptDetail {
+/// The request and response as the log keeps them: secret-looking headers
+/// and URL parts masked, the webhook's own secret values scrubbed wherever
+/// they appear (a token placed in the body, a key in a custom header), bodies capped.
+fn detail(
+    req: &RenderedRequest,
+    resp: Option<&client::Response>,
+    max: usize,
+    secrets: &[String],
+) -> AttemptDetail {
+    let scrub = |t: &str| mask::scrub(t, secrets);
     AttemptDetail {
         request_method: req.method.to_string(),
-        request_url: mask::url(&req.url),
-        request_headers: mask::headers_text(
+        request_url: scrub(&mask::url(&req.url)),
+        request_headers: scrub(&mask::headers_text(
             req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        ),
-        request_body: mask::cap(&req.body, max),
-        response_headers: resp.map(|r| mask::mask_header_lines(&r.headers)),
-        response_body: resp.map(|r| r.body.clone()),
+        )),
+        request_body: scrub(&mask::cap(&req.body, max)),
+        response_headers: resp.map(|r| scrub(&mask::mask_header_lines(&r.headers))),
+        response_body: resp.map(|r| scrub(&r.body)),
     }
 }

@@ -173,6 +173,7 @@ pub struct CompiledRequest {
     header_names: Vec<String>,
     has_body: bool,
     sets_content_type: bool,
+    places_auth_token: bool,
     webhook: Value,
 }
 
@@ -233,7 +234,8 @@ const SHADOWED_NAMES: &[&str] = &[
 /// The template context of an event: `event.*`, every data field at the top
 /// level, and `webhook.*`. The names `event`, `webhook` and `auth` win over
 /// data fields of the same name.
-pub fn context(event: &Event, webhook: &Value) -> Value {
+/// `auth.token` is set when the webhook uses a fetched token.
+pub fn context(event: &Event, webhook: &Value, auth_token: Option<&str>) -> Value {
     let mut top: Map<String, serde_json::Value> = event.data.clone();
     top.insert(
         "event".into(),
@@ -250,9 +252,15 @@ pub fn context(event: &Event, webhook: &Value) -> Value {
     for name in SHADOWED_NAMES {
         top.remove(*name);
     }
-    let mut ctx = Value::from(minijinja::value::Serde(&top));
-    ctx = minijinja::context! { webhook => webhook.clone(), ..ctx };
-    ctx
+    let ctx = Value::from(minijinja::value::Serde(&top));
+    match auth_token {
+        Some(t) => minijinja::context! {
+            webhook => webhook.clone(),
+            auth => minijinja::context! { token => t },
+            ..ctx
+        },
+        None => minijinja::context! { webhook => webhook.clone(), ..ctx },
+    }
 }
 
 impl CompiledRequest {
@@ -301,6 +309,9 @@ impl CompiledRequest {
                 .any(|n| n.eq_ignore_ascii_case("content-type")),
             header_names,
             has_body,
+            places_auth_token: [&spec.url, &spec.headers, &spec.body_template]
+                .iter()
+                .any(|t| t.contains("auth.token")),
             webhook: Value::from(minijinja::value::Serde(serde_json::json!({
                 "id": webhook_id,
                 "name": spec.name,
@@ -310,7 +321,22 @@ impl CompiledRequest {
 
     /// Renders the request for `event`.
     pub fn render(&self, event: &Event) -> Result<RenderedRequest, Error> {
-        let ctx = context(event, &self.webhook);
+        self.render_in(&context(event, &self.webhook, None))
+    }
+
+    /// Renders the request for `event` with `<<auth.token>>` set.
+    pub fn render_with_token(&self, event: &Event, token: &str) -> Result<RenderedRequest, Error> {
+        self.render_in(&context(event, &self.webhook, Some(token)))
+    }
+
+    /// Do the templates place `<<auth.token>>` themselves (so herald adds no
+    /// `Authorization: Bearer` header)?
+    pub fn places_auth_token(&self) -> bool {
+        self.places_auth_token
+    }
+
+    /// Renders the request in a prepared context.
+    pub fn render_in(&self, ctx: &Value) -> Result<RenderedRequest, Error> {
         let run = |name: &str, field: &'static str, limit: usize| -> Result<String, Error> {
             let tmpl = self.env.get_template(name).map_err(|e| Error {
                 field,
@@ -319,7 +345,7 @@ impl CompiledRequest {
                 message: e.to_string(),
             })?;
             let mut out = LimitedWriter::new(limit);
-            tmpl.render_captured_to(&ctx, &mut out).map_err(|e| {
+            tmpl.render_captured_to(ctx, &mut out).map_err(|e| {
                 if out.overflowed {
                     return Error {
                         field,

@@ -102,11 +102,8 @@ pub async fn create_webhook(
 ) -> Result<impl IntoResponse, ApiError> {
     let body = read_body(body)?;
     let patch: WebhookPatch = parse_json(&body, "a webhook")?;
-    let (w, warnings) = blocking(&state, move |s| admin::create_webhook(s, patch)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"webhook": w, "warnings": warnings})),
-    ))
+    let saved = blocking(&state, move |s| admin::create_webhook(s, patch)).await?;
+    Ok((StatusCode::CREATED, Json(saved)))
 }
 
 /// `GET /api/v1/webhooks/{id}`.
@@ -129,8 +126,9 @@ pub async fn update_webhook(
     let id = parse_id(&id)?;
     let body = read_body(body)?;
     let patch: WebhookPatch = parse_json(&body, "webhook fields")?;
-    let (w, warnings) = blocking(&state, move |s| admin::update_webhook(s, id, patch)).await?;
-    Ok(Json(json!({"webhook": w, "warnings": warnings})))
+    Ok(Json(
+        blocking(&state, move |s| admin::update_webhook(s, id, patch)).await?,
+    ))
 }
 
 /// `DELETE /api/v1/webhooks/{id}`: 204.
@@ -156,10 +154,43 @@ pub async fn copy_webhook(
     } else {
         parse_json(&body, "webhook fields for the copy")?
     };
-    let (w, warnings) = blocking(&state, move |s| admin::copy_webhook(s, id, patch)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"webhook": w, "warnings": warnings})),
+    let saved = blocking(&state, move |s| admin::copy_webhook(s, id, patch)).await?;
+    Ok((StatusCode::CREATED, Json(saved)))
+}
+
+/// Body of `POST /api/v1/webhooks/{id}/rotate-secret`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    /// Hours the old secret keeps signing (default 24).
+    overlap_hours: Option<f64>,
+}
+
+/// Longest overlap of old and new signing secrets.
+const MAX_OVERLAP_HOURS: f64 = 24.0 * 30.0;
+
+/// `POST /api/v1/webhooks/{id}/rotate-secret`: 200 with the new secret, shown once.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let body = read_body(body)?;
+    let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        parse_json(&body, "{\"overlap_hours\": 24}")?
+    };
+    let hours = req.overlap_hours.unwrap_or(24.0);
+    if !(0.0..=MAX_OVERLAP_HOURS).contains(&hours) {
+        return Err(ApiError::bad_request(format!(
+            "overlap_hours must be between 0 and {MAX_OVERLAP_HOURS}"
+        )));
+    }
+    let overlap = std::time::Duration::from_secs_f64(hours * 3600.0);
+    Ok(Json(
+        blocking(&state, move |s| admin::rotate_secret(s, id, overlap)).await?,
     ))
 }
 

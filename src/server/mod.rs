@@ -41,6 +41,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .delete(api::delete_webhook),
         )
         .route("/api/v1/webhooks/{id}/copy", post(api::copy_webhook))
+        .route(
+            "/api/v1/webhooks/{id}/rotate-secret",
+            post(api::rotate_secret),
+        )
         .route("/api/v1/log", get(api::log))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -25,7 +25,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Schema versions, applied in order; `PRAGMA user_version` is the index of
 /// the last one applied. Never edit a released migration: add one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_auth_signing.sql"),
+];
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,12 @@ use super::{Error, Store};
 use crate::event::now_rfc3339;
 use crate::webhook::{Webhook, WebhookSpec};
 
-const COLUMNS: &str = "id, name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at";
+const COLUMNS: &str = "id, name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing";
+
+/// Settings as stored: JSON with the secrets in it (the file is mode 0600).
+fn stored<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("settings serialise")
+}
 
 /// Builds a [`Webhook`] from a row selected with [`COLUMNS`].
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
@@ -33,6 +38,10 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
             log_bodies: r.get(8)?,
             enabled: r.get(9)?,
             timeout: Duration::from_millis(r.get::<_, i64>(10)?.max(1) as u64),
+            auth: serde_json::from_str(&r.get::<_, String>(13)?)
+                .map_err(|e| corrupt("auth", e.to_string()))?,
+            signing: serde_json::from_str(&r.get::<_, String>(14)?)
+                .map_err(|e| corrupt("signing", e.to_string()))?,
         })
     })();
     let spec = match spec {
@@ -54,12 +63,12 @@ impl Store {
         let now = now_rfc3339();
         let id = self.with(|c| {
             c.execute(
-                "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
                 params![
                     spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
-                    spec.timeout.as_millis() as i64, now
+                    spec.timeout.as_millis() as i64, now, stored(&spec.auth), stored(&spec.signing)
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -84,12 +93,13 @@ impl Store {
         let changed = self.with(|c| {
             Ok(c.execute(
                 "UPDATE webhooks SET name = ?2, url = ?3, method = ?4, events = ?5, headers = ?6, body_template = ?7,
-                 body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12
+                 body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12,
+                 auth = ?14, signing = ?15
                  WHERE id = ?1 AND updated_at = ?13",
                 params![
                     id, spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
-                    spec.timeout.as_millis() as i64, now, seen_updated_at
+                    spec.timeout.as_millis() as i64, now, seen_updated_at, stored(&spec.auth), stored(&spec.signing)
                 ],
             )?)
         })?;

@@ -1,0 +1,421 @@
+//! Outgoing authentication: the kinds a webhook can use, how each is put on
+//! a request, and secrets that never print.
+//!
+//! Fixed credentials (basic, bearer, API key, custom header) are applied as
+//! headers after rendering. Fetched tokens (`token`, `oauth2`) come from
+//! [`token::TokenCache`], which fetches, caches and refreshes them.
+
+pub mod token;
+
+use serde::{Deserialize, Serialize};
+
+use crate::webhook::{BodyFormat, FieldError, Method};
+
+/// What every API and CLI output shows instead of a secret.
+pub const MASK: &str = "***";
+
+/// A secret value (password, token, key, signing secret). Its `Debug` and
+/// `Display` print `***`; the value is reached only through [`Secret::expose`].
+/// It serialises as its value: only storage serialises it, and every output
+/// path masks the [`Auth`] first (see [`Auth::masked`]).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for use on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Is this the mask sent back by a client meaning "keep the stored value"?
+    pub fn is_mask(&self) -> bool {
+        self.0 == MASK
+    }
+
+    fn masked(&self) -> Secret {
+        Secret(MASK.into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+fn default_apikey_header() -> String {
+    "apikey".into()
+}
+
+fn default_refresh_minutes() -> f64 {
+    30.0
+}
+
+fn default_token_path() -> String {
+    "auth_token".into()
+}
+
+fn default_post() -> Method {
+    Method::Post
+}
+
+fn default_json() -> BodyFormat {
+    BodyFormat::Json
+}
+
+/// The appliance's token flow: call an auth URL, pick the token from its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFlow {
+    /// Auth URL.
+    pub url: String,
+    /// `POST` (default) or `GET`.
+    #[serde(default = "default_post")]
+    pub method: Method,
+    /// Header templates, `Field: Value` per line.
+    #[serde(default)]
+    pub headers: String,
+    /// Body template; `<<auth.username>>` and `<<auth.password>>` are available.
+    #[serde(default)]
+    pub body_template: String,
+    /// Body format of the auth request.
+    #[serde(default = "default_json")]
+    pub body_mime: BodyFormat,
+    /// User name for the body template and basic credentials.
+    #[serde(default)]
+    pub username: String,
+    /// Password for the body template and basic credentials.
+    #[serde(default)]
+    pub password: Secret,
+    /// Also send `username`/`password` as HTTP basic credentials.
+    #[serde(default)]
+    pub basic: bool,
+    /// Where the token is in the answer: `auth_token`, `auth.token`,
+    /// `data.tokens[0].value`; for XML answers an element path (`auth.token`).
+    #[serde(default = "default_token_path")]
+    pub token_path: String,
+    /// Minutes after which the token is fetched again.
+    #[serde(default = "default_refresh_minutes")]
+    pub refresh_minutes: f64,
+}
+
+/// OAuth2 client credentials: a ready-made token flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    /// Token endpoint.
+    pub token_url: String,
+    /// Client id (sent as basic user).
+    pub client_id: String,
+    /// Client secret (sent as basic password).
+    pub client_secret: Secret,
+    /// Optional scope.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Minutes after which the token is fetched again (or sooner, by `expires_in`).
+    #[serde(default = "default_refresh_minutes")]
+    pub refresh_minutes: f64,
+}
+
+/// How a webhook authenticates to its endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Auth {
+    /// No authentication.
+    #[default]
+    None,
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: Secret },
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: Secret },
+    /// A key in a header (default `apikey`).
+    Apikey {
+        #[serde(default = "default_apikey_header")]
+        header: String,
+        key: Secret,
+    },
+    /// Any header name and value.
+    Custom { header: String, value: Secret },
+    /// A token fetched from an auth URL.
+    Token(TokenFlow),
+    /// An OAuth2 client-credentials token.
+    Oauth2(OAuth2),
+}
+
+/// Fewest minutes between token refreshes (0.6 s: for tests and very short-lived tokens).
+const MIN_REFRESH_MINUTES: f64 = 0.01;
+
+impl Auth {
+    /// A copy with every secret replaced by [`MASK`], for output.
+    pub fn masked(&self) -> Auth {
+        let mut a = self.clone();
+        match &mut a {
+            Auth::None => {}
+            Auth::Basic { password, .. } => *password = password.masked(),
+            Auth::Bearer { token } => *token = token.masked(),
+            Auth::Apikey { key, .. } => *key = key.masked(),
+            Auth::Custom { value, .. } => *value = value.masked(),
+            Auth::Token(t) => t.password = t.password.masked(),
+            Auth::Oauth2(o) => o.client_secret = o.client_secret.masked(),
+        }
+        a
+    }
+
+    /// Secrets sent back as [`MASK`] keep the value of `old` (same kind only).
+    pub fn keep_secrets_from(&mut self, old: &Auth) {
+        fn keep(new: &mut Secret, old: &Secret) {
+            if new.is_mask() {
+                *new = old.clone();
+            }
+        }
+        match (self, old) {
+            (Auth::Basic { password, .. }, Auth::Basic { password: o, .. }) => keep(password, o),
+            (Auth::Bearer { token }, Auth::Bearer { token: o }) => keep(token, o),
+            (Auth::Apikey { key, .. }, Auth::Apikey { key: o, .. }) => keep(key, o),
+            (Auth::Custom { value, .. }, Auth::Custom { value: o, .. }) => keep(value, o),
+            (Auth::Token(t), Auth::Token(o)) => keep(&mut t.password, &o.password),
+            (Auth::Oauth2(t), Auth::Oauth2(o)) => keep(&mut t.client_secret, &o.client_secret),
+            _ => {}
+        }
+    }
+
+    /// Every secret value, to scrub from anything logged.
+    pub fn secret_values(&self) -> Vec<String> {
+        let s = match self {
+            Auth::None => return Vec::new(),
+            Auth::Basic { password, .. } => password,
+            Auth::Bearer { token } => token,
+            Auth::Apikey { key, .. } => key,
+            Auth::Custom { value, .. } => value,
+            Auth::Token(t) => &t.password,
+            Auth::Oauth2(o) => &o.client_secret,
+        };
+        vec![s.expose().to_owned()]
+    }
+
+    /// Does this kind fetch a token?
+    pub fn fetches_token(&self) -> bool {
+        matches!(self, Auth::Token(_) | Auth::Oauth2(_))
+    }
+
+    /// Checks the settings; `field` errors name `auth`.
+    pub fn check(&self) -> Result<(), FieldError> {
+        let err = |m: String| Err(FieldError::new("auth", m));
+        let header_ok = |h: &str| reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_ok();
+        let secret_ok = |s: &Secret| !s.expose().is_empty() && !s.is_mask();
+        match self {
+            Auth::None => Ok(()),
+            Auth::Basic { username, password } => {
+                if username.contains(':') {
+                    return err("basic: the username cannot contain ':'".into());
+                }
+                if !secret_ok(password) && username.is_empty() {
+                    return err("basic: give a username and a password".into());
+                }
+                Ok(())
+            }
+            Auth::Bearer { token } if !secret_ok(token) => err("bearer: the token is empty".into()),
+            Auth::Apikey { header, key } => {
+                if !header_ok(header) {
+                    return err(format!("apikey: {header:?} is not a valid header name"));
+                }
+                if !secret_ok(key) {
+                    return err("apikey: the key is empty".into());
+                }
+                Ok(())
+            }
+            Auth::Custom { header, value } => {
+                if !header_ok(header) {
+                    return err(format!("custom: {header:?} is not a valid header name"));
+                }
+                if reqwest::header::HeaderValue::from_str(value.expose()).is_err()
+                    || !secret_ok(value)
+                {
+                    return err("custom: the value is empty or not a valid header value".into());
+                }
+                Ok(())
+            }
+            Auth::Bearer { .. } => Ok(()),
+            Auth::Token(t) => {
+                check_url("token", &t.url)?;
+                if !matches!(t.method, Method::Post | Method::Get) {
+                    return err("token: the auth request's method must be POST or GET".into());
+                }
+                token::check_path(&t.token_path)
+                    .map_err(|m| FieldError::new("auth", format!("token: token_path: {m}")))?;
+                check_refresh("token", t.refresh_minutes)?;
+                // The auth request's own templates must compile and render.
+                token::compile_flow(t)
+                    .map_err(|e| FieldError::new("auth", format!("token: {e}")))?;
+                Ok(())
+            }
+            Auth::Oauth2(o) => {
+                check_url("oauth2", &o.token_url)?;
+                if o.client_id.is_empty() || !secret_ok(&o.client_secret) {
+                    return err("oauth2: give client_id and client_secret".into());
+                }
+                check_refresh("oauth2", o.refresh_minutes)
+            }
+        }
+    }
+}
+
+fn check_url(kind: &str, url: &str) -> Result<(), FieldError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(FieldError::new(
+            "auth",
+            format!("{kind}: {url:?} is not an http:// or https:// URL"),
+        )),
+    }
+}
+
+fn check_refresh(kind: &str, minutes: f64) -> Result<(), FieldError> {
+    if !(MIN_REFRESH_MINUTES..=7.0 * 24.0 * 60.0).contains(&minutes) {
+        return Err(FieldError::new(
+            "auth",
+            format!(
+                "{kind}: refresh_minutes must be between {MIN_REFRESH_MINUTES} and 10080 (a week)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `Authorization: Basic …` for a user and password.
+pub fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{username}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// The header a fixed-credential kind adds, if any.
+pub fn fixed_header(auth: &Auth) -> Option<(String, String)> {
+    match auth {
+        Auth::Basic { username, password } => Some((
+            "Authorization".into(),
+            basic_header(username, password.expose()),
+        )),
+        Auth::Bearer { token } => {
+            Some(("Authorization".into(), format!("Bearer {}", token.expose())))
+        }
+        Auth::Apikey { header, key } => Some((header.clone(), key.expose().to_owned())),
+        Auth::Custom { header, value } => Some((header.clone(), value.expose().to_owned())),
+        Auth::None | Auth::Token(_) | Auth::Oauth2(_) => None,
+    }
+}
+
+/// Puts a webhook's authentication on a rendered request: the fixed
+/// credential header, or `Authorization: Bearer <token>` for a fetched token
+/// unless the templates place `<<auth.token>>` themselves. Replaces headers
+/// of the same name set by the templates.
+pub fn apply(
+    req: &mut crate::render::RenderedRequest,
+    auth: &Auth,
+    token: Option<&str>,
+    places_token: bool,
+) {
+    if let Some((name, value)) = fixed_header(auth) {
+        set_header(&mut req.headers, &name, value);
+    }
+    if let Some(t) = token
+        && !places_token
+    {
+        set_header(&mut req.headers, "Authorization", format!("Bearer {t}"));
+    }
+}
+
+/// Sets `name: value`, replacing any header of that name the templates set.
+pub fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    headers.push((name.to_owned(), value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let a = Auth::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(
+            !serde_json::to_string(&a.masked())
+                .unwrap()
+                .contains("hunter2")
+        );
+        // Storage keeps the value.
+        assert!(serde_json::to_string(&a).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn masked_secrets_sent_back_keep_the_stored_value() {
+        let old = Auth::Bearer {
+            token: Secret::new("t1"),
+        };
+        let mut new = old.masked();
+        new.keep_secrets_from(&old);
+        assert_eq!(new, old);
+        let mut replaced = Auth::Bearer {
+            token: Secret::new("t2"),
+        };
+        replaced.keep_secrets_from(&old);
+        assert_eq!(fixed_header(&replaced).unwrap().1, "Bearer t2");
+    }
+
+    #[test]
+    fn json_shapes() {
+        let a: Auth = serde_json::from_str(r#"{"kind":"apikey","key":"k"}"#).unwrap();
+        assert_eq!(fixed_header(&a).unwrap(), ("apikey".into(), "k".into()));
+        let a: Auth = serde_json::from_str(
+            r#"{"kind":"basic","username":"Aladdin","password":"open sesame"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            fixed_header(&a).unwrap().1,
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert!(serde_json::from_str::<Auth>(r#"{"kind":"magic"}"#).is_err());
+        let t: Auth =
+            serde_json::from_str(r#"{"kind":"token","url":"http://127.0.0.1:1/login"}"#).unwrap();
+        assert!(t.check().is_ok());
+        assert!(t.fetches_token());
+    }
+
+    #[test]
+    fn checks_name_the_problem() {
+        let bad = [
+            r#"{"kind":"bearer","token":""}"#,
+            r#"{"kind":"apikey","header":"bad header","key":"k"}"#,
+            r#"{"kind":"custom","header":"X-A","value":"a\nb"}"#,
+            r#"{"kind":"token","url":"ftp://x/"}"#,
+            r#"{"kind":"token","url":"http://127.0.0.1:1/","token_path":"a..b"}"#,
+            r#"{"kind":"token","url":"http://127.0.0.1:1/","refresh_minutes":0}"#,
+            r#"{"kind":"token","url":"http://127.0.0.1:1/","body_template":"{\"u\": <<auth.username"}"#,
+            r#"{"kind":"oauth2","token_url":"http://127.0.0.1:1/","client_id":"","client_secret":"s"}"#,
+        ];
+        for b in bad {
+            let a: Auth = serde_json::from_str(b).unwrap();
+            let e = a.check().unwrap_err();
+            assert_eq!(e.field, "auth", "{b}");
+        }
+    }
+}
