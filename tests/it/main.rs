@@ -2,6 +2,7 @@
 //! dirs, real HTTP receivers on 127.0.0.1.
 
 mod api;
+mod auth;
 mod cli;
 mod crash;
 mod delivery;

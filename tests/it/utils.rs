@@ -285,6 +285,8 @@ struct ReceiverState {
     requests: Mutex<Vec<Received>>,
     status: Mutex<u16>,
     delay: Mutex<Duration>,
+    /// When set, requests without exactly this Authorization get 401.
+    required_auth: Mutex<Option<String>>,
 }
 
 /// A real HTTP receiver on 127.0.0.1:0 recording every request.
@@ -319,6 +321,12 @@ async fn record(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let required = state.required_auth.lock().unwrap().clone();
+    if let Some(required) = required
+        && headers.get("authorization").map(|v| v.as_bytes()) != Some(required.as_bytes())
+    {
+        return (StatusCode::UNAUTHORIZED, "who are you?");
+    }
     let status = *state.status.lock().unwrap();
     (StatusCode::from_u16(status).unwrap(), "receiver says hi")
 }
@@ -345,6 +353,11 @@ impl Receiver {
     /// Answer with this status from now on.
     pub fn set_status(&self, status: u16) {
         *self.state.status.lock().unwrap() = status;
+    }
+
+    /// Answer 401 unless the Authorization header is exactly this.
+    pub fn require_auth(&self, value: Option<&str>) {
+        *self.state.required_auth.lock().unwrap() = value.map(str::to_owned);
     }
 
     /// Wait this long before answering, from now on.
@@ -389,4 +402,125 @@ pub fn write_file(h: &Herald, name: &str, content: &str) -> String {
     let p = h.dir.path().join(name);
     std::fs::write(&p, content).unwrap();
     p.display().to_string()
+}
+
+#[derive(Default)]
+struct AuthState {
+    fetches: std::sync::atomic::AtomicUsize,
+    requests: Mutex<Vec<Received>>,
+    status: Mutex<u16>,
+    body: Mutex<String>,
+    delay: Mutex<Duration>,
+}
+
+/// A real auth server on 127.0.0.1:0: answers every request with a body
+/// template in which `{n}` is the number of this fetch (1, 2, …).
+#[derive(Clone)]
+pub struct AuthServer {
+    pub addr: SocketAddr,
+    state: Arc<AuthState>,
+}
+
+async fn issue(
+    State(state): State<Arc<AuthState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let n = state
+        .fetches
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    state.requests.lock().unwrap().push(Received {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    let delay = *state.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let status = *state.status.lock().unwrap();
+    let body = state.body.lock().unwrap().replace("{n}", &n.to_string());
+    (StatusCode::from_u16(status).unwrap(), body)
+}
+
+impl AuthServer {
+    /// Starts an auth server answering 200 with `body` (`{n}` = fetch number).
+    pub async fn start(body: &str) -> AuthServer {
+        let state = Arc::new(AuthState::default());
+        *state.status.lock().unwrap() = 200;
+        *state.body.lock().unwrap() = body.to_owned();
+        let app = axum::Router::new()
+            .fallback(issue)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        AuthServer { addr, state }
+    }
+
+    /// `http://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answer with this status from now on.
+    pub fn set_status(&self, status: u16) {
+        *self.state.status.lock().unwrap() = status;
+    }
+
+    /// Wait this long before answering.
+    pub fn set_delay(&self, d: Duration) {
+        *self.state.delay.lock().unwrap() = d;
+    }
+
+    /// How many token requests arrived.
+    pub fn fetches(&self) -> usize {
+        self.state.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The token requests as received.
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+/// Checks a signature with the independent verifier (tests/verify_signature.py,
+/// built on the reference `standardwebhooks` library and Python's hmac).
+/// Returns Ok on a valid signature, Err with the verifier's reason otherwise.
+pub fn verify_signature(input: &Value) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg(repo_file("tests/verify_signature.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        _ => panic!(
+            "verifier could not run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
