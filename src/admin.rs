@@ -3,7 +3,6 @@
 //! a refused change leaves nothing behind.
 
 use crate::auth::Secret;
-use crate::event::now_rfc3339;
 use crate::event::{NewEvent, ValidEvent};
 use crate::render::Warnings;
 use crate::store::{self, Store};
@@ -79,7 +78,7 @@ fn expose<S: serde::Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S::
 
 /// Fills in generated secrets, then checks everything.
 fn prepare(spec: &mut WebhookSpec) -> Result<(Warnings, Option<Secret>), Error> {
-    let new_secret = spec.signing.prepare(&now_rfc3339());
+    let new_secret = spec.signing.prepare(chrono::Utc::now());
     let warnings = spec.check()?;
     Ok((warnings, new_secret))
 }
@@ -133,11 +132,8 @@ pub fn copy_webhook(store: &Store, id: i64, patch: WebhookPatch) -> Result<Saved
 pub fn rotate_secret(store: &Store, id: i64, overlap: std::time::Duration) -> Result<Saved, Error> {
     let current = store.webhook(id).map_err(webhook_error(id))?;
     let mut spec = current.spec;
-    let until =
-        chrono::Utc::now() + chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
-    let new_secret = spec
-        .signing
-        .rotate(&until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
+    let overlap = chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::days(30));
+    let new_secret = spec.signing.rotate(chrono::Utc::now(), overlap)?;
     spec.signing.check()?;
     Ok(Saved {
         webhook: store

@@ -373,21 +373,26 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 Some(t) => compiled.render_with_token(&event, t)?,
                 None => compiled.render(&event)?,
             };
-            crate::auth::apply(&mut req, &w.spec.auth, token, compiled.places_auth_token());
-            crate::sign::apply(&mut req, &w.spec.signing, &event.uuid);
+            let placed = token.is_some_and(|t| req.contains(t));
+            crate::auth::apply(&mut req, &w.spec.auth, token, placed);
+            crate::sign::apply(&mut req, &w.spec.signing, &event.uuid)
+                .map_err(anyhow::Error::msg)?;
             if !reveal {
-                let mut secrets = w.spec.auth.secret_values();
-                secrets.extend(w.spec.signing.secret_values());
-                for (_, v) in req.headers.iter_mut() {
-                    *v = crate::deliver::mask::scrub(v, &secrets);
-                }
-                req.url = crate::deliver::mask::scrub(&req.url, &secrets);
-                req.body = crate::deliver::mask::scrub(&req.body, &secrets);
+                use crate::deliver::mask;
+                let secrets = crate::deliver::credential_forms(&w.spec);
+                let auth_header = crate::auth::fixed_header(&w.spec.auth).map(|(n, _)| n);
                 for (k, v) in req.headers.iter_mut() {
-                    if k.eq_ignore_ascii_case("authorization") && v.starts_with("Basic ") {
-                        *v = "Basic ***".into();
-                    }
+                    *v = if auth_header
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(k))
+                    {
+                        mask::MASK.to_owned()
+                    } else {
+                        mask::scrub(v, &secrets)
+                    };
                 }
+                req.url = mask::scrub(&req.url, &secrets);
+                req.body = mask::scrub(&req.body, &secrets);
             }
             print!("{req}");
             Ok(ExitCode::SUCCESS)

@@ -133,8 +133,10 @@ impl Signing {
     /// Masked secrets sent back keep the stored ones (same kind only).
     pub fn keep_secrets_from(&mut self, old: &Signing) {
         match (self, old) {
+            // Masked or left out: the stored secrets stay (a new secret only
+            // through rotation, so receivers keep verifying).
             (Signing::Standard { secrets }, Signing::Standard { secrets: o })
-                if secrets.iter().any(|k| k.secret.is_mask()) =>
+                if secrets.is_empty() || secrets.iter().any(|k| k.secret.is_mask()) =>
             {
                 *secrets = o.clone();
             }
@@ -147,11 +149,11 @@ impl Signing {
 
     /// Fills in a generated secret when Standard Webhooks has none, and drops
     /// expired ones. Returns the generated secret, to show the admin once.
-    pub fn prepare(&mut self, now: &str) -> Option<Secret> {
+    pub fn prepare(&mut self, now: chrono::DateTime<chrono::Utc>) -> Option<Secret> {
         let Signing::Standard { secrets } = self else {
             return None;
         };
-        secrets.retain(|k| k.expires_at.as_deref().is_none_or(|t| t > now));
+        secrets.retain(|k| current(k.expires_at.as_deref(), now));
         if secrets.is_empty() {
             let s = generate_secret();
             secrets.push(SigningSecret {
@@ -165,15 +167,21 @@ impl Signing {
 
     /// Makes a new current secret; the previous ones keep signing until
     /// `expires_at`. Returns the new secret.
-    pub fn rotate(&mut self, expires_at: &str) -> Result<Secret, FieldError> {
+    pub fn rotate(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        overlap: chrono::Duration,
+    ) -> Result<Secret, FieldError> {
+        let expires_at = (now + overlap).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let Signing::Standard { secrets } = self else {
             return Err(FieldError::new(
                 "signing",
                 "only Standard Webhooks secrets rotate; set a new hmac secret instead",
             ));
         };
+        secrets.retain(|k| current(k.expires_at.as_deref(), now));
         for k in secrets.iter_mut().filter(|k| k.expires_at.is_none()) {
-            k.expires_at = Some(expires_at.to_owned());
+            k.expires_at = Some(expires_at.clone());
         }
         let s = generate_secret();
         secrets.insert(
@@ -192,6 +200,11 @@ impl Signing {
         match self {
             Signing::None => Ok(()),
             Signing::Standard { secrets } => {
+                if secrets.iter().filter(|k| k.expires_at.is_none()).count() != 1 {
+                    return err("standard: exactly one secret must be current (without \
+                                expires_at); leave secrets out to have herald generate one"
+                        .into());
+                }
                 for k in secrets {
                     if let Err(m) = standard_key(k.secret.expose()) {
                         return err(format!("standard: {m}"));
@@ -218,6 +231,22 @@ impl Signing {
         }
     }
 
+    /// The headers this signing sets.
+    pub fn header_names(&self) -> Vec<&str> {
+        match self {
+            Signing::None => Vec::new(),
+            Signing::Standard { .. } => {
+                vec!["webhook-id", "webhook-timestamp", "webhook-signature"]
+            }
+            Signing::Hmac { header, .. } => vec![header.as_str()],
+        }
+    }
+
+    /// Does any secret hold the mask (a client sending back what it read)?
+    pub fn has_mask(&self) -> bool {
+        self.secret_values().iter().any(|s| s == MASK)
+    }
+
     /// Every secret value, to scrub from anything logged.
     pub fn secret_values(&self) -> Vec<String> {
         match self {
@@ -235,16 +264,16 @@ impl Signing {
     pub fn headers(
         &self,
         id: &str,
-        timestamp: i64,
-        now: &str,
+        now: chrono::DateTime<chrono::Utc>,
         body: &[u8],
     ) -> Vec<(String, String)> {
+        let timestamp = now.timestamp();
         match self {
             Signing::None => Vec::new(),
             Signing::Standard { secrets } => {
                 let sigs: Vec<String> = secrets
                     .iter()
-                    .filter(|k| k.expires_at.as_deref().is_none_or(|t| t > now))
+                    .filter(|k| current(k.expires_at.as_deref(), now))
                     .filter_map(|k| standard_signature(k.secret.expose(), id, timestamp, body).ok())
                     .collect();
                 vec![
@@ -267,13 +296,31 @@ impl Signing {
 
 /// Signs a rendered request now (last step before sending: the signature
 /// covers the exact body bytes sent).
-pub fn apply(req: &mut crate::render::RenderedRequest, signing: &Signing, event_uuid: &str) {
-    let now = chrono::Utc::now();
-    let now_text = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    for (name, value) in
-        signing.headers(event_uuid, now.timestamp(), &now_text, req.body.as_bytes())
+/// Fails (and nothing is sent) when no secret is current.
+pub fn apply(
+    req: &mut crate::render::RenderedRequest,
+    signing: &Signing,
+    event_uuid: &str,
+) -> Result<(), String> {
+    let headers = signing.headers(event_uuid, chrono::Utc::now(), req.body.as_bytes());
+    if headers
+        .iter()
+        .any(|(k, v)| k == "webhook-signature" && v.is_empty())
     {
+        return Err("signing: no current Standard Webhooks secret; rotate or set one".into());
+    }
+    for (name, value) in headers {
         crate::auth::set_header(&mut req.headers, &name, value);
+    }
+    Ok(())
+}
+
+/// Is a secret with this expiry still signing at `now`?
+fn current(expires_at: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> bool {
+    match expires_at.map(chrono::DateTime::parse_from_rfc3339) {
+        None => true,
+        Some(Ok(t)) => t > now,
+        Some(Err(_)) => false,
     }
 }
 
@@ -307,17 +354,51 @@ mod tests {
 
     #[test]
     fn rotation_signs_with_both_until_expiry() {
+        let t = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc();
         let mut s = Signing::Standard { secrets: vec![] };
-        let first = s.prepare("2026-01-01T00:00:00Z").unwrap();
+        let first = s.prepare(t("2026-01-01T00:00:00Z")).unwrap();
         assert!(first.expose().starts_with("whsec_"));
-        let second = s.rotate("2026-01-02T00:00:00Z").unwrap();
+        let second = s
+            .rotate(t("2026-01-01T00:00:00Z"), chrono::Duration::days(1))
+            .unwrap();
         assert_ne!(first, second);
-        let h = s.headers("id", 1, "2026-01-01T12:00:00Z", b"{}");
+        assert!(s.check().is_ok());
+        let h = s.headers("id", t("2026-01-01T12:00:00Z"), b"{}");
         assert_eq!(h[2].1.split(' ').count(), 2);
-        let h = s.headers("id", 1, "2026-01-03T00:00:00Z", b"{}");
-        assert_eq!(h[2].1.split(' ').count(), 1, "the old secret expired");
-        assert!(s.prepare("2026-01-03T00:00:00Z").is_none());
+        // Expiry compares times, not text: +02:00 offsets are handled.
+        let h = s.headers("id", t("2026-01-01T23:30:00-02:00"), b"{}");
+        assert_eq!(
+            h[2].1.split(' ').count(),
+            1,
+            "the old secret expired at 00:00Z (01:30Z now)"
+        );
+        assert!(s.prepare(t("2026-01-03T00:00:00Z")).is_none());
         assert_eq!(s.secret_values().len(), 1, "expired secrets are dropped");
+    }
+
+    #[test]
+    fn only_expiring_secrets_are_refused_and_resending_keeps_them() {
+        let only_old = Signing::Standard {
+            secrets: vec![SigningSecret {
+                secret: generate_secret(),
+                expires_at: Some("2020-01-01T00:00:00Z".into()),
+            }],
+        };
+        assert!(
+            only_old
+                .check()
+                .unwrap_err()
+                .message
+                .contains("exactly one secret must be current")
+        );
+        let mut stored = Signing::Standard { secrets: vec![] };
+        stored.prepare(chrono::Utc::now());
+        let mut resent = Signing::Standard { secrets: vec![] };
+        resent.keep_secrets_from(&stored);
+        assert_eq!(
+            resent, stored,
+            "re-sending {{\"kind\":\"standard\"}} keeps the secret"
+        );
     }
 
     #[test]

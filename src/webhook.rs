@@ -311,10 +311,26 @@ impl WebhookSpec {
             self.timeout = Duration::from_millis(v);
         }
         if let Some(mut v) = patch.auth {
+            if v.has_mask() && v.kind() != self.auth.kind() {
+                return Err(FieldError::new(
+                    "auth",
+                    format!(
+                        "\"***\" keeps a stored secret only for the same kind (stored: {}); give the {} secret itself",
+                        self.auth.kind(),
+                        v.kind()
+                    ),
+                ));
+            }
             v.keep_secrets_from(&self.auth);
             self.auth = v;
         }
         if let Some(mut v) = patch.signing {
+            if v.has_mask() && std::mem::discriminant(&v) != std::mem::discriminant(&self.signing) {
+                return Err(FieldError::new(
+                    "signing",
+                    "\"***\" keeps a stored secret only for the same kind; give the secret itself",
+                ));
+            }
             v.keep_secrets_from(&self.signing);
             self.signing = v;
         }
@@ -375,8 +391,48 @@ impl WebhookSpec {
         }
         self.auth.check()?;
         self.signing.check()?;
+        self.check_auth_and_signing_together()?;
         let (_, warnings) = render::check(self)?;
         Ok(warnings)
+    }
+}
+
+impl WebhookSpec {
+    /// What only the combination of settings can get wrong: a signature
+    /// header that would overwrite the credential header (or one herald
+    /// sets), and `<<auth.token>>` without a token to fill it.
+    fn check_auth_and_signing_together(&self) -> Result<(), FieldError> {
+        let auth_header = crate::auth::header_name(&self.auth);
+        if let Some(h) = auth_header
+            && crate::auth::RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())
+        {
+            return Err(FieldError::new(
+                "auth",
+                format!("{h} is set by herald and cannot carry a credential"),
+            ));
+        }
+        for sig in self.signing.header_names() {
+            if crate::auth::RESERVED_HEADERS.contains(&sig.to_ascii_lowercase().as_str())
+                || auth_header.is_some_and(|a| a.eq_ignore_ascii_case(sig))
+            {
+                return Err(FieldError::new(
+                    "signing",
+                    format!(
+                        "the signature header {sig} would replace the credential header or one herald sets"
+                    ),
+                ));
+            }
+        }
+        let uses_token = [&self.url, &self.headers, &self.body_template]
+            .iter()
+            .any(|t| t.contains("auth.token"));
+        if uses_token && !self.auth.fetches_token() {
+            return Err(FieldError::new(
+                "auth",
+                "the templates use <<auth.token>>, which only the token and oauth2 kinds provide",
+            ));
+        }
+        Ok(())
     }
 }
 

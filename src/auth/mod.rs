@@ -191,6 +191,24 @@ impl Auth {
         }
     }
 
+    /// The kind's name as written in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Basic { .. } => "basic",
+            Auth::Bearer { .. } => "bearer",
+            Auth::Apikey { .. } => "apikey",
+            Auth::Custom { .. } => "custom",
+            Auth::Token(_) => "token",
+            Auth::Oauth2(_) => "oauth2",
+        }
+    }
+
+    /// Does any secret hold the mask (a client sending back what it read)?
+    pub fn has_mask(&self) -> bool {
+        self.secret_values().iter().any(|s| s == MASK)
+    }
+
     /// Every secret value, to scrub from anything logged.
     pub fn secret_values(&self) -> Vec<String> {
         let s = match self {
@@ -221,18 +239,27 @@ impl Auth {
                 if username.contains(':') {
                     return err("basic: the username cannot contain ':'".into());
                 }
+                if password.is_mask() {
+                    return err("basic: the password is \"***\" (a masked value) but there is no stored one to keep".into());
+                }
                 if !secret_ok(password) && username.is_empty() {
                     return err("basic: give a username and a password".into());
                 }
                 Ok(())
             }
-            Auth::Bearer { token } if !secret_ok(token) => err("bearer: the token is empty".into()),
+            Auth::Bearer { token } if !secret_ok(token) => err("bearer: the token is empty (or \"***\" with no stored token to keep)".into()),
+            Auth::Bearer { token } if reqwest::header::HeaderValue::from_str(token.expose()).is_err() => {
+                err("bearer: the token is not a valid header value (printable ASCII, no line breaks)".into())
+            }
             Auth::Apikey { header, key } => {
                 if !header_ok(header) {
                     return err(format!("apikey: {header:?} is not a valid header name"));
                 }
                 if !secret_ok(key) {
-                    return err("apikey: the key is empty".into());
+                    return err("apikey: the key is empty (or \"***\" with no stored key to keep)".into());
+                }
+                if reqwest::header::HeaderValue::from_str(key.expose()).is_err() {
+                    return err("apikey: the key is not a valid header value (printable ASCII, no line breaks)".into());
                 }
                 Ok(())
             }
@@ -250,6 +277,12 @@ impl Auth {
             Auth::Bearer { .. } => Ok(()),
             Auth::Token(t) => {
                 check_url("token", &t.url)?;
+                if t.basic && t.username.contains(':') {
+                    return err("token: with basic credentials the username cannot contain ':'".into());
+                }
+                if t.password.is_mask() {
+                    return err("token: the password is \"***\" (a masked value) but there is no stored one to keep".into());
+                }
                 if !matches!(t.method, Method::Post | Method::Get) {
                     return err("token: the auth request's method must be POST or GET".into());
                 }
@@ -292,6 +325,20 @@ fn check_refresh(kind: &str, minutes: f64) -> Result<(), FieldError> {
         ));
     }
     Ok(())
+}
+
+/// Headers herald sets itself, which no credential or signature may use.
+pub const RESERVED_HEADERS: &[&str] = &["host", "content-length", "content-type"];
+
+/// The header name a fixed-credential kind uses, if any.
+pub fn header_name(auth: &Auth) -> Option<&str> {
+    match auth {
+        Auth::Basic { .. } | Auth::Bearer { .. } | Auth::Token(_) | Auth::Oauth2(_) => {
+            Some("Authorization")
+        }
+        Auth::Apikey { header, .. } | Auth::Custom { header, .. } => Some(header),
+        Auth::None => None,
+    }
 }
 
 /// `Authorization: Basic …` for a user and password.
@@ -403,19 +450,60 @@ mod tests {
     #[test]
     fn checks_name_the_problem() {
         let bad = [
-            r#"{"kind":"bearer","token":""}"#,
-            r#"{"kind":"apikey","header":"bad header","key":"k"}"#,
-            r#"{"kind":"custom","header":"X-A","value":"a\nb"}"#,
-            r#"{"kind":"token","url":"ftp://x/"}"#,
-            r#"{"kind":"token","url":"http://127.0.0.1:1/","token_path":"a..b"}"#,
-            r#"{"kind":"token","url":"http://127.0.0.1:1/","refresh_minutes":0}"#,
-            r#"{"kind":"token","url":"http://127.0.0.1:1/","body_template":"{\"u\": <<auth.username"}"#,
-            r#"{"kind":"oauth2","token_url":"http://127.0.0.1:1/","client_id":"","client_secret":"s"}"#,
+            (
+                r#"{"kind":"bearer","token":""}"#,
+                "bearer: the token is empty",
+            ),
+            (
+                r#"{"kind":"bearer","token":"a\u0001"}"#,
+                "not a valid header value",
+            ),
+            (
+                r#"{"kind":"basic","username":"u","password":"***"}"#,
+                "masked value",
+            ),
+            (
+                r#"{"kind":"basic","username":"a:b","password":"p"}"#,
+                "cannot contain ':'",
+            ),
+            (
+                r#"{"kind":"token","url":"http://127.0.0.1:1/","password":"***"}"#,
+                "masked value",
+            ),
+            (
+                r#"{"kind":"apikey","header":"bad header","key":"k"}"#,
+                "not a valid header name",
+            ),
+            (
+                r#"{"kind":"custom","header":"X-A","value":"a\nb"}"#,
+                "not a valid header value",
+            ),
+            (
+                r#"{"kind":"token","url":"ftp://x/"}"#,
+                "not an http:// or https:// URL",
+            ),
+            (
+                r#"{"kind":"token","url":"http://127.0.0.1:1/","token_path":"a..b"}"#,
+                "token_path",
+            ),
+            (
+                r#"{"kind":"token","url":"http://127.0.0.1:1/","refresh_minutes":0}"#,
+                "refresh_minutes",
+            ),
+            (
+                r#"{"kind":"token","url":"http://127.0.0.1:1/","body_template":"{\"u\": <<auth.username"}"#,
+                "body_template",
+            ),
+            (
+                r#"{"kind":"oauth2","token_url":"http://127.0.0.1:1/","client_id":"","client_secret":"s"}"#,
+                "client_id",
+            ),
         ];
-        for b in bad {
+        for (b, words) in bad {
             let a: Auth = serde_json::from_str(b).unwrap();
-            let e = a.check().unwrap_err();
+            let e = a.check().expect_err(b);
             assert_eq!(e.field, "auth", "{b}");
+            assert!(e.message.contains(words), "{b}: {}", e.message);
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum Error {
         status: u16,
         excerpt: String,
     },
+    /// The token cannot be sent in a header.
+    #[error("auth server {url} answered with a token that is not a valid header value")]
+    BadToken { url: String },
     /// The answer has no token where the path says.
     #[error("auth server {url} answered without a token at `{path}`: {excerpt}")]
     NoToken {
@@ -129,7 +132,10 @@ pub fn lookup_xml(answer: &str, path: &str) -> Option<String> {
             X::Start(s) => {
                 let name = s.local_name().as_ref().to_owned();
                 stack.push(name.clone());
-                let n = counts.entry(stack.clone()).or_default();
+                // Counted per parent: item[1].t is the t of the second item.
+                let mut key = indexed.clone();
+                key.push(name.clone());
+                let n = counts.entry(key).or_default();
                 indexed.push(format!("{name}[{n}]"));
                 *n += 1;
                 text.clear();
@@ -206,16 +212,64 @@ pub struct Fetched {
     pub lifetime: Duration,
 }
 
-/// Quotes the start of an answer, with the credentials scrubbed.
-fn excerpt(body: &str, secrets: &[&str]) -> String {
-    let mut e: String = body.chars().take(EXCERPT_CHARS).collect();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        e = e.replace(s, mask::MASK);
-    }
-    if body.chars().count() > EXCERPT_CHARS {
+/// Quotes the start of an answer, with the credentials scrubbed (before
+/// cutting, so no part of one survives the cut).
+fn excerpt(body: &str, secrets: &[String]) -> String {
+    let scrubbed = mask::scrub(body, secrets);
+    let mut e: String = scrubbed.chars().take(EXCERPT_CHARS).collect();
+    if scrubbed.chars().count() > EXCERPT_CHARS {
         e.push('…');
     }
     e
+}
+
+/// The shape of an answer that has no token where expected, without its
+/// values: the answer may hold the token under another name.
+fn redacted_shape(body: &str) -> String {
+    fn redact(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => {
+                Json::Object(m.iter().map(|(k, v)| (k.clone(), redact(v))).collect())
+            }
+            Json::Array(a) => Json::Array(a.iter().map(redact).collect()),
+            Json::Null | Json::Bool(_) => v.clone(),
+            _ => Json::String(mask::MASK.into()),
+        }
+    }
+    match serde_json::from_str::<Json>(body) {
+        Ok(v) => excerpt(&redact(&v).to_string(), &[]),
+        Err(_) => format!(
+            "an answer of {} bytes that is not JSON (values not shown)",
+            body.len()
+        ),
+    }
+}
+
+/// The forms a credential can take on the wire, to scrub from error texts.
+fn credential_forms(values: &[&str], basic: Option<(&str, &str)>) -> Vec<String> {
+    let mut out: Vec<String> = values.iter().flat_map(|v| mask::forms(v)).collect();
+    if let Some((user, password)) = basic {
+        out.push(
+            basic_header(user, password)
+                .trim_start_matches("Basic ")
+                .to_owned(),
+        );
+    }
+    out
+}
+
+/// The URL a token kind calls.
+fn auth_url(auth: &Auth) -> &str {
+    match auth {
+        Auth::Token(t) => &t.url,
+        Auth::Oauth2(o) => &o.token_url,
+        _ => "",
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn form_encode(s: &str) -> String {
+    crate::render::escape::url_component(s)
 }
 
 fn minutes(m: f64) -> Duration {
@@ -239,9 +293,10 @@ async fn send(
     http: &reqwest::Client,
     req: &RenderedRequest,
     timeout: Duration,
-    secrets: &[&str],
+    secrets: &[String],
 ) -> Result<String, Error> {
-    let url = mask::url(&req.url);
+    // The auth URL's query may carry credentials (GET flows): not shown.
+    let url = mask::without_query(&mask::url(&req.url));
     let (result, _) = client::send(http, req, timeout, MAX_ANSWER_BYTES).await;
     let resp = result.map_err(|error| Error::Request {
         url: url.clone(),
@@ -274,7 +329,11 @@ async fn fetch_flow(
             basic_header(&t.username, t.password.expose()),
         );
     }
-    let secrets = [t.password.expose()];
+    let secrets = credential_forms(
+        &[t.password.expose()],
+        t.basic
+            .then_some((t.username.as_str(), t.password.expose())),
+    );
     let body = send(http, &req, timeout, &secrets).await?;
     let token = match serde_json::from_str::<Json>(&body) {
         Ok(json) => lookup_json(&json, &t.token_path),
@@ -286,9 +345,9 @@ async fn fetch_flow(
             lifetime: minutes(t.refresh_minutes),
         }),
         None => Err(Error::NoToken {
-            url: mask::url(&req.url),
+            url: mask::without_query(&mask::url(&req.url)),
             path: t.token_path.clone(),
-            excerpt: excerpt(&body, &secrets),
+            excerpt: redacted_shape(&body),
         }),
     }
 }
@@ -319,22 +378,28 @@ async fn fetch_oauth2(
         ],
         body,
     };
-    let secrets = [o.client_secret.expose()];
+    let secrets = credential_forms(
+        &[o.client_secret.expose()],
+        Some((
+            &form_encode(&o.client_id),
+            &form_encode(o.client_secret.expose()),
+        )),
+    );
     let answer = send(http, &req, timeout, &secrets).await?;
     let json: Json = serde_json::from_str(&answer).unwrap_or(Json::Null);
     let Some(token) = lookup_json(&json, "access_token") else {
         return Err(Error::NoToken {
-            url: mask::url(&o.token_url),
+            url: mask::without_query(&mask::url(&o.token_url)),
             path: "access_token".into(),
-            excerpt: excerpt(&answer, &secrets),
+            excerpt: redacted_shape(&answer),
         });
     };
     let mut lifetime = minutes(o.refresh_minutes);
-    if let Some(secs) = json
+    if let Some(expires) = json
         .get("expires_in")
         .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
     {
-        let expires = Duration::from_secs_f64(secs.max(0.0));
         lifetime = lifetime.min(expires.saturating_sub(EXPIRY_MARGIN).max(expires / 2));
     }
     Ok(Fetched {
@@ -346,8 +411,10 @@ async fn fetch_oauth2(
 /// The cached token of one webhook.
 #[derive(Default)]
 struct Slot {
-    /// The webhook version the token was fetched for: new settings, new token.
+    /// The auth settings the token was fetched with.
     version: String,
+    /// Fetches so far; tells a 401 caller whether a newer token exists.
+    generation: u64,
     token: Option<(Secret, Instant)>,
     failure: Option<(Instant, Error)>,
 }
@@ -368,18 +435,20 @@ impl TokenCache {
         }
     }
 
-    /// The token for webhook `id` at `version`: cached while fresh, fetched
-    /// otherwise. `stale` is a token the endpoint refused (401): if the cache
-    /// still holds it, a new one is fetched. Callers for one webhook queue on
-    /// its slot, so only the first of many concurrent callers fetches.
+    /// The token for webhook `id` with settings `auth`: cached while fresh,
+    /// fetched otherwise. `refused` is the generation of a token the endpoint
+    /// answered 401 to: unless a newer one was fetched meanwhile, a new one
+    /// is fetched. Callers for one webhook queue on its slot, so of many
+    /// concurrent callers (and of many concurrent 401s) only one fetches.
     pub async fn token(
         &self,
         id: i64,
-        version: &str,
         auth: &Auth,
         timeout: Duration,
-        stale: Option<&Secret>,
-    ) -> Result<Secret, Error> {
+        refused: Option<u64>,
+    ) -> Result<Issued, Error> {
+        // New settings, new token (any other change of the webhook keeps it).
+        let version = serde_json::to_string(auth).expect("settings serialise");
         let slot = self
             .slots
             .lock()
@@ -389,27 +458,40 @@ impl TokenCache {
             .clone();
         let mut slot = slot.lock().await;
         let now = Instant::now();
-        if slot.version == version {
+        let newer = refused.is_none_or(|g| slot.generation > g);
+        if slot.version == version && newer {
             if let Some((token, until)) = &slot.token
                 && *until > now
-                && Some(token) != stale
             {
-                return Ok(token.clone());
+                return Ok(Issued {
+                    token: token.clone(),
+                    generation: slot.generation,
+                });
             }
             if let Some((at, e)) = &slot.failure
                 && now.duration_since(*at) < FAILURE_HOLD
-                && stale.is_none()
             {
                 return Err(e.clone());
             }
         }
-        slot.version = version.to_owned();
+        slot.version = version;
         slot.token = None;
-        match fetch(&self.http, auth, timeout).await {
+        slot.generation += 1;
+        match fetch(&self.http, auth, timeout).await.and_then(|f| {
+            match reqwest::header::HeaderValue::from_str(&format!("Bearer {}", f.token.expose())) {
+                Ok(_) => Ok(f),
+                Err(_) => Err(Error::BadToken {
+                    url: mask::without_query(&mask::url(auth_url(auth))),
+                }),
+            }
+        }) {
             Ok(f) => {
                 slot.failure = None;
                 slot.token = Some((f.token.clone(), Instant::now() + f.lifetime));
-                Ok(f.token)
+                Ok(Issued {
+                    token: f.token,
+                    generation: slot.generation,
+                })
             }
             Err(e) => {
                 slot.failure = Some((Instant::now(), e.clone()));
@@ -417,6 +499,20 @@ impl TokenCache {
             }
         }
     }
+
+    /// Forgets the token of a deleted webhook.
+    pub fn forget(&self, id: i64) {
+        self.slots.lock().expect("token slots").remove(&id);
+    }
+}
+
+/// A token and the fetch it came from.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The token.
+    pub token: Secret,
+    /// Which fetch of this webhook's slot produced it (counts from 1).
+    pub generation: u64,
 }
 
 #[cfg(test)]
@@ -448,6 +544,9 @@ mod tests {
         assert_eq!(lookup_xml(x, "response/auth/token").as_deref(), Some("x&1"));
         assert_eq!(lookup_xml(x, "list.t[1]").as_deref(), Some("b"));
         assert_eq!(lookup_xml(x, "auth.missing"), None);
+        let items = "<r><item><t>a</t></item><item><t>b</t></item></r>";
+        assert_eq!(lookup_xml(items, "item[1].t").as_deref(), Some("b"));
+        assert_eq!(lookup_xml(items, "item.t").as_deref(), Some("a"));
     }
 
     #[test]
@@ -462,8 +561,18 @@ mod tests {
     #[test]
     fn excerpts_scrub_credentials() {
         assert_eq!(
-            excerpt("bad password hunter2", &["hunter2"]),
+            excerpt("bad password hunter2", &["hunter2".into()]),
             "bad password ***"
         );
+        let long = format!("{}hunter2", "x".repeat(EXCERPT_CHARS - 3));
+        assert!(
+            !excerpt(&long, &["hunter2".into()]).contains("hunt"),
+            "scrubbed before the cut"
+        );
+        assert_eq!(
+            redacted_shape(r#"{"access_token": "s3cret", "n": 1, "ok": true}"#),
+            r#"{"access_token":"***","n":"***","ok":true}"#
+        );
+        assert!(!redacted_shape("<t>s3cret</t>").contains("s3cret"));
     }
 }

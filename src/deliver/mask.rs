@@ -120,12 +120,38 @@ const MIN_SCRUBBED_LEN: usize = 4;
 /// `text` with every occurrence of the given secret values replaced by [`MASK`].
 pub fn scrub(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= MIN_SCRUBBED_LEN) {
+    // Longest first: one form may contain another.
+    let mut sorted: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.len() >= MIN_SCRUBBED_LEN)
+        .collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in sorted {
         if out.contains(s.as_str()) {
             out = out.replace(s.as_str(), MASK);
         }
     }
     out
+}
+
+/// A secret as it may appear in text herald sends or receives: as is, as
+/// JSON string content, XML-escaped, and percent-encoded.
+pub fn forms(secret: &str) -> Vec<String> {
+    use crate::render::escape;
+    let mut out = vec![
+        secret.to_owned(),
+        escape::json_string_content(secret),
+        escape::xml_attr(secret),
+        escape::url_component(secret),
+    ];
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A URL without its query and fragment (which may carry credentials).
+pub fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or(url).to_owned()
 }
 
 /// At most `max` bytes of `text`, cut on a character boundary and marked.

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, Secret, token::TokenCache};
+use crate::auth::{self, token::TokenCache};
 use crate::event::now_rfc3339;
 use crate::render::{CompiledRequest, RenderedRequest};
 use crate::sign;
@@ -233,22 +233,16 @@ impl Deliverer {
     ) {
         let spec = &webhook.spec;
         let max = self.settings.max_logged_body_bytes;
-        let mut secrets: Vec<String> = spec.auth.secret_values();
-        secrets.extend(spec.signing.secret_values());
-        let mut refused: Option<Secret> = None;
+        let mut secrets = credential_forms(spec);
+        let auth_header = auth::fixed_header(&spec.auth).map(|(name, _)| name);
+        let mut refused: Option<u64> = None;
         loop {
-            let token = if spec.auth.fetches_token() {
-                let fetched = self
+            let issued = if spec.auth.fetches_token() {
+                match self
                     .tokens
-                    .token(
-                        webhook.id,
-                        &webhook.updated_at,
-                        &spec.auth,
-                        spec.timeout,
-                        refused.as_ref(),
-                    )
-                    .await;
-                match fetched {
+                    .token(webhook.id, &spec.auth, spec.timeout, refused)
+                    .await
+                {
                     Ok(t) => Some(t),
                     Err(e) => {
                         // Nothing is sent without its authentication.
@@ -259,11 +253,12 @@ impl Deliverer {
             } else {
                 None
             };
-            if let Some(t) = &token {
-                secrets.push(t.expose().to_owned());
+            let token = issued.as_ref().map(|i| i.token.expose());
+            if let Some(t) = token {
+                secrets.extend(mask::forms(t));
             }
-            let rendered = match &token {
-                Some(t) => compiled.render_with_token(&job.event, t.expose()),
+            let rendered = match token {
+                Some(t) => compiled.render_with_token(&job.event, t),
                 None => compiled.render(&job.event),
             };
             let mut req = match rendered {
@@ -273,13 +268,14 @@ impl Deliverer {
                     return;
                 }
             };
-            auth::apply(
-                &mut req,
-                &spec.auth,
-                token.as_ref().map(Secret::expose),
-                compiled.places_auth_token(),
-            );
-            sign::apply(&mut req, &spec.signing, &job.event.uuid);
+            // Fail safe: unless the token really appears in what was
+            // rendered, it goes in `Authorization: Bearer`.
+            let placed = token.is_some_and(|t| req.contains(t));
+            auth::apply(&mut req, &spec.auth, token, placed);
+            if let Err(e) = sign::apply(&mut req, &spec.signing, &job.event.uuid) {
+                entry.error = Some(e);
+                return;
+            }
             let (result, took) = client::send(&self.client, &req, spec.timeout, max).await;
             entry.duration_ms = took.as_millis() as i64;
             entry.error = None;
@@ -288,10 +284,13 @@ impl Deliverer {
                 Ok(resp) => {
                     entry.http_status = Some(resp.status);
                     entry.delivered = (200..300).contains(&resp.status);
-                    if resp.status == 401 && token.is_some() && refused.is_none() {
-                        // The token may have been revoked early: once, fetch
-                        // a new one and repeat the request.
-                        refused = token;
+                    if resp.status == 401
+                        && refused.is_none()
+                        && let Some(i) = &issued
+                    {
+                        // The token may have been revoked early: once, get
+                        // a newer one and repeat the request.
+                        refused = Some(i.generation);
                         continue;
                     }
                     if !entry.delivered {
@@ -306,7 +305,13 @@ impl Deliverer {
                 Err(e) => entry.error = Some(mask::scrub(&e.to_string(), &secrets)),
             }
             if spec.log_bodies {
-                entry.detail = Some(detail(&req, response.as_ref(), max, &secrets));
+                entry.detail = Some(detail(
+                    &req,
+                    response.as_ref(),
+                    max,
+                    &secrets,
+                    auth_header.as_deref(),
+                ));
             }
             return;
         }
@@ -344,24 +349,49 @@ impl Deliverer {
     }
 }
 
-/// The request and response as the log keeps them: secrets masked, bodies capped.
+/// Every form of a webhook's secrets that may show up in logged text:
+/// credentials as is and escaped, the full values of credential headers
+/// (e.g. the base64 of basic credentials), signing secrets.
+pub fn credential_forms(spec: &crate::webhook::WebhookSpec) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .auth
+        .secret_values()
+        .iter()
+        .chain(spec.signing.secret_values().iter())
+        .flat_map(|v| mask::forms(v))
+        .collect();
+    if let Some((_, value)) = auth::fixed_header(&spec.auth) {
+        out.push(
+            value
+                .trim_start_matches("Basic ")
+                .trim_start_matches("Bearer ")
+                .to_owned(),
+        );
+    }
+    out
+}
+
 /// The request and response as the log keeps them: secret-looking headers
-/// and URL parts masked, the webhook's own secret values scrubbed wherever
-/// they appear (a token placed in the body, a key in a custom header), bodies capped.
+/// (and the credential header, whatever its name) and URL parts masked, the
+/// webhook's own secrets scrubbed wherever they appear (a token placed in
+/// the body, a key echoed by the endpoint), bodies capped after scrubbing.
 fn detail(
     req: &RenderedRequest,
     resp: Option<&client::Response>,
     max: usize,
     secrets: &[String],
+    auth_header: Option<&str>,
 ) -> AttemptDetail {
     let scrub = |t: &str| mask::scrub(t, secrets);
+    let headers = req.headers.iter().map(|(k, v)| {
+        let is_auth = auth_header.is_some_and(|a| a.eq_ignore_ascii_case(k));
+        (k.as_str(), if is_auth { mask::MASK } else { v.as_str() })
+    });
     AttemptDetail {
         request_method: req.method.to_string(),
         request_url: scrub(&mask::url(&req.url)),
-        request_headers: scrub(&mask::headers_text(
-            req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        )),
-        request_body: scrub(&mask::cap(&req.body, max)),
+        request_headers: scrub(&mask::headers_text(headers)),
+        request_body: mask::cap(&scrub(&req.body), max),
         response_headers: resp.map(|r| scrub(&mask::mask_header_lines(&r.headers))),
         response_body: resp.map(|r| scrub(&r.body)),
     }

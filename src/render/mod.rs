@@ -147,6 +147,15 @@ pub struct RenderedRequest {
     pub body: String,
 }
 
+impl RenderedRequest {
+    /// Does `needle` appear in the URL, a header value or the body?
+    pub fn contains(&self, needle: &str) -> bool {
+        self.url.contains(needle)
+            || self.body.contains(needle)
+            || self.headers.iter().any(|(_, v)| v.contains(needle))
+    }
+}
+
 impl std::fmt::Display for RenderedRequest {
     /// The request as an HTTP/1.1-like text, as `herald render` prints it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,7 +182,6 @@ pub struct CompiledRequest {
     header_names: Vec<String>,
     has_body: bool,
     sets_content_type: bool,
-    places_auth_token: bool,
     webhook: Value,
 }
 
@@ -309,9 +317,6 @@ impl CompiledRequest {
                 .any(|n| n.eq_ignore_ascii_case("content-type")),
             header_names,
             has_body,
-            places_auth_token: [&spec.url, &spec.headers, &spec.body_template]
-                .iter()
-                .any(|t| t.contains("auth.token")),
             webhook: Value::from(minijinja::value::Serde(serde_json::json!({
                 "id": webhook_id,
                 "name": spec.name,
@@ -327,12 +332,6 @@ impl CompiledRequest {
     /// Renders the request for `event` with `<<auth.token>>` set.
     pub fn render_with_token(&self, event: &Event, token: &str) -> Result<RenderedRequest, Error> {
         self.render_in(&context(event, &self.webhook, Some(token)))
-    }
-
-    /// Do the templates place `<<auth.token>>` themselves (so herald adds no
-    /// `Authorization: Bearer` header)?
-    pub fn places_auth_token(&self) -> bool {
-        self.places_auth_token
     }
 
     /// Renders the request in a prepared context.

@@ -341,7 +341,7 @@ async fn auth_failures_are_logged_and_nothing_is_sent_without_auth() {
     assert!(e.starts_with(&format!("auth server POST {} answered HTTP 500: {{\"error\": \"backend down, password *** rejected\"}}", failing.url("/login"))), "{e}");
     let e = error(wnone);
     assert!(
-        e.contains("answered without a token at `auth_token`: {\"status\": \"ok\"}"),
+        e.contains("answered without a token at `auth_token`: {\"status\":\"***\"}"),
         "{e}"
     );
     let e = error(wdown);
@@ -598,5 +598,266 @@ async fn plain_hmac_signatures_verify_independently() {
     assert!(
         log.contains("X-Signature: ***") && !log.contains("s3cr3t"),
         "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_expires_in_is_honoured() {
+    // expires_in 2 s: refreshed after ~1 s, long before refresh_minutes.
+    let auth = AuthServer::start(r#"{"access_token": "oa-{n}", "expires_in": 2}"#).await;
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let o = json!({"kind": "oauth2", "token_url": auth.url("/t"), "client_id": "c", "client_secret": "s3cret-value"});
+    add_with_auth(&h, &rx.url("/"), &o, &[]);
+    let _s = h.serve();
+    h.ok(&["emit", "system.start"]);
+    rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    h.ok(&["emit", "system.start"]);
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1].headers["authorization"], "Bearer oa-2");
+    assert_eq!(auth.fetches(), 2);
+}
+
+/// Queues `n` events in one transaction, so they are routed and sent together.
+fn burst(h: &Herald, n: usize) {
+    let mut sql = String::from("BEGIN;");
+    for _ in 0..n {
+        sql.push_str("INSERT INTO events (type) VALUES ('system.start');");
+    }
+    sql.push_str("COMMIT;");
+    h.sql(&sql);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_401s_at_once_share_one_refresh() {
+    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    auth.set_delay(Duration::from_millis(200));
+    let rx = Receiver::start().await;
+    rx.require_auth(Some("Bearer tok-2"));
+    let h = Herald::new();
+    add_with_auth(
+        &h,
+        &rx.url("/"),
+        &token_flow(&auth, "auth_token", json!({})),
+        &[],
+    );
+    let _s = h.serve();
+    burst(&h, 20);
+    let log = h.wait_log(&[], 20);
+    assert!(log.iter().all(|e| e["outcome"] == "delivered"), "{log:#?}");
+    assert_eq!(
+        auth.fetches(),
+        2,
+        "one fetch, then one refresh for all the 401s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_auth_server_is_not_hammered() {
+    let auth = AuthServer::start(r#"{"error": "down"}"#).await;
+    auth.set_status(503);
+    auth.set_delay(Duration::from_millis(200));
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    add_with_auth(
+        &h,
+        &rx.url("/"),
+        &token_flow(&auth, "auth_token", json!({})),
+        &[],
+    );
+    let _s = h.serve();
+    burst(&h, 20);
+    let log = h.wait_log(&[], 20);
+    assert!(
+        log.iter()
+            .all(|e| e["error"].as_str().unwrap().contains("answered HTTP 503")),
+        "{log:#?}"
+    );
+    assert_eq!(auth.fetches(), 1, "the failure is shared for a moment");
+    assert_eq!(rx.received().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_token_flow_and_a_token_placed_in_a_header() {
+    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let flow = json!({"kind": "token", "method": "GET", "url": auth.url("/token?user=<<auth.username>>"), "username": "he rald", "password": "pw-1234"});
+    add_with_auth(
+        &h,
+        &rx.url("/"),
+        &flow,
+        &["--header", "X-Token: <<auth.token>>"],
+    );
+    let _s = h.serve();
+    h.ok(&["emit", "system.start"]);
+    let r = &rx.wait_for(1).await[0];
+    assert_eq!(r.headers["x-token"], "tok-1");
+    assert!(
+        !r.headers.contains_key("authorization"),
+        "the template placed the token"
+    );
+    let req = &auth.requests()[0];
+    assert_eq!(req.method, "GET");
+    assert_eq!(req.uri, "/token?user=he%20rald");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_error_does_not_quote_the_answer_values() {
+    // The token is there, under another name than the path says.
+    let auth = AuthServer::start(r#"{"access_token": "leaky-t0ken-value"}"#).await;
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    add_with_auth(
+        &h,
+        &rx.url("/"),
+        &token_flow(&auth, "auth_token", json!({})),
+        &[],
+    );
+    let _s = h.serve();
+    h.ok(&["emit", "system.start"]);
+    let log = h.wait_log(&[], 1);
+    let e = log[0]["error"].as_str().unwrap();
+    assert!(
+        e.contains(r#"without a token at `auth_token`: {"access_token":"***"}"#),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_rotation_new_secret_and_kind_changes() {
+    let h = Herald::new();
+    let s = h.serve();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(s.url("/api/v1/webhooks"))
+        .json(&json!({"name": "s", "url": "http://127.0.0.1:9/", "events": ["*"], "signing": {"kind": "standard"},
+                      "auth": {"kind": "bearer", "token": "t0ken-one"}}))
+        .send().await.unwrap().json().await.unwrap();
+    let first = created["new_secret"].as_str().unwrap().to_owned();
+    assert!(first.starts_with("whsec_"), "{created}");
+    assert_eq!(created["webhook"]["signing"]["secrets"][0]["secret"], "***");
+    let id = created["webhook"]["id"].as_i64().unwrap();
+
+    // Sending the masked GET body back keeps everything; no new secret.
+    let w: Value = http
+        .get(s.url(&format!("/api/v1/webhooks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let back: Value = http
+        .put(s.url(&format!("/api/v1/webhooks/{id}")))
+        .json(&w)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(back.get("new_secret").is_none(), "{back}");
+    let shown = h.ok(&["webhook", "show", &id.to_string(), "--json", "--reveal"]);
+    assert!(
+        shown.contains(&first) && shown.contains("t0ken-one"),
+        "{shown}"
+    );
+
+    // "***" with another kind: refused, nothing changed.
+    let resp = http
+        .put(s.url(&format!("/api/v1/webhooks/{id}")))
+        .json(&json!({"auth": {"kind": "apikey", "key": "***"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("only for the same kind (stored: bearer)"),
+        "{e}"
+    );
+
+    // Rotation through the API.
+    let rotated: Value = http
+        .post(s.url(&format!("/api/v1/webhooks/{id}/rotate-secret")))
+        .json(&json!({"overlap_hours": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = rotated["new_secret"].as_str().unwrap();
+    assert!(second.starts_with("whsec_") && second != first, "{rotated}");
+    assert_eq!(
+        rotated["webhook"]["signing"]["secrets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let resp = http
+        .post(s.url(&format!("/api/v1/webhooks/{id}/rotate-secret")))
+        .json(&json!({"overlap_hours": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // <<auth.token>> without a token kind, and a signature header over the credential: refused.
+    for (patch, words) in [
+        (
+            json!({"body_template": "{\"t\": \"<<auth.token>>\"}"}),
+            "only the token and oauth2 kinds",
+        ),
+        (
+            json!({"signing": {"kind": "hmac", "header": "Authorization", "secret": "s3cret"}}),
+            "would replace the credential header",
+        ),
+    ] {
+        let resp = http
+            .put(s.url(&format!("/api/v1/webhooks/{id}")))
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let e: Value = resp.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains(words), "{e}");
+    }
+}
+
+#[test]
+fn render_masks_token_and_hmac_settings_unless_revealed() {
+    let h = Herald::new();
+    let flow = json!({"kind": "token", "url": "http://127.0.0.1:9/login", "username": "u", "password": "pw-secret-1", "basic": true});
+    let signing = json!({"kind": "hmac", "header": "X-Sig", "secret": "hm4c-secret"}).to_string();
+    add_with_auth(
+        &h,
+        "http://127.0.0.1:9/x",
+        &flow,
+        &["--signing", &signing, "--body", r#"{"a":1}"#],
+    );
+    let sample = repo_file("templates/samples/system.start.json");
+    let out = h.ok(&[
+        "render",
+        "--webhook",
+        "1",
+        "--event",
+        sample.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("Authorization: Bearer <token fetched from the auth URL at send time>"),
+        "{out}"
+    );
+    assert!(out.contains("X-Sig: "), "{out}");
+    let shown = h.ok(&["webhook", "show", "1"]) + &h.ok(&["webhook", "list", "--json"]) + &out;
+    assert!(
+        !shown.contains("pw-secret-1") && !shown.contains("hm4c-secret"),
+        "{shown}"
     );
 }
