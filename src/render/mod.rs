@@ -5,6 +5,7 @@
 //! Knows nothing of HTTP clients or storage: it turns a [`WebhookSpec`] and an
 //! [`Event`] into a [`RenderedRequest`].
 
+pub mod context;
 pub mod escape;
 pub mod lexer;
 pub mod samples;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior, Value};
-use serde_json::Map;
 
 use crate::event::Event;
 use crate::webhook::{BodyFormat, Method, WebhookSpec};
@@ -228,49 +228,6 @@ fn add_template(
         .map_err(|e| Error::from_minijinja(field, src, &e))
 }
 
-/// Data fields not placed at the top level of the context.
-const SHADOWED_NAMES: &[&str] = &[
-    "webhook",
-    "auth",
-    "range",
-    "dict",
-    "namespace",
-    "debug",
-    "loop",
-];
-
-/// The template context of an event: `event.*`, every data field at the top
-/// level, and `webhook.*`. The names `event`, `webhook` and `auth` win over
-/// data fields of the same name.
-/// `auth.token` is set when the webhook uses a fetched token.
-pub fn context(event: &Event, webhook: &Value, auth_token: Option<&str>) -> Value {
-    let mut top: Map<String, serde_json::Value> = event.data.clone();
-    top.insert(
-        "event".into(),
-        serde_json::json!({
-            "uuid": event.uuid,
-            "type": event.kind,
-            "created_at": event.created_at,
-            "ticket_id": event.ticket_id,
-            "data": event.data,
-        }),
-    );
-    // herald's own names, and minijinja's globals (a data field `range` must
-    // not break templates that call range()); reachable as event.data.NAME.
-    for name in SHADOWED_NAMES {
-        top.remove(*name);
-    }
-    let ctx = Value::from(minijinja::value::Serde(&top));
-    match auth_token {
-        Some(t) => minijinja::context! {
-            webhook => webhook.clone(),
-            auth => minijinja::context! { token => t },
-            ..ctx
-        },
-        None => minijinja::context! { webhook => webhook.clone(), ..ctx },
-    }
-}
-
 impl CompiledRequest {
     /// Compiles the URL, header values and body of `spec`.
     pub fn compile(spec: &WebhookSpec, webhook_id: Option<i64>) -> Result<CompiledRequest, Error> {
@@ -326,12 +283,18 @@ impl CompiledRequest {
 
     /// Renders the request for `event`.
     pub fn render(&self, event: &Event) -> Result<RenderedRequest, Error> {
-        self.render_in(&context(event, &self.webhook, None))
+        self.render_shared(&Arc::new(event.clone()), None)
+    }
+
+    /// Renders the request for a shared event, with `<<auth.token>>` set
+    /// when a token is given (the delivery path: no copy of the event).
+    pub fn render_shared(&self, event: &Arc<Event>, token: Option<&str>) -> Result<RenderedRequest, Error> {
+        self.render_in(&context::context(event, &self.webhook, token))
     }
 
     /// Renders the request for `event` with `<<auth.token>>` set.
     pub fn render_with_token(&self, event: &Event, token: &str) -> Result<RenderedRequest, Error> {
-        self.render_in(&context(event, &self.webhook, Some(token)))
+        self.render_shared(&Arc::new(event.clone()), Some(token))
     }
 
     /// Renders the request in a prepared context.

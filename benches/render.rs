@@ -1,0 +1,70 @@
+//! Render throughput, one core: the appliance's example JSON body and an XML
+//! body, rendered for the sample ticket.login event. Prints renders/s and the
+//! ratio to the target (300,000/s), with a same-run baseline: serde_json
+//! serialising the same event (the cost of touching the data at all).
+//!
+//! `cargo bench --bench render`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use herald::render::{CompiledRequest, samples};
+use herald::webhook::{BodyFormat, WebhookSpec};
+
+const TARGET_PER_SEC: f64 = 300_000.0;
+const RUN_FOR: Duration = Duration::from_secs(3);
+
+const XML_BODY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<event id="<<event.uuid>>" type="<<event.type>>">
+  <created><<event.created_at>></created>
+  <ticket><<event.ticket_id>></ticket>
+  <room><<backend_data.pms.room>></room>
+  <guest><<backend_data.pms.name>></guest>
+  <volume used="<<volume_used>>" limit="<<volume_limit>>"/>
+  <description><<description>></description>
+</event>
+"#;
+
+/// Runs `f` repeatedly for `RUN_FOR`; returns calls per second.
+fn rate(mut f: impl FnMut()) -> f64 {
+    // Warm up.
+    for _ in 0..1000 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < RUN_FOR {
+        for _ in 0..1000 {
+            f();
+        }
+        n += 1000;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let event = std::sync::Arc::new(samples::sample_event("ticket.login"));
+    let baseline = rate(|| {
+        black_box(serde_json::to_string(black_box(&event.data)).unwrap());
+    });
+    println!("baseline: serde_json::to_string(event data)  {baseline:>12.0}/s");
+    for (name, body, format) in [
+        ("iacbox example (JSON)", include_str!("../templates/presets/iacbox-example.json.tmpl"), BodyFormat::Json),
+        ("XML body", XML_BODY, BodyFormat::Xml),
+    ] {
+        let spec = WebhookSpec {
+            body_template: body.into(),
+            body_format: format,
+            ..WebhookSpec::example("http://127.0.0.1:9/hook")
+        };
+        let compiled = CompiledRequest::compile(&spec, Some(1)).expect("template compiles");
+        let per_sec = rate(|| {
+            black_box(compiled.render_shared(black_box(&event), None).unwrap());
+        });
+        println!(
+            "render {name:<22} {per_sec:>12.0}/s  = {:.2} x target (300,000/s), {:.2} x baseline",
+            per_sec / TARGET_PER_SEC,
+            per_sec / baseline
+        );
+    }
+}
