@@ -48,7 +48,12 @@ struct Sink {
     state: Arc<SinkState>,
 }
 
-async fn sink_handler(State(s): State<Arc<SinkState>>, uri: Uri, headers: HeaderMap, _body: axum::body::Bytes) -> axum::http::StatusCode {
+async fn sink_handler(
+    State(s): State<Arc<SinkState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    _body: axum::body::Bytes,
+) -> axum::http::StatusCode {
     if uri.path().starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(2)).await;
         return axum::http::StatusCode::NO_CONTENT;
@@ -56,7 +61,10 @@ async fn sink_handler(State(s): State<Arc<SinkState>>, uri: Uri, headers: Header
     if s.record.load(Ordering::Relaxed)
         && let Some(id) = headers.get("x-id")
     {
-        s.arrivals.lock().unwrap().insert(String::from_utf8_lossy(id.as_bytes()).into_owned(), Instant::now());
+        s.arrivals.lock().unwrap().insert(
+            String::from_utf8_lossy(id.as_bytes()).into_owned(),
+            Instant::now(),
+        );
     }
     s.count.fetch_add(1, Ordering::Relaxed);
     axum::http::StatusCode::NO_CONTENT
@@ -65,7 +73,9 @@ async fn sink_handler(State(s): State<Arc<SinkState>>, uri: Uri, headers: Header
 impl Sink {
     async fn start() -> Sink {
         let state = Arc::new(SinkState::default());
-        let app = axum::Router::new().fallback(sink_handler).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(sink_handler)
+            .with_state(state.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -80,7 +90,11 @@ impl Sink {
     async fn wait_for(&self, n: u64) -> Duration {
         let start = Instant::now();
         while self.count() < n {
-            assert!(start.elapsed() < PATIENCE, "sink got {} of {n}", self.count());
+            assert!(
+                start.elapsed() < PATIENCE,
+                "sink got {} of {n}",
+                self.count()
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         start.elapsed()
@@ -119,15 +133,38 @@ impl Herald {
     }
     fn cli(&self, args: &[&str]) {
         let out = self.cmd().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     fn add_webhook(&self, url: &str) {
-        self.cli(&["webhook", "add", "--name", "bench", "--url", url, "--events", "*", "--header", "X-Id: <<event.uuid>>", "--body", BODY]);
+        self.cli(&[
+            "webhook",
+            "add",
+            "--name",
+            "bench",
+            "--url",
+            url,
+            "--events",
+            "*",
+            "--header",
+            "X-Id: <<event.uuid>>",
+            "--body",
+            BODY,
+        ]);
     }
     /// Starts `herald serve`; returns the time to ready.
     fn serve(&mut self) -> Duration {
         let start = Instant::now();
-        let mut child = self.cmd().arg("serve").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = self
+            .cmd()
+            .arg("serve")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -136,12 +173,18 @@ impl Herald {
                 if line.contains("herald ready")
                     && let Some(tx) = tx.take()
                 {
-                    let addr = line.split("listen=").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_owned);
+                    let addr = line
+                        .split("listen=")
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .map(str::to_owned);
                     let _ = tx.send((addr, Instant::now()));
                 }
             }
         });
-        let (addr, at) = rx.recv_timeout(Duration::from_secs(60)).expect("herald ready");
+        let (addr, at) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("herald ready");
         self.addr = Some(addr.unwrap().parse().unwrap());
         self.child = Some(child);
         at - start
@@ -158,7 +201,11 @@ impl Herald {
         c.busy_timeout(Duration::from_secs(30)).unwrap();
         let tx = c.transaction().unwrap();
         {
-            let mut s = tx.prepare("INSERT INTO events (type, ticket_id, data) VALUES ('ticket.login', 'T-1', ?1)").unwrap();
+            let mut s = tx
+                .prepare(
+                    "INSERT INTO events (type, ticket_id, data) VALUES ('ticket.login', 'T-1', ?1)",
+                )
+                .unwrap();
             let data = sample_data();
             for _ in 0..n {
                 s.execute([&data]).unwrap();
@@ -207,7 +254,13 @@ async fn ceiling(sink: &Sink) -> f64 {
         let url = sink.url("/ceiling");
         tasks.push(tokio::spawn(async move {
             while start.elapsed() < CEILING_FOR {
-                client.post(&url).header("content-type", "application/json").body(BODY).send().await.unwrap();
+                client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(BODY)
+                    .send()
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -250,7 +303,8 @@ async fn post_events(h: &Herald, n: usize, conns: usize) {
     let url = h.api("/api/v1/events");
     let next = Arc::new(AtomicU64::new(0));
     let data: serde_json::Value = serde_json::from_str(&sample_data()).unwrap();
-    let body = serde_json::json!({"type": "ticket.login", "ticket_id": "T-1", "data": data}).to_string();
+    let body =
+        serde_json::json!({"type": "ticket.login", "ticket_id": "T-1", "data": data}).to_string();
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let (client, url, next, body) = (client.clone(), url.clone(), next.clone(), body.clone());
@@ -301,7 +355,10 @@ async fn latency(sink: &Sink) {
     }
     let arrivals = sink.state.arrivals.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();
-    let mut lat: Vec<Duration> = sent.iter().filter_map(|(id, s)| arrivals.get(id).map(|a| a.saturating_duration_since(*s))).collect();
+    let mut lat: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(id, s)| arrivals.get(id).map(|a| a.saturating_duration_since(*s)))
+        .collect();
     lat.sort();
     println!(
         "latency via API at {LATENCY_RATE}/s for {}s ({} events): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets p50 < 5 ms, p99 < 50 ms)",
@@ -323,7 +380,11 @@ async fn latency(sink: &Sink) {
     for _ in 0..20 {
         let id = uuid::Uuid::new_v4().to_string();
         let at = Instant::now();
-        conn.execute("INSERT INTO events (type, uuid) VALUES ('ticket.login', ?1)", [&id]).unwrap();
+        conn.execute(
+            "INSERT INTO events (type, uuid) VALUES ('ticket.login', ?1)",
+            [&id],
+        )
+        .unwrap();
         loop {
             if let Some(a) = sink.state.arrivals.lock().unwrap().get(&id) {
                 lat.push(a.saturating_duration_since(at));
@@ -344,12 +405,18 @@ async fn latency(sink: &Sink) {
 }
 
 async fn backlog(sink: &Sink) {
-    let n: usize = std::env::var("HERALD_BENCH_BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("HERALD_BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let mut h = Herald::new("0.1");
     h.add_webhook(&sink.url("/backlog"));
     let t = Instant::now();
     h.insert_events(n);
-    println!("backlog: {n} events queued by SQL in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "backlog: {n} events queued by SQL in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     h.serve();
     let pid = h.pid();
     let before = sink.count();
@@ -381,7 +448,9 @@ async fn footprint() {
     let ready = h.serve();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = rss_kib(h.pid());
-    let size = std::fs::metadata(env!("CARGO_BIN_EXE_herald")).unwrap().len();
+    let size = std::fs::metadata(env!("CARGO_BIN_EXE_herald"))
+        .unwrap()
+        .len();
     println!(
         "footprint: idle RSS {:.1} MiB (target < 15), binary {:.1} MiB (target < 20), start to ready {:.0} ms",
         rss as f64 / 1024.0,
@@ -416,12 +485,23 @@ async fn slow_endpoint(sink: &Sink) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wants = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    println!("machine: {} cores, herald {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), env!("CARGO_BIN_EXE_herald"));
+    println!(
+        "machine: {} cores, herald {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        env!("CARGO_BIN_EXE_herald")
+    );
     let sink = Sink::start().await;
     let ceiling = ceiling(&sink).await;
-    println!("ceiling: the sink alone, {CEILING_CONNECTIONS} connections posting the same body: {ceiling:.0} requests/s");
+    println!(
+        "ceiling: the sink alone, {CEILING_CONNECTIONS} connections posting the same body: {ceiling:.0} requests/s"
+    );
     if wants("throughput") {
         throughput(&sink, ceiling).await;
     }

@@ -49,7 +49,11 @@ fn main() {
     });
     println!("baseline: serde_json::to_string(event data)  {baseline:>12.0}/s");
     for (name, body, format) in [
-        ("iacbox example (JSON)", include_str!("../templates/presets/iacbox-example.json.tmpl"), BodyFormat::Json),
+        (
+            "iacbox example (JSON)",
+            include_str!("../templates/presets/iacbox-example.json.tmpl"),
+            BodyFormat::Json,
+        ),
         ("XML body", XML_BODY, BodyFormat::Xml),
     ] {
         let spec = WebhookSpec {

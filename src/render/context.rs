@@ -13,7 +13,16 @@ use crate::event::Event;
 /// Data fields not placed at the top level of the context: herald's own
 /// names and minijinja's globals (a data field `range` must not break
 /// templates that call range()). They stay reachable as `event.data.NAME`.
-pub const SHADOWED_NAMES: &[&str] = &["event", "webhook", "auth", "range", "dict", "namespace", "debug", "loop"];
+pub const SHADOWED_NAMES: &[&str] = &[
+    "event",
+    "webhook",
+    "auth",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+];
 
 /// Top level: `event`, `webhook`, `auth` (with a fetched token), and every
 /// data field by name.
@@ -52,7 +61,11 @@ impl Object for EventFields {
             "uuid" => Value::from(e.uuid.as_str()),
             "type" => Value::from(e.kind.as_str()),
             "created_at" => Value::from(e.created_at.as_str()),
-            "ticket_id" => e.ticket_id.as_deref().map(Value::from).unwrap_or(Value::from(())),
+            "ticket_id" => e
+                .ticket_id
+                .as_deref()
+                .map(Value::from)
+                .unwrap_or(Value::from(())),
             "data" => Value::from(Serde(&e.data)),
             _ => return None,
         })

@@ -183,6 +183,8 @@ pub struct CompiledRequest {
     has_body: bool,
     sets_content_type: bool,
     webhook: Value,
+    /// The URL when it has no placeholders: checked once here, not per render.
+    static_url: Option<String>,
 }
 
 /// The sandboxed environment for admin templates: herald's delimiters,
@@ -278,6 +280,7 @@ impl CompiledRequest {
                 "id": webhook_id,
                 "name": spec.name,
             }))),
+            static_url: static_url(&spec.url)?,
         })
     }
 
@@ -288,7 +291,11 @@ impl CompiledRequest {
 
     /// Renders the request for a shared event, with `<<auth.token>>` set
     /// when a token is given (the delivery path: no copy of the event).
-    pub fn render_shared(&self, event: &Arc<Event>, token: Option<&str>) -> Result<RenderedRequest, Error> {
+    pub fn render_shared(
+        &self,
+        event: &Arc<Event>,
+        token: Option<&str>,
+    ) -> Result<RenderedRequest, Error> {
         self.render_in(&context::context(event, &self.webhook, token))
     }
 
@@ -329,7 +336,10 @@ impl CompiledRequest {
                 message: "the rendered text is not UTF-8".into(),
             })
         };
-        let url = run("url", "url", MAX_LINE_BYTES)?.trim().to_owned();
+        let url = match &self.static_url {
+            Some(u) => u.clone(),
+            None => run("url", "url", MAX_LINE_BYTES)?.trim().to_owned(),
+        };
         let mut headers = Vec::with_capacity(self.header_names.len() + 1);
         for (i, name) in self.header_names.iter().enumerate() {
             let value = run(&format!("header{i}"), "headers", MAX_LINE_BYTES)?;
@@ -350,12 +360,14 @@ impl CompiledRequest {
             body,
         };
         // Whatever the event holds, nothing malformed is ever sent.
-        check_rendered(&req, self.body_format).map_err(|(field, message)| Error {
-            field,
-            line: None,
-            column: None,
-            message,
-        })?;
+        check_rendered_parts(&req, self.body_format, self.static_url.is_none()).map_err(
+            |(field, message)| Error {
+                field,
+                line: None,
+                column: None,
+                message,
+            },
+        )?;
         Ok(req)
     }
 }
@@ -444,19 +456,18 @@ pub fn check_rendered(
     req: &RenderedRequest,
     format: BodyFormat,
 ) -> Result<(), (&'static str, String)> {
-    match reqwest::Url::parse(&req.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        Ok(u) => {
-            return Err((
-                "url",
-                format!(
-                    "{:?} must be an http:// or https:// URL with a host (scheme is {})",
-                    req.url,
-                    u.scheme()
-                ),
-            ));
-        }
-        Err(e) => return Err(("url", format!("{:?} is not a valid URL: {e}", req.url))),
+    check_rendered_parts(req, format, true)
+}
+
+/// [`check_rendered`], with the URL check optional (a static URL was
+/// checked when compiled).
+fn check_rendered_parts(
+    req: &RenderedRequest,
+    format: BodyFormat,
+    check_url: bool,
+) -> Result<(), (&'static str, String)> {
+    if check_url {
+        check_url_text(&req.url)?;
     }
     for (name, value) in &req.headers {
         if reqwest::header::HeaderValue::from_str(value).is_err() {
@@ -473,6 +484,39 @@ pub fn check_rendered(
         }
     }
     Ok(())
+}
+
+/// A URL without template syntax, checked now; `None` when it has some.
+fn static_url(src: &str) -> Result<Option<String>, Error> {
+    if [lexer::VAR_START, lexer::BLOCK_START, lexer::COMMENT_START]
+        .iter()
+        .any(|d| src.contains(d))
+    {
+        return Ok(None);
+    }
+    let url = src.trim().to_owned();
+    check_url_text(&url).map_err(|(field, message)| Error {
+        field,
+        line: None,
+        column: None,
+        message,
+    })?;
+    Ok(Some(url))
+}
+
+/// Is `url` an absolute http(s) URL with a host?
+fn check_url_text(url: &str) -> Result<(), (&'static str, String)> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(u) => Err((
+            "url",
+            format!(
+                "{url:?} must be an http:// or https:// URL with a host (scheme is {})",
+                u.scheme()
+            ),
+        )),
+        Err(e) => Err(("url", format!("{url:?} is not a valid URL: {e}"))),
+    }
 }
 
 /// Is `body` one well-formed JSON document?
