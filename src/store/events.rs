@@ -55,10 +55,10 @@ impl Store {
     pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
         let data = serde_json::Value::Object(e.data.clone()).to_string();
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![e.uuid, e.kind, e.created_at, e.ticket_id, data],
-            )?;
+            )?
+            .execute(params![e.uuid, e.kind, e.created_at, e.ticket_id, data])?;
             Ok(c.last_insert_rowid())
         })
     }
