@@ -52,6 +52,18 @@ fn read_body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// A JSON body that may be left out (empty means the defaults).
+fn optional_json<T: DeserializeOwned + Default>(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = read_body(body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&body, what)
+}
+
 /// Runs a blocking admin operation off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &AppState,
@@ -148,12 +160,7 @@ pub async fn copy_webhook(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    let body = read_body(body)?;
-    let patch: WebhookPatch = if body.iter().all(u8::is_ascii_whitespace) {
-        WebhookPatch::default()
-    } else {
-        parse_json(&body, "webhook fields for the copy")?
-    };
+    let patch: WebhookPatch = optional_json(body, "webhook fields for the copy")?;
     let saved = blocking(&state, move |s| admin::copy_webhook(s, id, patch)).await?;
     Ok((StatusCode::CREATED, Json(saved)))
 }
@@ -176,12 +183,7 @@ pub async fn rotate_secret(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    let body = read_body(body)?;
-    let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateRequest::default()
-    } else {
-        parse_json(&body, "{\"overlap_hours\": 24}")?
-    };
+    let req: RotateRequest = optional_json(body, "{\"overlap_hours\": 24}")?;
     let hours = req.overlap_hours.unwrap_or(24.0);
     if !(0.0..=MAX_OVERLAP_HOURS).contains(&hours) {
         return Err(ApiError::bad_request(format!(

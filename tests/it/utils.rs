@@ -273,6 +273,24 @@ pub struct Received {
 }
 
 impl Received {
+    /// A request as an axum handler sees it.
+    fn new(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Received {
+        Received {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
@@ -303,20 +321,11 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    state.requests.lock().unwrap().push(Received {
-        method: method.to_string(),
-        uri: uri.to_string(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push(Received::new(&method, &uri, &headers, &body));
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -432,20 +441,11 @@ async fn issue(
         .fetches
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         + 1;
-    state.requests.lock().unwrap().push(Received {
-        method: method.to_string(),
-        uri: uri.to_string(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push(Received::new(&method, &uri, &headers, &body));
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
