@@ -392,7 +392,7 @@ impl WebhookSpec {
         self.auth.check()?;
         self.signing.check()?;
         self.check_auth_and_signing_together()?;
-        let (_, warnings) = render::check(self)?;
+        let warnings = render::check(self)?;
         Ok(warnings)
     }
 }

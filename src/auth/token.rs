@@ -499,11 +499,6 @@ impl TokenCache {
             }
         }
     }
-
-    /// Forgets the token of a deleted webhook.
-    pub fn forget(&self, id: i64) {
-        self.slots.lock().expect("token slots").remove(&id);
-    }
 }
 
 /// A token and the fetch it came from.

@@ -236,7 +236,6 @@ impl Deliverer {
         let mut secrets = credential_forms(spec);
         let auth_header = auth::fixed_header(&spec.auth).map(|(name, _)| name);
         let mut refused: Option<u64> = None;
-        let event = Arc::new(job.event.clone());
         loop {
             let issued = if spec.auth.fetches_token() {
                 match self
@@ -258,7 +257,7 @@ impl Deliverer {
             if let Some(t) = token {
                 secrets.extend(mask::forms(t));
             }
-            let rendered = compiled.render_shared(&event, token);
+            let rendered = compiled.render_shared(&job.event, token);
             let mut req = match rendered {
                 Ok(r) => r,
                 Err(e) => {

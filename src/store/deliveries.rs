@@ -19,7 +19,8 @@ pub struct DeliveryJob {
     /// This attempt's number, from 1.
     pub attempt: i64,
     /// The event.
-    pub event: Event,
+    /// Shared: renders for this attempt (and a repeat after a 401) read it without copies.
+    pub event: std::sync::Arc<Event>,
     /// The webhook's id.
     pub webhook_id: i64,
     /// The webhook's last change, to know whether a cached compile is current.
@@ -113,7 +114,7 @@ impl Store {
                         Ok(data) => Ok(DeliveryJob {
                             delivery_id,
                             attempt: attempts + 1,
-                            event: Event { id: event_id, uuid, kind, created_at, ticket_id, data },
+                            event: std::sync::Arc::new(Event { id: event_id, uuid, kind, created_at, ticket_id, data }),
                             webhook_id,
                             webhook_updated_at: updated,
                         }),

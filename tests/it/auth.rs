@@ -169,7 +169,7 @@ async fn a_masked_secret_sent_back_keeps_the_stored_one() {
     );
 }
 
-fn token_flow(auth: &AuthServer, path: &str, extra: Value) -> Value {
+fn token_flow(auth: &Receiver, path: &str, extra: Value) -> Value {
     let mut a = json!({
         "kind": "token",
         "url": auth.url("/login"),
@@ -186,7 +186,7 @@ fn token_flow(auth: &AuthServer, path: &str, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_fetched_once_and_reused() {
-    let auth = AuthServer::start(r#"{"data": {"tokens": [{"value": "tok-{n}"}]}}"#).await;
+    let auth = Receiver::start_with_body(r#"{"data": {"tokens": [{"value": "tok-{n}"}]}}"#).await;
     let rx = Receiver::start().await;
     let h = Herald::new();
     add_with_auth(
@@ -205,9 +205,9 @@ async fn token_is_fetched_once_and_reused() {
             .all(|r| r.headers["authorization"] == "Bearer tok-1"),
         "{got:#?}"
     );
-    assert_eq!(auth.fetches(), 1);
+    assert_eq!(auth.received().len(), 1);
     // The auth request: rendered body with the credentials, JSON-escaped.
-    let req = &auth.requests()[0];
+    let req = &auth.received()[0];
     assert_eq!(req.method, "POST");
     assert_eq!(
         serde_json::from_str::<Value>(&req.body).unwrap(),
@@ -222,7 +222,7 @@ async fn token_is_fetched_once_and_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_refreshed_after_its_interval() {
-    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"auth_token": "tok-{n}"}"#).await;
     let rx = Receiver::start().await;
     let h = Herald::new();
     // 0.01 minutes = 0.6 s.
@@ -240,12 +240,12 @@ async fn token_is_refreshed_after_its_interval() {
     let got = rx.wait_for(2).await;
     assert_eq!(got[0].headers["authorization"], "Bearer tok-1");
     assert_eq!(got[1].headers["authorization"], "Bearer tok-2");
-    assert_eq!(auth.fetches(), 2);
+    assert_eq!(auth.received().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_refreshes_the_token_and_repeats_the_request_once() {
-    let auth = AuthServer::start(r#"{"auth": {"token": "tok-{n}"}}"#).await;
+    let auth = Receiver::start_with_body(r#"{"auth": {"token": "tok-{n}"}}"#).await;
     let rx = Receiver::start().await;
     // The endpoint already revoked tok-1.
     rx.require_auth(Some("Bearer tok-2"));
@@ -260,7 +260,7 @@ async fn a_401_refreshes_the_token_and_repeats_the_request_once() {
     h.ok(&["emit", "system.start"]);
     let log = h.wait_log(&[], 1);
     assert_eq!(log[0]["outcome"], "delivered", "{log:#?}");
-    assert_eq!(auth.fetches(), 2);
+    assert_eq!(auth.received().len(), 2);
     let got = rx.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].headers["authorization"], "Bearer tok-2");
@@ -279,7 +279,7 @@ async fn a_401_refreshes_the_token_and_repeats_the_request_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xml_token_answers_are_read_by_element_path() {
-    let auth = AuthServer::start(
+    let auth = Receiver::start_with_body(
         "<?xml version=\"1.0\"?><response><auth><token>x-{n}&amp;y</token></auth></response>",
     )
     .await;
@@ -300,7 +300,7 @@ async fn xml_token_answers_are_read_by_element_path() {
         rx.wait_for(1).await[0].headers["authorization"],
         "Bearer x-1&y"
     );
-    let req = &auth.requests()[0];
+    let req = &auth.received()[0];
     assert_eq!(req.body, "<login user=\"herald\"><pw>pa\"ss</pw></login>");
     assert_eq!(req.headers["content-type"], "application/xml");
     assert_eq!(req.headers["authorization"], "Basic aGVyYWxkOnBhInNz");
@@ -309,9 +309,10 @@ async fn xml_token_answers_are_read_by_element_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_failures_are_logged_and_nothing_is_sent_without_auth() {
     let rx = Receiver::start().await;
-    let failing = AuthServer::start(r#"{"error": "backend down, password pa"ss rejected"}"#).await;
+    let failing =
+        Receiver::start_with_body(r#"{"error": "backend down, password pa"ss rejected"}"#).await;
     failing.set_status(500);
-    let tokenless = AuthServer::start(r#"{"status": "ok"}"#).await;
+    let tokenless = Receiver::start_with_body(r#"{"status": "ok"}"#).await;
     let h = Herald::new();
     let w500 = add_with_auth(
         &h,
@@ -355,7 +356,7 @@ async fn auth_failures_are_logged_and_nothing_is_sent_without_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_deliveries_cause_one_token_fetch() {
-    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"auth_token": "tok-{n}"}"#).await;
     // Slow enough that every delivery asks while the first fetch runs.
     auth.set_delay(Duration::from_millis(500));
     let rx = Receiver::start().await;
@@ -380,12 +381,12 @@ async fn fifty_concurrent_deliveries_cause_one_token_fetch() {
         got.iter()
             .all(|r| r.headers["authorization"] == "Bearer tok-1")
     );
-    assert_eq!(auth.fetches(), 1);
+    assert_eq!(auth.received().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_placed_by_the_template_is_not_added_as_a_header() {
-    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"auth_token": "tok-{n}"}"#).await;
     let rx = Receiver::start().await;
     let h = Herald::new();
     add_with_auth(
@@ -405,7 +406,7 @@ async fn a_token_placed_by_the_template_is_not_added_as_a_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_client_credentials() {
-    let auth = AuthServer::start(
+    let auth = Receiver::start_with_body(
         r#"{"access_token": "oa-{n}", "token_type": "Bearer", "expires_in": 3600}"#,
     )
     .await;
@@ -421,8 +422,8 @@ async fn oauth2_client_credentials() {
         got.iter()
             .all(|r| r.headers["authorization"] == "Bearer oa-1")
     );
-    assert_eq!(auth.fetches(), 1);
-    let req = &auth.requests()[0];
+    assert_eq!(auth.received().len(), 1);
+    let req = &auth.received()[0];
     assert_eq!(
         req.body,
         "grant_type=client_credentials&scope=events%20write"
@@ -604,7 +605,7 @@ async fn plain_hmac_signatures_verify_independently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_expires_in_is_honoured() {
     // expires_in 2 s: refreshed after ~1 s, long before refresh_minutes.
-    let auth = AuthServer::start(r#"{"access_token": "oa-{n}", "expires_in": 2}"#).await;
+    let auth = Receiver::start_with_body(r#"{"access_token": "oa-{n}", "expires_in": 2}"#).await;
     let rx = Receiver::start().await;
     let h = Herald::new();
     let o = json!({"kind": "oauth2", "token_url": auth.url("/t"), "client_id": "c", "client_secret": "s3cret-value"});
@@ -616,7 +617,7 @@ async fn oauth2_expires_in_is_honoured() {
     h.ok(&["emit", "system.start"]);
     let got = rx.wait_for(2).await;
     assert_eq!(got[1].headers["authorization"], "Bearer oa-2");
-    assert_eq!(auth.fetches(), 2);
+    assert_eq!(auth.received().len(), 2);
 }
 
 /// Queues `n` events in one transaction, so they are routed and sent together.
@@ -631,7 +632,7 @@ fn burst(h: &Herald, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_401s_at_once_share_one_refresh() {
-    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"auth_token": "tok-{n}"}"#).await;
     auth.set_delay(Duration::from_millis(200));
     let rx = Receiver::start().await;
     rx.require_auth(Some("Bearer tok-2"));
@@ -647,7 +648,7 @@ async fn many_401s_at_once_share_one_refresh() {
     let log = h.wait_log(&[], 20);
     assert!(log.iter().all(|e| e["outcome"] == "delivered"), "{log:#?}");
     assert_eq!(
-        auth.fetches(),
+        auth.received().len(),
         2,
         "one fetch, then one refresh for all the 401s"
     );
@@ -655,7 +656,7 @@ async fn many_401s_at_once_share_one_refresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_auth_server_is_not_hammered() {
-    let auth = AuthServer::start(r#"{"error": "down"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"error": "down"}"#).await;
     auth.set_status(503);
     auth.set_delay(Duration::from_millis(200));
     let rx = Receiver::start().await;
@@ -674,13 +675,17 @@ async fn a_failing_auth_server_is_not_hammered() {
             .all(|e| e["error"].as_str().unwrap().contains("answered HTTP 503")),
         "{log:#?}"
     );
-    assert_eq!(auth.fetches(), 1, "the failure is shared for a moment");
+    assert_eq!(
+        auth.received().len(),
+        1,
+        "the failure is shared for a moment"
+    );
     assert_eq!(rx.received().len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_token_flow_and_a_token_placed_in_a_header() {
-    let auth = AuthServer::start(r#"{"auth_token": "tok-{n}"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"auth_token": "tok-{n}"}"#).await;
     let rx = Receiver::start().await;
     let h = Herald::new();
     let flow = json!({"kind": "token", "method": "GET", "url": auth.url("/token?user=<<auth.username>>"), "username": "he rald", "password": "pw-1234"});
@@ -698,7 +703,7 @@ async fn get_token_flow_and_a_token_placed_in_a_header() {
         !r.headers.contains_key("authorization"),
         "the template placed the token"
     );
-    let req = &auth.requests()[0];
+    let req = &auth.received()[0];
     assert_eq!(req.method, "GET");
     assert_eq!(req.uri, "/token?user=he%20rald");
 }
@@ -706,7 +711,7 @@ async fn get_token_flow_and_a_token_placed_in_a_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_error_does_not_quote_the_answer_values() {
     // The token is there, under another name than the path says.
-    let auth = AuthServer::start(r#"{"access_token": "leaky-t0ken-value"}"#).await;
+    let auth = Receiver::start_with_body(r#"{"access_token": "leaky-t0ken-value"}"#).await;
     let rx = Receiver::start().await;
     let h = Herald::new();
     add_with_auth(

@@ -305,6 +305,9 @@ struct ReceiverState {
     delay: Mutex<Duration>,
     /// When set, requests without exactly this Authorization get 401.
     required_auth: Mutex<Option<String>>,
+    /// Answer body; `{n}` is replaced by the number of this request (1, 2, …),
+    /// so the receiver can also play an auth server issuing tok-1, tok-2, ….
+    body: Mutex<String>,
 }
 
 /// A real HTTP receiver on 127.0.0.1:0 recording every request.
@@ -321,11 +324,11 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push(Received::new(&method, &uri, &headers, &body));
+    let n = {
+        let mut requests = state.requests.lock().unwrap();
+        requests.push(Received::new(&method, &uri, &headers, &body));
+        requests.len()
+    };
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -334,17 +337,25 @@ async fn record(
     if let Some(required) = required
         && headers.get("authorization").map(|v| v.as_bytes()) != Some(required.as_bytes())
     {
-        return (StatusCode::UNAUTHORIZED, "who are you?");
+        return (StatusCode::UNAUTHORIZED, "who are you?".to_owned());
     }
     let status = *state.status.lock().unwrap();
-    (StatusCode::from_u16(status).unwrap(), "receiver says hi")
+    let body = state.body.lock().unwrap().replace("{n}", &n.to_string());
+    (StatusCode::from_u16(status).unwrap(), body)
 }
 
 impl Receiver {
     /// Starts a receiver answering 200 at once.
     pub async fn start() -> Receiver {
+        Receiver::start_with_body("receiver says hi").await
+    }
+
+    /// Starts a receiver answering 200 with `body` (`{n}` = request number),
+    /// e.g. an auth server: `{"auth_token": "tok-{n}"}`.
+    pub async fn start_with_body(body: &str) -> Receiver {
         let state = Arc::new(ReceiverState::default());
         *state.status.lock().unwrap() = 200;
+        *state.body.lock().unwrap() = body.to_owned();
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
@@ -411,89 +422,6 @@ pub fn write_file(h: &Herald, name: &str, content: &str) -> String {
     let p = h.dir.path().join(name);
     std::fs::write(&p, content).unwrap();
     p.display().to_string()
-}
-
-#[derive(Default)]
-struct AuthState {
-    fetches: std::sync::atomic::AtomicUsize,
-    requests: Mutex<Vec<Received>>,
-    status: Mutex<u16>,
-    body: Mutex<String>,
-    delay: Mutex<Duration>,
-}
-
-/// A real auth server on 127.0.0.1:0: answers every request with a body
-/// template in which `{n}` is the number of this fetch (1, 2, …).
-#[derive(Clone)]
-pub struct AuthServer {
-    pub addr: SocketAddr,
-    state: Arc<AuthState>,
-}
-
-async fn issue(
-    State(state): State<Arc<AuthState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let n = state
-        .fetches
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        + 1;
-    state
-        .requests
-        .lock()
-        .unwrap()
-        .push(Received::new(&method, &uri, &headers, &body));
-    let delay = *state.delay.lock().unwrap();
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let status = *state.status.lock().unwrap();
-    let body = state.body.lock().unwrap().replace("{n}", &n.to_string());
-    (StatusCode::from_u16(status).unwrap(), body)
-}
-
-impl AuthServer {
-    /// Starts an auth server answering 200 with `body` (`{n}` = fetch number).
-    pub async fn start(body: &str) -> AuthServer {
-        let state = Arc::new(AuthState::default());
-        *state.status.lock().unwrap() = 200;
-        *state.body.lock().unwrap() = body.to_owned();
-        let app = axum::Router::new()
-            .fallback(issue)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        AuthServer { addr, state }
-    }
-
-    /// `http://addr{path}`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Answer with this status from now on.
-    pub fn set_status(&self, status: u16) {
-        *self.state.status.lock().unwrap() = status;
-    }
-
-    /// Wait this long before answering.
-    pub fn set_delay(&self, d: Duration) {
-        *self.state.delay.lock().unwrap() = d;
-    }
-
-    /// How many token requests arrived.
-    pub fn fetches(&self) -> usize {
-        self.state.fetches.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// The token requests as received.
-    pub fn requests(&self) -> Vec<Received> {
-        self.state.requests.lock().unwrap().clone()
-    }
 }
 
 /// Checks a signature with the independent verifier (tests/verify_signature.py,
