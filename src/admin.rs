@@ -26,6 +26,15 @@ pub enum Error {
     /// The webhook changed between read and write (another admin, CLI or API).
     #[error("webhook {0} was changed by someone else meanwhile; read it again and redo the change")]
     WebhookConflict(i64),
+    /// A request (e.g. a replay selection) is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The delivery does not exist (or its event was cleaned up).
+    #[error("delivery {0} not found (deliveries go when their event is cleaned up)")]
+    DeliveryNotFound(i64),
+    /// The delivery is still pending, so replaying it would send it twice.
+    #[error("delivery {0} is still pending (in flight or waiting for its next try); only finished deliveries are replayed")]
+    DeliveryPending(i64),
     /// Storage failed.
     #[error(transparent)]
     Store(store::Error),
@@ -162,4 +171,67 @@ pub fn set_enabled(store: &Store, id: i64, enabled: bool) -> Result<Webhook, Err
     store
         .set_webhook_enabled(id, enabled)
         .map_err(webhook_error(id))
+}
+
+/// Puts finished deliveries back in the queue: one delivery, all (or only
+/// the failed) deliveries of a webhook, or those of events in a time range
+/// (`from` inclusive, `to` exclusive, RFC 3339), filters combined. Each
+/// resend is a new attempt in the log with the same event uuid. Returns how
+/// many deliveries were queued again.
+pub fn replay(store: &Store, which: &store::Replay) -> Result<usize, Error> {
+    if which.delivery_id.is_none()
+        && which.webhook_id.is_none()
+        && which.from.is_none()
+        && which.to.is_none()
+    {
+        return Err(Error::BadRequest(
+            "say what to replay: a delivery id, a webhook id, and/or a time range (from, to)".into(),
+        ));
+    }
+    let mut times = Vec::new();
+    for (name, t) in [("from", &which.from), ("to", &which.to)] {
+        if let Some(t) = t {
+            let parsed = chrono::DateTime::parse_from_rfc3339(t.trim()).map_err(|_| {
+                Error::BadRequest(format!(
+                    "{name} {t:?} is not an RFC 3339 time such as 2026-11-20T08:00:00Z"
+                ))
+            })?;
+            times.push(parsed);
+        }
+    }
+    if let [from, to] = times[..]
+        && from >= to
+    {
+        return Err(Error::BadRequest("from must be before to".into()));
+    }
+    store.replay(which).map_err(|e| match e {
+        store::Error::NotFound(what) if what.starts_with("webhook") => {
+            Error::WebhookNotFound(which.webhook_id.unwrap_or_default())
+        }
+        store::Error::NotFound(_) => Error::DeliveryNotFound(which.delivery_id.unwrap_or_default()),
+        store::Error::Conflict(_) => Error::DeliveryPending(which.delivery_id.unwrap_or_default()),
+        e => Error::Store(e),
+    })
+}
+
+/// Pauses webhook `id` by hand: its new events are kept, nothing is sent
+/// until it is resumed.
+pub fn pause(store: &Store, id: i64) -> Result<Webhook, Error> {
+    store
+        .pause_webhook(id, "paused by an admin")
+        .map_err(webhook_error(id))?;
+    webhook(store, id)
+}
+
+/// Resumes webhook `id`: clears the pause and its failure streak; its
+/// whole backlog is sent now. Returns the webhook and the backlog's size.
+pub fn resume(store: &Store, id: i64) -> Result<(Webhook, usize), Error> {
+    let backlog = store.resume_webhook(id).map_err(webhook_error(id))?;
+    Ok((webhook(store, id)?, backlog))
+}
+
+/// Checks the event type of a test send: a known type or a valid custom one.
+pub fn check_test_type(kind: &str) -> Result<(), Error> {
+    crate::event::check_type(kind)?;
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! `herald serve`: opens the store, then runs the router, the deliverer, the
-//! cleanup job and the HTTP listener until SIGTERM/SIGINT.
+//! health monitor, the cleanup job and the HTTP listener until SIGTERM/SIGINT.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -117,16 +117,29 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         routed.clone(),
         shutdown.clone(),
     ));
+    let health_poke = Arc::new(Notify::new());
     let deliverer = Deliverer::new(
         store.clone(),
         Settings {
             concurrency: config.delivery_concurrency,
             shutdown_grace: config.shutdown_grace,
             max_logged_body_bytes: config.max_logged_body_bytes,
+            max_retry_after: config.max_retry_after,
         },
         shutdown.clone(),
+        health_poke.clone(),
     );
-    let deliver_task = tokio::spawn(deliverer.run(routed));
+    let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone()));
+    let health_task = tokio::spawn(crate::health::run(
+        store.clone(),
+        crate::health::Settings {
+            pause_after: config.pause_after,
+            alert_every: config.alert_interval,
+        },
+        health_poke,
+        wake.clone(),
+        shutdown.clone(),
+    ));
     let cleanup_task = tokio::spawn(crate::cleanup::run(
         store.clone(),
         config.cleanup_schedule.clone(),
@@ -138,6 +151,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         AppState {
             store: store.clone(),
             wake,
+            deliver_wake: routed,
+            deliverer,
         },
         config.max_body_bytes,
     );
@@ -155,6 +170,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     shutdown.cancel();
     let _ = router_task.await;
     let _ = cleanup_task.await;
+    let _ = health_task.await;
     let _ = deliver_task.await;
     // The listener's open connections are not waited for past the grace.
     let _ = tokio::time::timeout(config.shutdown_grace, http_task).await;

@@ -1,5 +1,5 @@
-//! The command line: `herald serve`, `emit`, `webhook …`, `render`, `log`,
-//! `cleanup`, `check-config`. Parsing is clap's; each command is a short
+//! The command line: `herald serve`, `emit`, `webhook …`, `render`, `test`,
+//! `retry`, `deliveries`, `log`, `cleanup`, `check-config`. Parsing is clap's; each command is a short
 //! function over the library.
 
 use std::io::{IsTerminal, Read};
@@ -43,6 +43,8 @@ every data field by name (<<volume_used>>), dot paths (<<backend_data.pms.room>>
 Blocks: <% if … %>…<% endif %>, comments: <# … #>.";
 
 /// herald's subcommands.
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the router, the deliverer, the cleanup job and the HTTP listener.
@@ -80,6 +82,60 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a sample event of a type to a webhook now, through the whole
+    /// path (render, authentication, signing), and print the result. Works
+    /// on disabled and paused webhooks; logged as a test. Exit status 1 when
+    /// the endpoint did not accept it.
+    Test {
+        /// Webhook id.
+        webhook: i64,
+        /// Sample event type (templates/samples/), e.g. ticket.logout.
+        #[arg(long = "type", default_value = "ticket.login", value_name = "TYPE")]
+        kind: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send finished deliveries again (each resend is a new attempt in the
+    /// log with the same event uuid): one delivery, a webhook's deliveries,
+    /// and/or those of events in a time range. A running herald picks them
+    /// up within a second.
+    Retry {
+        /// One delivery (ids are in `herald deliveries` and `herald log`).
+        #[arg(long, value_name = "ID")]
+        delivery: Option<i64>,
+        /// Deliveries of this webhook.
+        #[arg(long, value_name = "ID")]
+        webhook: Option<i64>,
+        /// Only deliveries that failed for good (else delivered ones too).
+        #[arg(long)]
+        failed: bool,
+        /// Events created at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Events created before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+    },
+    /// List deliveries (one per event and webhook), newest first, with
+    /// their status: pending, sending, retrying, paused, delivered, failed.
+    Deliveries {
+        /// Only this webhook.
+        #[arg(long)]
+        webhook: Option<i64>,
+        /// Only this state: pending, delivered or failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this event uuid.
+        #[arg(long, value_name = "UUID")]
+        event: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -177,6 +233,19 @@ pub enum WebhookCommand {
         /// Webhook id.
         id: i64,
     },
+    /// Pause a webhook: its new events are kept but nothing is sent until
+    /// it is resumed (herald also pauses a webhook after delivery.pause_after
+    /// of failures).
+    Pause {
+        /// Webhook id.
+        id: i64,
+    },
+    /// Resume a paused webhook: clears its failure streak and sends its
+    /// whole backlog.
+    Resume {
+        /// Webhook id.
+        id: i64,
+    },
 }
 
 /// Webhook settings on the command line.
@@ -227,6 +296,73 @@ pub struct WebhookArgs {
     /// or '{"kind":"hmac","header":"X-Signature","secret":"…","encoding":"hex"}'.
     #[arg(long, value_name = "JSON")]
     pub signing: Option<String>,
+    /// Retry policy: `once` (no retries), delays in seconds `5,30,120,600,3600`
+    /// (the default), or JSON such as '{"kind":"fixed","interval":60,"retries":10}'.
+    #[arg(long, value_name = "POLICY")]
+    pub retry: Option<String>,
+    /// Requests in flight at once to this endpoint (default 4).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u32>,
+    /// Strict event order: one request at a time; a failing event holds the
+    /// ones behind it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ordered: Option<bool>,
+    /// Follow 3xx redirects (up to 5); by default a 3xx is a failure.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub follow_redirects: Option<bool>,
+    /// Batching: `MAX_EVENTS/MAX_WAIT_SECONDS` (e.g. 500/5) sends up to that
+    /// many events per request; the body iterates <% for e in events %>.
+    /// `off` sends one request per event (the default).
+    #[arg(long, value_name = "N/SECONDS")]
+    pub batch: Option<String>,
+}
+
+/// Parses `--retry`: `once`, comma-separated delays, or JSON.
+fn parse_retry(text: &str) -> anyhow::Result<crate::retry::RetryPolicy> {
+    use crate::retry::RetryPolicy;
+    let t = text.trim();
+    let bad = |m: String| crate::webhook::FieldError::new("retry", m).into();
+    if t == "once" {
+        return Ok(RetryPolicy::Once);
+    }
+    if t.starts_with('{') {
+        return serde_json::from_str(t).map_err(|e| bad(format!("--retry is not valid: {e}")));
+    }
+    let delays = t
+        .split(',')
+        .map(|d| d.trim().parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            bad(format!(
+                "--retry {t:?}: give `once`, delays in seconds such as 5,30,120, or JSON"
+            ))
+        })?;
+    Ok(RetryPolicy::Schedule {
+        delays,
+        jitter: crate::retry::DEFAULT_JITTER,
+    })
+}
+
+/// Parses `--batch`: `off` or `MAX_EVENTS/MAX_WAIT_SECONDS`.
+fn parse_batch(text: &str) -> anyhow::Result<Option<crate::webhook::Batch>> {
+    let t = text.trim();
+    if t == "off" {
+        return Ok(None);
+    }
+    let parsed = t.split_once('/').and_then(|(n, w)| {
+        Some(crate::webhook::Batch {
+            max_events: n.trim().parse().ok()?,
+            max_wait: w.trim().parse().ok()?,
+        })
+    });
+    match parsed {
+        Some(b) => Ok(Some(b)),
+        None => Err(crate::webhook::FieldError::new(
+            "batch",
+            format!("--batch {t:?}: give MAX_EVENTS/MAX_WAIT_SECONDS such as 500/5, or off"),
+        )
+        .into()),
+    }
 }
 
 impl WebhookArgs {
@@ -267,6 +403,11 @@ impl WebhookArgs {
             timeout_ms,
             auth: parse_setting("auth", self.auth)?,
             signing: parse_setting("signing", self.signing)?,
+            retry: self.retry.as_deref().map(parse_retry).transpose()?,
+            max_in_flight: self.max_in_flight,
+            ordered: self.ordered,
+            follow_redirects: self.follow_redirects,
+            batch: self.batch.as_deref().map(parse_batch).transpose()?,
             ..Default::default()
         })
     }
@@ -344,6 +485,15 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 config.retention.as_secs() / 86_400
             );
             println!("  cleanup.batch_size       = {}", config.cleanup_batch_size);
+            println!("  delivery.max_retry_after = {:?}", config.max_retry_after);
+            println!(
+                "  delivery.pause_after     = {}",
+                config
+                    .pause_after
+                    .map(|d| format!("{d:?}"))
+                    .unwrap_or_else(|| "never".into())
+            );
+            println!("  alerts.interval          = {:?}", config.alert_interval);
             Ok(ExitCode::SUCCESS)
         }
         Command::Emit(args) => emit(&config, args),
@@ -453,6 +603,70 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Test {
+            webhook,
+            kind,
+            json,
+        } => test(&config, webhook, &kind, json),
+        Command::Retry {
+            delivery,
+            webhook,
+            failed,
+            from,
+            to,
+        } => {
+            let store = Store::open(&config.database_path)?;
+            let n = admin::replay(
+                &store,
+                &crate::store::Replay {
+                    delivery_id: delivery,
+                    webhook_id: webhook,
+                    failed_only: failed,
+                    from,
+                    to,
+                },
+            )?;
+            println!("queued {n} deliveries again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deliveries {
+            webhook,
+            state,
+            event,
+            limit,
+            json,
+        } => {
+            let store = Store::open_existing(&config.database_path)?;
+            let rows = store.deliveries(&crate::store::DeliveryFilter {
+                webhook_id: webhook,
+                state,
+                event_uuid: event,
+                limit,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if rows.is_empty() {
+                println!("no deliveries");
+            }
+            for d in rows {
+                println!(
+                    "{:>6}  {:<9} {:>3}×  {:<20} {:<28} {}  {}{}",
+                    d.id,
+                    d.status,
+                    d.attempts,
+                    d.webhook_name,
+                    d.event_type,
+                    d.event_uuid,
+                    d.last_error.as_deref().unwrap_or(""),
+                    d.next_attempt_at
+                        .map(|t| format!(" (next try {t})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cleanup { now } => {
             if !now {
                 bail!(
@@ -479,6 +693,72 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `herald test`: one sample event, sent now from this process.
+fn test(config: &Config, id: i64, kind: &str, json: bool) -> anyhow::Result<ExitCode> {
+    admin::check_test_type(kind)?;
+    let store = Store::open(&config.database_path)?;
+    let webhook = admin::webhook(&store, id)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let entry = rt.block_on(async {
+        let deliverer = crate::deliver::Deliverer::new(
+            store.clone(),
+            crate::deliver::Settings {
+                concurrency: 1,
+                shutdown_grace: config.shutdown_grace,
+                max_logged_body_bytes: config.max_logged_body_bytes,
+                max_retry_after: config.max_retry_after,
+            },
+            tokio_util::sync::CancellationToken::new(),
+            std::sync::Arc::default(),
+        );
+        deliverer.test_send(webhook, kind).await
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "outcome": if entry.delivered { "delivered" } else { "failed" },
+                "event_uuid": entry.event_uuid,
+                "event_type": entry.event_type,
+                "http_status": entry.http_status,
+                "duration_ms": entry.duration_ms,
+                "error": entry.error,
+                "detail": entry.detail,
+            }))?
+        );
+    } else {
+        println!(
+            "{} {} event {} to webhook {id}: {} in {} ms{}",
+            if entry.delivered { "delivered" } else { "FAILED" },
+            entry.event_type,
+            entry.event_uuid,
+            entry
+                .http_status
+                .map(|s| format!("HTTP {s}"))
+                .unwrap_or_else(|| "no answer".into()),
+            entry.duration_ms,
+            entry
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+        if let Some(d) = &entry.detail
+            && let Some(b) = &d.response_body
+            && !b.is_empty()
+        {
+            println!("response body: {b}");
+        }
+    }
+    Ok(if entry.delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `herald emit`: validates, queues, wakes a running server.
@@ -563,6 +843,18 @@ fn print_webhook(w: &Webhook, json: bool, reveal: bool) -> anyhow::Result<()> {
     println!("body mime:   {}", s.body_format.mime());
     println!("log bodies:  {}", s.log_bodies);
     println!("timeout:     {:?}", s.timeout);
+    println!("retry:       {}", s.retry.describe());
+    println!("in flight:   {}{}", s.max_in_flight, if s.ordered { " (ordered: one at a time, in event order)" } else { "" });
+    println!("redirects:   {}", if s.follow_redirects { "followed" } else { "not followed" });
+    if let Some(b) = &s.batch {
+        println!("batch:       up to {} events or {} s", b.max_events, b.max_wait);
+    }
+    let h = &w.health;
+    match (&h.paused_at, &h.failing_since) {
+        (Some(at), _) => println!("state:       PAUSED since {at}: {}", h.pause_reason.as_deref().unwrap_or("")),
+        (None, Some(since)) => println!("state:       failing since {since} ({} attempts in a row; last error: {})", h.failure_streak, h.last_error.as_deref().unwrap_or("")),
+        (None, None) => println!("state:       {}", h.last_status.as_deref().map(|s| format!("ok (last attempt {s})")).unwrap_or_else(|| "no attempts yet".into())),
+    }
     println!("auth:        {auth}");
     println!("signing:     {signing}");
     println!("updated:     {}", w.updated_at);
@@ -617,10 +909,14 @@ fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
                     println!(
                         "{:>4}  {:<8} {:<6} {:<24} {:<40} {}",
                         w.id,
-                        if w.spec.enabled {
-                            "enabled"
-                        } else {
+                        if !w.spec.enabled {
                             "disabled"
+                        } else if w.health.paused_at.is_some() {
+                            "PAUSED"
+                        } else if w.health.failing_since.is_some() {
+                            "failing"
+                        } else {
+                            "enabled"
                         },
                         w.spec.method,
                         w.spec.name,
@@ -670,6 +966,14 @@ fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
         WebhookCommand::Disable { id } => {
             admin::set_enabled(&store, id, false)?;
             println!("disabled webhook {id}");
+        }
+        WebhookCommand::Pause { id } => {
+            admin::pause(&store, id)?;
+            println!("paused webhook {id}: its events are kept until `herald webhook resume {id}`");
+        }
+        WebhookCommand::Resume { id } => {
+            let (_, backlog) = admin::resume(&store, id)?;
+            println!("resumed webhook {id}: {backlog} waiting deliveries are sent now");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -60,6 +60,16 @@ pub struct RawConfig {
     pub delivery: RawDelivery,
     /// `[cleanup]`
     pub cleanup: RawCleanup,
+    /// `[alerts]`
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    #[serde(deserialize_with = "number")]
+    pub interval: f64,
 }
 
 /// `[server]` as written.
@@ -94,6 +104,10 @@ pub struct RawDelivery {
     #[serde(deserialize_with = "number")]
     pub shutdown_grace: f64,
     pub max_logged_body_bytes: u64,
+    #[serde(deserialize_with = "number")]
+    pub max_retry_after: f64,
+    #[serde(deserialize_with = "number")]
+    pub pause_after: f64,
 }
 
 /// `[cleanup]` as written.
@@ -124,6 +138,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Largest body stored in the event log.
     pub max_logged_body_bytes: usize,
+    /// Longest wait a `Retry-After` answer can ask for.
+    pub max_retry_after: Duration,
+    /// Pause a webhook whose deliveries failed this long; `None`: never.
+    pub pause_after: Option<Duration>,
+    /// Repeat the alert for a failing webhook this often.
+    pub alert_interval: Duration,
     /// When the cleanup job runs.
     pub cleanup_schedule: cron::Schedule,
     /// The cleanup schedule as written, for display.
@@ -351,6 +371,19 @@ impl RawConfig {
             0,
             16 << 20,
         )?;
+        let max_retry_after = in_range(
+            "delivery.max_retry_after",
+            self.delivery.max_retry_after,
+            0.0,
+            86_400.0,
+        )?;
+        let pause_after = in_range(
+            "delivery.pause_after",
+            self.delivery.pause_after,
+            0.0,
+            30.0 * 86_400.0,
+        )?;
+        let alert_interval = in_range("alerts.interval", self.alerts.interval, 0.1, 7.0 * 86_400.0)?;
         let cleanup_schedule: cron::Schedule =
             self.cleanup.schedule.parse().map_err(|e| Error::Invalid {
                 key: "cleanup.schedule",
@@ -375,6 +408,9 @@ impl RawConfig {
             delivery_concurrency: concurrency as usize,
             shutdown_grace: Duration::from_secs_f64(grace),
             max_logged_body_bytes: max_logged as usize,
+            max_retry_after: Duration::from_secs_f64(max_retry_after),
+            pause_after: (pause_after > 0.0).then(|| Duration::from_secs_f64(pause_after)),
+            alert_interval: Duration::from_secs_f64(alert_interval),
             cleanup_schedule,
             cleanup_schedule_text: self.cleanup.schedule,
             retention: Duration::from_secs(retention_days * 86_400),

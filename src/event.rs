@@ -17,6 +17,9 @@ pub const KNOWN_TYPES: &[&str] = &[
     "system.backup.started",
     "system.backup.done",
     "system.backup.error",
+    "herald.webhook.failing",
+    "herald.webhook.paused",
+    "herald.webhook.recovered",
 ];
 
 /// Longest accepted event type name.
@@ -47,6 +50,9 @@ pub enum Error {
     /// The ticket id is too long.
     #[error("ticket_id is longer than {MAX_TICKET_LEN} characters")]
     TicketTooLong,
+    /// `herald.*` types are raised by herald itself.
+    #[error("event type {0:?} is reserved: herald.* events are raised by herald itself")]
+    ReservedType(String),
 }
 
 /// An event as a producer submits it: everything but the type is optional.
@@ -173,6 +179,15 @@ fn json_kind(v: &Value) -> &'static str {
 impl NewEvent {
     /// Checks every field, filling in uuid and time when the producer left them out.
     pub fn validate(self) -> Result<ValidEvent, Error> {
+        if self.kind.starts_with(HERALD_PREFIX) {
+            return Err(Error::ReservedType(self.kind));
+        }
+        self.check_fields()
+    }
+
+    /// [`NewEvent::validate`] without the reserved-type rule: for herald's
+    /// own events (alerts, samples).
+    pub fn check_fields(self) -> Result<ValidEvent, Error> {
         check_type(&self.kind)?;
         let uuid = match self.uuid.as_deref() {
             Some(u) if !u.trim().is_empty() => check_uuid(u)?,
@@ -201,11 +216,12 @@ impl NewEvent {
 
 /// Does `pattern` select events of type `kind`?
 ///
-/// `*` selects all; `prefix.*` selects every type below `prefix.` (not
-/// `prefix` itself); anything else must be equal.
+/// `*` selects all but herald's own `herald.*` events (alerts), which are
+/// only selected by a pattern naming them; `prefix.*` selects every type
+/// below `prefix.` (not `prefix` itself); anything else must be equal.
 pub fn pattern_matches(pattern: &str, kind: &str) -> bool {
     if pattern == "*" {
-        return true;
+        return !kind.starts_with(HERALD_PREFIX);
     }
     match pattern.strip_suffix(".*") {
         Some(prefix) => {
@@ -216,6 +232,10 @@ pub fn pattern_matches(pattern: &str, kind: &str) -> bool {
         None => pattern == kind,
     }
 }
+
+/// Prefix of the event types herald itself raises (alerts); producers
+/// cannot use it.
+pub const HERALD_PREFIX: &str = "herald.";
 
 /// Checks a subscription pattern: `*`, a type, or a type prefix followed by `.*`.
 pub fn check_pattern(pattern: &str) -> Result<(), String> {

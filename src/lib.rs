@@ -14,7 +14,9 @@
 //! - [`render`]: templates with `<< >>` placeholders and format-aware escaping.
 //! - [`auth`]: outgoing authentication, fetched tokens and their cache, secrets.
 //! - [`sign`]: Standard Webhooks and plain HMAC signatures.
+//! - [`retry`]: retry policies and the decision after a failed attempt.
 //! - [`deliver`]: the HTTP client, the success rule, masking, the worker loop.
+//! - [`health`]: pause after long outages, alerts, recovery notices.
 //! - [`cleanup`]: the cron-scheduled retention job.
 //! - [`server`]: axum listener: ingest, REST API, `/healthz`.
 //! - [`app`]: `herald serve`, wiring all of the above with one shutdown signal.
@@ -29,7 +31,9 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod health;
 pub mod render;
+pub mod retry;
 pub mod router;
 pub mod server;
 pub mod sign;

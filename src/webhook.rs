@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Auth;
 use crate::render;
+use crate::retry::RetryPolicy;
 use crate::sign::Signing;
 
 /// Default request timeout.
@@ -18,6 +19,50 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_NAME_LEN: usize = 200;
 /// Largest template or header text.
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+/// Default requests in flight per webhook.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4;
+/// Most requests in flight per webhook.
+const MAX_IN_FLIGHT: u32 = 256;
+/// Most events in one batch.
+const MAX_BATCH_EVENTS: u32 = 10_000;
+/// Longest a batch may wait to fill, in seconds.
+const MAX_BATCH_WAIT: f64 = 3600.0;
+
+/// Batching: up to `max_events` events, or whatever arrived within
+/// `max_wait` seconds of the oldest, go out in one request whose body
+/// template iterates `<% for e in events %>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most events per request.
+    pub max_events: u32,
+    /// Seconds the oldest event waits for the batch to fill.
+    pub max_wait: f64,
+}
+
+impl Batch {
+    /// Checks the limits.
+    pub fn check(&self) -> Result<(), FieldError> {
+        if !(1..=MAX_BATCH_EVENTS).contains(&self.max_events) {
+            return Err(FieldError::new(
+                "batch",
+                format!("max_events must be between 1 and {MAX_BATCH_EVENTS}"),
+            ));
+        }
+        if !(0.0..=MAX_BATCH_WAIT).contains(&self.max_wait) {
+            return Err(FieldError::new(
+                "batch",
+                format!("max_wait must be between 0 and {MAX_BATCH_WAIT} seconds"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long the oldest event waits for the batch to fill.
+    pub fn wait(&self) -> Duration {
+        Duration::from_secs_f64(self.max_wait)
+    }
+}
 
 /// HTTP method of a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +209,17 @@ pub struct WebhookSpec {
     /// How requests are signed (output with secrets masked).
     #[serde(serialize_with = "masked_signing")]
     pub signing: Signing,
+    /// When failed attempts are tried again.
+    pub retry: RetryPolicy,
+    /// Requests in flight at once to this endpoint.
+    pub max_in_flight: u32,
+    /// One request at a time, in event order; a failing event holds the
+    /// ones behind it until it is delivered or fails for good.
+    pub ordered: bool,
+    /// Follow 3xx redirects (up to 5) instead of counting them as failures.
+    pub follow_redirects: bool,
+    /// Several events per request; `None` sends one request per event.
+    pub batch: Option<Batch>,
 }
 
 fn masked_auth<S: serde::Serializer>(a: &Auth, s: S) -> Result<S::Ok, S::Error> {
@@ -190,6 +246,28 @@ pub struct Webhook {
     pub created_at: String,
     /// When it was last changed; compiled templates are cached by it.
     pub updated_at: String,
+    /// How its deliveries are going (kept apart from its settings).
+    pub health: Health,
+}
+
+/// How a webhook's deliveries are going: the failure streak, pause and the
+/// last attempt. Written by the deliverer and the health monitor.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Health {
+    /// Set while paused: nothing is sent until an admin resumes it.
+    pub paused_at: Option<String>,
+    /// Why it was paused.
+    pub pause_reason: Option<String>,
+    /// First failure of the current streak of failed attempts.
+    pub failing_since: Option<String>,
+    /// Failed attempts in a row.
+    pub failure_streak: i64,
+    /// The last attempt's error, while failing.
+    pub last_error: Option<String>,
+    /// When the last attempt was made.
+    pub last_attempt_at: Option<String>,
+    /// `delivered` or `failed`: the last attempt's outcome.
+    pub last_status: Option<String>,
 }
 
 /// A change to a webhook: each field left out keeps its value. Used by the
@@ -221,6 +299,17 @@ pub struct WebhookPatch {
     pub auth: Option<Auth>,
     /// Signing; secrets sent as `***` keep their stored value.
     pub signing: Option<Signing>,
+    /// Retry policy.
+    pub retry: Option<RetryPolicy>,
+    /// Requests in flight at once.
+    pub max_in_flight: Option<u32>,
+    /// Strict event order, one request at a time.
+    pub ordered: Option<bool>,
+    /// Follow redirects.
+    pub follow_redirects: Option<bool>,
+    /// Batching; `null` turns it off.
+    #[serde(default, deserialize_with = "present")]
+    pub batch: Option<Option<Batch>>,
     /// Read-only fields of a webhook as returned by the API, accepted and
     /// ignored so a GET → edit → PUT round trip works.
     #[serde(default, rename = "id")]
@@ -231,6 +320,18 @@ pub struct WebhookPatch {
     /// Ignored (read-only).
     #[serde(default, rename = "updated_at")]
     pub _updated_at: Option<serde::de::IgnoredAny>,
+    /// Ignored (read-only).
+    #[serde(default, rename = "health")]
+    pub _health: Option<serde::de::IgnoredAny>,
+}
+
+/// A field that may be given as `null` (to clear it): present → `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl WebhookSpec {
@@ -249,6 +350,11 @@ impl WebhookSpec {
             timeout: DEFAULT_TIMEOUT,
             auth: Auth::None,
             signing: Signing::None,
+            retry: RetryPolicy::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            ordered: false,
+            follow_redirects: false,
+            batch: None,
         }
     }
 
@@ -334,6 +440,21 @@ impl WebhookSpec {
             v.keep_secrets_from(&self.signing);
             self.signing = v;
         }
+        if let Some(v) = patch.retry {
+            self.retry = v;
+        }
+        if let Some(v) = patch.max_in_flight {
+            self.max_in_flight = v;
+        }
+        if let Some(v) = patch.ordered {
+            self.ordered = v;
+        }
+        if let Some(v) = patch.follow_redirects {
+            self.follow_redirects = v;
+        }
+        if let Some(v) = patch.batch {
+            self.batch = v;
+        }
         Ok(())
     }
 
@@ -391,6 +512,22 @@ impl WebhookSpec {
         }
         self.auth.check()?;
         self.signing.check()?;
+        self.retry.check()?;
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(FieldError::new(
+                "max_in_flight",
+                format!("must be between 1 and {MAX_IN_FLIGHT}"),
+            ));
+        }
+        if let Some(b) = &self.batch {
+            b.check()?;
+            if self.ordered {
+                return Err(FieldError::new(
+                    "batch",
+                    "batching and strict ordering cannot be combined: a batch already keeps its events in order",
+                ));
+            }
+        }
         self.check_auth_and_signing_together()?;
         let warnings = render::check(self)?;
         Ok(warnings)

@@ -55,15 +55,25 @@ pub struct Response {
     pub headers: String,
     /// Up to `max_body` bytes of the body (lossy UTF-8), and whether it was cut.
     pub body: String,
+    /// The `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
 }
 
-/// Builds the one HTTP client herald uses: rustls, connection reuse, no
-/// redirects followed (a 3xx is an answer, not a success).
-pub fn build_client() -> reqwest::Client {
+/// Most redirects followed for a webhook that follows them.
+const MAX_REDIRECTS: usize = 5;
+
+/// Builds an HTTP client: rustls, connection reuse, and by default no
+/// redirects followed (a 3xx is an answer, not a success); with
+/// `follow_redirects`, up to [`MAX_REDIRECTS`].
+pub fn build_client(follow_redirects: bool) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_max_idle_per_host(IDLE_PER_HOST)
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(if follow_redirects {
+            reqwest::redirect::Policy::limited(MAX_REDIRECTS)
+        } else {
+            reqwest::redirect::Policy::none()
+        })
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client configuration is valid")
@@ -114,6 +124,11 @@ async fn send_inner(
     let classify = |e: reqwest::Error| classify(e, &host, https, timeout);
     let mut resp = builder.send().await.map_err(classify)?;
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let headers = resp
         .headers()
         .iter()
@@ -146,6 +161,7 @@ async fn send_inner(
         status,
         headers,
         body,
+        retry_after,
     })
 }
 

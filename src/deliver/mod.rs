@@ -1,6 +1,7 @@
-//! The deliverer: claims due deliveries, renders each request, sends it with
-//! bounded concurrency, and records the attempt in the event log together
-//! with the delivery's new state.
+//! The deliverer: claims due deliveries (within the global and per-webhook
+//! limits), renders each request, sends it, decides by the webhook's retry
+//! policy, and records the attempt in the event log together with the
+//! deliveries' new state and the webhook's health.
 
 pub mod client;
 pub mod mask;
@@ -14,16 +15,21 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, token::TokenCache};
-use crate::event::now_rfc3339;
+use crate::event::{Event, now_rfc3339};
 use crate::render::{CompiledRequest, RenderedRequest};
+use crate::retry::{self, Decision, Failure};
 use crate::sign;
-use crate::store::{AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store};
+use crate::store::{
+    AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store, now_ms,
+};
 use crate::webhook::Webhook;
 
 /// Longest wait between looks for due deliveries when nothing wakes us.
 const IDLE: Duration = Duration::from_secs(1);
 /// Pause after a storage error.
 const ON_ERROR: Duration = Duration::from_secs(1);
+/// Shortest sleep before a due time, so a due time in the past cannot spin.
+const MIN_WAIT_MS: i64 = 5;
 
 /// A webhook with its templates compiled, cached until the webhook changes.
 struct Prepared {
@@ -35,12 +41,14 @@ struct Prepared {
 /// Settings of the deliverer.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Requests in flight at once.
+    /// Requests in flight at once, over all webhooks.
     pub concurrency: usize,
     /// How long in-flight requests may finish on shutdown.
     pub shutdown_grace: Duration,
     /// Largest body kept in the log.
     pub max_logged_body_bytes: usize,
+    /// Longest wait a `Retry-After` answer can ask for.
+    pub max_retry_after: Duration,
 }
 
 /// Sends deliveries. Cheap to clone.
@@ -48,84 +56,110 @@ pub struct Settings {
 pub struct Deliverer {
     store: Store,
     client: reqwest::Client,
+    /// The client for webhooks that follow redirects.
+    redirecting: reqwest::Client,
     settings: Settings,
     cache: Arc<Mutex<HashMap<i64, Arc<Prepared>>>>,
     tokens: TokenCache,
     shutdown: CancellationToken,
+    /// Told when an attempt changed a webhook's health (see [`crate::health`]).
+    health: Arc<Notify>,
+}
+
+/// How one send went, before it is written for each event it carried.
+struct Sent {
+    /// The log entry's shared part (status, duration, error, detail).
+    entry: NewLogEntry,
+    /// Why it failed, for the retry policy; `None` when delivered.
+    failure: Option<Failure>,
 }
 
 impl Deliverer {
     /// A deliverer over `store`, stopping when `shutdown` is cancelled.
-    pub fn new(store: Store, settings: Settings, shutdown: CancellationToken) -> Deliverer {
-        let client = client::build_client();
+    /// `health` is notified when an attempt changes a webhook's health.
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        shutdown: CancellationToken,
+        health: Arc<Notify>,
+    ) -> Deliverer {
+        let client = client::build_client(false);
         Deliverer {
             store,
             tokens: TokenCache::new(client.clone()),
             client,
+            redirecting: client::build_client(true),
             settings,
             cache: Arc::default(),
             shutdown,
+            health,
         }
     }
 
-    /// The loop: claim as many due deliveries as there are free slots, send
-    /// them, repeat when woken (`routed`), when a slot frees, or every `IDLE`.
-    /// On shutdown, stops claiming and lets requests in flight finish within
-    /// the grace period; unfinished ones are sent again after the next start.
+    /// The loop: claim what the free slots and each webhook's limits allow,
+    /// send it, repeat when woken (`routed`), when a request finishes, when
+    /// the next retry falls due, or every `IDLE`. On shutdown, stops
+    /// claiming and lets requests in flight finish within the grace period;
+    /// unfinished ones are sent again after the next start.
     pub async fn run(self, routed: Arc<Notify>) {
         let shutdown = self.shutdown.clone();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let freed = Arc::new(Notify::new());
-        let mut tasks = JoinSet::new();
+        let mut in_flight: HashMap<i64, usize> = HashMap::new();
+        let mut tasks: JoinSet<i64> = JoinSet::new();
+        let mut turn = 0usize;
         loop {
-            while tasks.try_join_next().is_some() {}
+            while let Some(done) = tasks.try_join_next() {
+                finished(&mut in_flight, done);
+            }
             let free = slots.available_permits();
-            let mut full_batch = false;
+            let mut wait = IDLE;
             if free > 0 {
-                match self.store.run(move |s| s.claim_due(free)).await {
-                    Ok(jobs) => {
-                        full_batch = jobs.len() == free;
-                        for job in jobs {
+                let busy = in_flight.clone();
+                turn = turn.wrapping_add(1);
+                match self
+                    .store
+                    .run(move |s| s.claim_due(free, &busy, turn))
+                    .await
+                {
+                    Ok(pass) => {
+                        if let Some(due) = pass.next_due_ms {
+                            let ms = (due - now_ms()).clamp(MIN_WAIT_MS, IDLE.as_millis() as i64);
+                            wait = Duration::from_millis(ms as u64);
+                        }
+                        for claimed in pass.claimed {
+                            let webhook_id = match &claimed {
+                                Ok(job) => job.webhook_id,
+                                Err(bad) => bad.webhook_id,
+                            };
+                            *in_flight.entry(webhook_id).or_default() += 1;
                             let permit = slots
                                 .clone()
                                 .try_acquire_owned()
-                                .expect("a slot per claimed job");
+                                .expect("a slot per claimed request");
                             let this = self.clone();
                             let freed = freed.clone();
                             tasks.spawn(async move {
-                                match job {
+                                match claimed {
                                     Ok(job) => this.attempt(job).await,
-                                    Err(bad) => {
-                                        let r = this
-                                            .store
-                                            .run(move |s| s.fail_unreadable(bad.delivery_id, &bad.reason))
-                                            .await;
-                                        if let Err(e) = r {
-                                            tracing::error!(error = %e, "cannot record unreadable delivery");
-                                        }
-                                    }
+                                    Err(bad) => this.fail_unreadable(bad).await,
                                 }
                                 drop(permit);
                                 freed.notify_one();
+                                webhook_id
                             });
                         }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot claim deliveries; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(ON_ERROR) => continue,
-                            _ = shutdown.cancelled() => break,
-                        }
+                        wait = ON_ERROR;
                     }
                 }
-            }
-            if full_batch && slots.available_permits() > 0 {
-                continue;
             }
             tokio::select! {
                 _ = routed.notified() => {}
                 _ = freed.notified() => {}
-                _ = tokio::time::sleep(IDLE) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -147,56 +181,60 @@ impl Deliverer {
         }
     }
 
-    /// The webhook of `job` with compiled templates, from the cache when current.
-    async fn prepared(&self, job: &DeliveryJob) -> Result<Arc<Prepared>, StoreError> {
-        if let Some(p) = self.cache.lock().expect("cache lock").get(&job.webhook_id)
-            && p.updated_at == job.webhook_updated_at
+    /// The webhook `id` with compiled templates, from the cache when it is
+    /// at version `updated_at`.
+    async fn prepared(&self, id: i64, updated_at: &str) -> Result<Arc<Prepared>, StoreError> {
+        if let Some(p) = self.cache.lock().expect("cache lock").get(&id)
+            && p.updated_at == updated_at
         {
             return Ok(p.clone());
         }
-        let id = job.webhook_id;
         let webhook = self.store.run(move |s| s.webhook(id)).await?;
-        let compiled = CompiledRequest::compile(&webhook.spec, Some(webhook.id))
-            .map(Arc::new)
-            .map_err(|e| format!("template error: {e}"));
-        let p = Arc::new(Prepared {
-            updated_at: webhook.updated_at.clone(),
-            webhook: Arc::new(webhook),
-            compiled,
-        });
+        let p = Arc::new(Prepared::new(webhook));
         self.cache.lock().expect("cache lock").insert(id, p.clone());
         Ok(p)
     }
 
-    /// One attempt: render, send, record.
+    /// Fails a delivery whose event cannot be read, for good.
+    async fn fail_unreadable(&self, bad: crate::store::Unreadable) {
+        loop {
+            let (id, reason) = (bad.delivery_id, bad.reason.clone());
+            match self.store.run(move |s| s.fail_unreadable(id, &reason)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(delivery_id = id, error = %e, "cannot record unreadable delivery; trying again");
+                    if self.pause(ON_ERROR).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of a request (one event, or a batch): render, send,
+    /// decide (delivered, retry at, failed) and record.
     async fn attempt(&self, job: DeliveryJob) {
-        let delivery_id = job.delivery_id;
-        let mut entry = NewLogEntry {
+        let mut base = NewLogEntry {
             at: now_rfc3339(),
-            delivered: false,
-            event_uuid: job.event.uuid.clone(),
-            event_type: job.event.kind.clone(),
-            ticket_id: job.event.ticket_id.clone(),
             webhook_id: job.webhook_id,
-            delivery_id,
-            attempt: job.attempt,
             ..Default::default()
         };
         let prepared = loop {
-            match self.prepared(&job).await {
+            match self.prepared(job.webhook_id, &job.webhook_updated_at).await {
                 Ok(p) => break p,
                 // Deleted meanwhile: its deliveries went with it.
                 Err(StoreError::NotFound(_)) => return,
                 Err(StoreError::Corrupt(reason)) => {
-                    entry.error = Some(format!(
+                    base.error = Some(format!(
                         "webhook {} cannot be read: {reason}",
                         job.webhook_id
                     ));
-                    self.record(delivery_id, Outcome::Failed, entry).await;
+                    let entries = per_event(&job, &base);
+                    self.record(Outcome::Failed, entries).await;
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(delivery_id, error = %e, "cannot load webhook; trying again");
+                    tracing::warn!(webhook = job.webhook_id, error = %e, "cannot load webhook; trying again");
                     if self.pause(ON_ERROR).await.is_err() {
                         return; // Shutdown: the claim is logged and released at the next start.
                     }
@@ -204,37 +242,113 @@ impl Deliverer {
             }
         };
         let webhook = &prepared.webhook;
-        entry.webhook_name = webhook.spec.name.clone();
-        match prepared.compiled.clone() {
-            Err(message) => entry.error = Some(message),
-            Ok(compiled) => {
-                self.send_authenticated(webhook, &compiled, &job, &mut entry)
-                    .await
+        base.webhook_name = webhook.spec.name.clone();
+        let events: Vec<Arc<Event>> = job.items.iter().map(|i| i.event.clone()).collect();
+        let sent = self.send(&prepared, &events, job.batched, base).await;
+        let outcome = match &sent.failure {
+            None => Outcome::Delivered,
+            Some(failure) => {
+                let tries = job.items.iter().map(|i| i.tries).max().unwrap_or(1);
+                let decision = webhook.spec.retry.decide(
+                    tries,
+                    failure,
+                    self.settings.max_retry_after,
+                    retry::random_unit(),
+                );
+                tracing::info!(webhook = %webhook.spec.name, events = events.len(), error = ?sent.entry.error, ?decision, "delivery failed");
+                match decision {
+                    Decision::RetryIn(wait) => {
+                        Outcome::RetryAt(now_ms() + wait.as_millis().min(i64::MAX as u128) as i64)
+                    }
+                    Decision::GiveUp => Outcome::Failed,
+                }
             }
-        }
-        let outcome = if entry.delivered {
-            Outcome::Delivered
-        } else {
-            tracing::info!(webhook = %webhook.spec.name, event = %entry.event_uuid, error = ?entry.error, "delivery failed");
-            Outcome::Failed
         };
-        self.record(delivery_id, outcome, entry).await;
+        let entries = per_event(&job, &sent.entry);
+        self.record(outcome, entries).await;
     }
 
-    /// Renders, authenticates, signs and sends one request, filling `entry`.
-    /// With a fetched token, a 401 answer refreshes the token once and sends
-    /// the request again.
+    /// Sends a sample event of type `kind` (a batch of one for a batching
+    /// webhook) to `webhook` through the whole path (render, authenticate,
+    /// sign), whatever its state (disabled and paused webhooks too), and logs
+    /// the attempt as a test. No delivery is made and the webhook's health
+    /// is not touched. Returns the logged entry.
+    pub async fn test_send(&self, webhook: Webhook, kind: &str) -> Result<NewLogEntry, StoreError> {
+        let mut event = crate::render::samples::sample_event(kind);
+        event.uuid = uuid::Uuid::new_v4().to_string();
+        let base = NewLogEntry {
+            at: now_rfc3339(),
+            webhook_id: webhook.id,
+            webhook_name: webhook.spec.name.clone(),
+            event_uuid: event.uuid.clone(),
+            event_type: event.kind.clone(),
+            ticket_id: event.ticket_id.clone(),
+            test: true,
+            ..Default::default()
+        };
+        let batched = webhook.spec.batch.is_some();
+        let prepared = Prepared::new(webhook);
+        let sent = self
+            .send(&prepared, &[Arc::new(event)], batched, base)
+            .await;
+        let entry = sent.entry;
+        let logged = entry.clone();
+        self.store.run(move |s| s.insert_log_entry(&logged)).await?;
+        Ok(entry)
+    }
+
+    /// Renders, authenticates, signs and sends one request for `events`,
+    /// returning the log entry's shared part (from `base`) and the failure.
+    async fn send(
+        &self,
+        prepared: &Prepared,
+        events: &[Arc<Event>],
+        batched: bool,
+        mut base: NewLogEntry,
+    ) -> Sent {
+        let failure = match prepared.compiled.clone() {
+            Err(message) => {
+                base.error = Some(message);
+                Some(Failure::Permanent)
+            }
+            Ok(compiled) => {
+                self.send_authenticated(&prepared.webhook, &compiled, events, batched, &mut base)
+                    .await
+            }
+        };
+        Sent {
+            entry: base,
+            failure,
+        }
+    }
+
+    /// Renders, authenticates, signs and sends one request, filling `entry`;
+    /// returns why it failed, if it did. With a fetched token, a 401 answer
+    /// refreshes the token once and sends the request again.
     async fn send_authenticated(
         &self,
         webhook: &Webhook,
         compiled: &CompiledRequest,
-        job: &DeliveryJob,
+        events: &[Arc<Event>],
+        batched: bool,
         entry: &mut NewLogEntry,
-    ) {
+    ) -> Option<Failure> {
         let spec = &webhook.spec;
         let max = self.settings.max_logged_body_bytes;
         let mut secrets = credential_forms(spec);
         let auth_header = auth::fixed_header(&spec.auth).map(|(name, _)| name);
+        let client = if spec.follow_redirects {
+            &self.redirecting
+        } else {
+            &self.client
+        };
+        // The message id receivers de-duplicate on: the event's uuid, or for
+        // a batch one made of its first event's uuid and its size.
+        let message_id = match (batched, events.first()) {
+            (false, Some(e)) => e.uuid.clone(),
+            (true, Some(e)) => format!("batch-{}-{}", e.uuid, events.len()),
+            (_, None) => return Some(Failure::Permanent),
+        };
         let mut refused: Option<u64> = None;
         loop {
             let issued = if spec.auth.fetches_token() {
@@ -247,7 +361,7 @@ impl Deliverer {
                     Err(e) => {
                         // Nothing is sent without its authentication.
                         entry.error = Some(mask::scrub(&e.to_string(), &secrets));
-                        return;
+                        return Some(Failure::Transport);
                     }
                 }
             } else {
@@ -257,26 +371,31 @@ impl Deliverer {
             if let Some(t) = token {
                 secrets.extend(mask::forms(t));
             }
-            let rendered = compiled.render_shared(&job.event, token);
+            let rendered = if batched {
+                compiled.render_batch(events, token)
+            } else {
+                compiled.render_shared(&events[0], token)
+            };
             let mut req = match rendered {
                 Ok(r) => r,
                 Err(e) => {
                     entry.error = Some(mask::scrub(&format!("template error: {e}"), &secrets));
-                    return;
+                    return Some(Failure::Permanent);
                 }
             };
             // Fail safe: unless the token really appears in what was
             // rendered, it goes in `Authorization: Bearer`.
             let placed = token.is_some_and(|t| req.contains(t));
             auth::apply(&mut req, &spec.auth, token, placed);
-            if let Err(e) = sign::apply(&mut req, &spec.signing, &job.event.uuid) {
+            if let Err(e) = sign::apply(&mut req, &spec.signing, &message_id) {
                 entry.error = Some(e);
-                return;
+                return Some(Failure::Permanent);
             }
-            let (result, took) = client::send(&self.client, &req, spec.timeout, max).await;
+            let (result, took) = client::send(client, &req, spec.timeout, max).await;
             entry.duration_ms = took.as_millis() as i64;
             entry.error = None;
             let mut response = None;
+            let mut failure = None;
             match result {
                 Ok(resp) => {
                     entry.http_status = Some(resp.status);
@@ -295,11 +414,24 @@ impl Deliverer {
                         if resp.status == 401 && refused.is_some() {
                             e.push_str(" (also with a freshly fetched token)");
                         }
+                        if (300..400).contains(&resp.status) && !spec.follow_redirects {
+                            e.push_str(" (redirects are not followed unless the webhook sets follow_redirects)");
+                        }
                         entry.error = Some(e);
+                        failure = Some(Failure::Status {
+                            status: resp.status,
+                            retry_after: resp
+                                .retry_after
+                                .as_deref()
+                                .and_then(|v| retry::parse_retry_after(v, chrono::Utc::now())),
+                        });
                     }
                     response = Some(resp);
                 }
-                Err(e) => entry.error = Some(mask::scrub(&e.to_string(), &secrets)),
+                Err(e) => {
+                    entry.error = Some(mask::scrub(&e.to_string(), &secrets));
+                    failure = Some(Failure::Transport);
+                }
             }
             if spec.log_bodies {
                 entry.detail = Some(detail(
@@ -310,25 +442,27 @@ impl Deliverer {
                     auth_header.as_deref(),
                 ));
             }
-            return;
+            return failure;
         }
     }
 
     /// Records an attempt, retrying while the database refuses (e.g. another
     /// writer holds it past the busy timeout): an unrecorded attempt would
-    /// leave its delivery claimed until the next start. On shutdown it gives
-    /// up; the claim is then logged and released at the next start.
-    async fn record(&self, delivery_id: i64, outcome: Outcome, entry: NewLogEntry) {
+    /// leave its deliveries claimed until the next start. On shutdown it
+    /// gives up; the claims are then logged and released at the next start.
+    async fn record(&self, outcome: Outcome, entries: Vec<NewLogEntry>) {
+        let entries = Arc::new(entries);
         loop {
-            let e = entry.clone();
-            match self
-                .store
-                .run(move |s| s.finish_attempt(delivery_id, outcome, &e))
-                .await
-            {
-                Ok(()) => return,
+            let e = entries.clone();
+            match self.store.run(move |s| s.finish_attempt(outcome, &e)).await {
+                Ok(poke) => {
+                    if poke {
+                        self.health.notify_one();
+                    }
+                    return;
+                }
                 Err(err) => {
-                    tracing::error!(delivery_id, error = %err, "cannot record attempt; trying again");
+                    tracing::error!(error = %err, "cannot record attempt; trying again");
                     if self.pause(ON_ERROR).await.is_err() {
                         return;
                     }
@@ -342,6 +476,59 @@ impl Deliverer {
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
             _ = self.shutdown.cancelled() => Err(()),
+        }
+    }
+}
+
+impl Prepared {
+    fn new(webhook: Webhook) -> Prepared {
+        let compiled = CompiledRequest::compile(&webhook.spec, Some(webhook.id))
+            .map(Arc::new)
+            .map_err(|e| format!("template error: {e}"));
+        Prepared {
+            updated_at: webhook.updated_at.clone(),
+            webhook: Arc::new(webhook),
+            compiled,
+        }
+    }
+}
+
+/// One log entry per event of the job, from the attempt's shared part. A
+/// batch's request and response are logged once, with its first event.
+fn per_event(job: &DeliveryJob, shared: &NewLogEntry) -> Vec<NewLogEntry> {
+    job.items
+        .iter()
+        .enumerate()
+        .map(|(n, item)| {
+            let mut e = shared.clone();
+            e.delivery_id = Some(item.delivery_id);
+            e.attempt = Some(item.attempt);
+            e.event_uuid = item.event.uuid.clone();
+            e.event_type = item.event.kind.clone();
+            e.ticket_id = item.event.ticket_id.clone();
+            if n > 0 {
+                e.detail = None;
+            }
+            if job.items.len() > 1 {
+                let note = format!("batch of {}", job.items.len());
+                e.error = Some(match e.error {
+                    Some(err) => format!("{err} ({note})"),
+                    None => note,
+                });
+            }
+            e
+        })
+        .collect()
+}
+
+/// Counts a finished request out of its webhook's in-flight number.
+fn finished(in_flight: &mut HashMap<i64, usize>, done: Result<i64, tokio::task::JoinError>) {
+    if let Ok(id) = done
+        && let Some(n) = in_flight.get_mut(&id)
+    {
+        *n -= 1;
+        if *n == 0 {
+            in_flight.remove(&id);
         }
     }
 }

@@ -85,3 +85,18 @@ pub fn context(event: &Arc<Event>, webhook: &Value, auth_token: Option<&str>) ->
         auth: auth_token.map(|t| minijinja::context! { token => t }),
     })
 }
+
+/// The context of a batch: `events`, a list whose items are each exactly
+/// the context a single-event template sees (`<<e.event.uuid>>`,
+/// `<<e.volume_used>>`), plus `webhook` and `auth` at the top.
+pub fn batch_context(events: &[Arc<Event>], webhook: &Value, auth_token: Option<&str>) -> Value {
+    let items: Vec<Value> = events
+        .iter()
+        .map(|e| context(e, webhook, auth_token))
+        .collect();
+    minijinja::context! {
+        events => items,
+        webhook => webhook.clone(),
+        auth => auth_token.map(|t| minijinja::context! { token => t }),
+    }
+}

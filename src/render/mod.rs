@@ -299,6 +299,16 @@ impl CompiledRequest {
         self.render_in(&context::context(event, &self.webhook, token))
     }
 
+    /// Renders one request for a batch of events: the body iterates
+    /// `<% for e in events %>`.
+    pub fn render_batch(
+        &self,
+        events: &[Arc<Event>],
+        token: Option<&str>,
+    ) -> Result<RenderedRequest, Error> {
+        self.render_in(&context::batch_context(events, &self.webhook, token))
+    }
+
     /// Renders the request for `event` with `<<auth.token>>` set.
     pub fn render_with_token(&self, event: &Event, token: &str) -> Result<RenderedRequest, Error> {
         self.render_shared(&Arc::new(event.clone()), Some(token))
@@ -439,6 +449,24 @@ pub fn check(spec: &WebhookSpec) -> Result<Warnings, Error> {
                 .map(|p| p.trim_end_matches(".*").to_owned())
                 .unwrap_or_else(|| "custom".into()),
         );
+    }
+    if spec.batch.is_some() {
+        // A batch of one and of every type: both must come out well-formed.
+        let all: Vec<Arc<Event>> = types
+            .iter()
+            .map(|k| Arc::new(samples::sample_event(k)))
+            .collect();
+        for batch in [&all[..1], &all[..]] {
+            compiled.render_batch(batch, None).map_err(|mut e| {
+                e.message = format!(
+                    "rendering a batch of {} sample event(s): {}",
+                    batch.len(),
+                    e.message
+                );
+                e
+            })?;
+        }
+        return Ok(unknown_names(spec));
     }
     for kind in &types {
         let event = samples::sample_event(kind);
@@ -607,6 +635,7 @@ fn unknown_names(spec: &WebhookSpec) -> Warnings {
     names
         .into_iter()
         .filter(|n| !CONTEXT_NAMES.contains(&n.as_str()) && !known_fields.contains(n.as_str()))
+        .filter(|n| !(spec.batch.is_some() && n == "events"))
         .map(|n| format!("no known event carries a field named {n:?}; it will render empty unless your events have it"))
         .collect()
 }

@@ -47,6 +47,18 @@ const SAMPLES: &[(&str, &str)] = &[
         "system.backup.error",
         include_str!("../../templates/samples/system.backup.error.json"),
     ),
+    (
+        "herald.webhook.failing",
+        include_str!("../../templates/samples/herald.webhook.failing.json"),
+    ),
+    (
+        "herald.webhook.paused",
+        include_str!("../../templates/samples/herald.webhook.paused.json"),
+    ),
+    (
+        "herald.webhook.recovered",
+        include_str!("../../templates/samples/herald.webhook.recovered.json"),
+    ),
 ];
 
 /// Every data field the appliance documents, for save-time warnings.
@@ -76,6 +88,13 @@ const DOCUMENTED_FIELDS: &[&str] = &[
     "volume_used_download",
     "volume_used_upload",
     "volume_used",
+    "webhook_id",
+    "webhook_name",
+    "failing_since",
+    "failures",
+    "last_error",
+    "paused",
+    "message",
 ];
 
 /// The sample event of `kind`; for a type herald does not know, a ticket.login
@@ -87,7 +106,7 @@ pub fn sample_event(kind: &str) -> Event {
         .map(|(_, t)| *t)
         .unwrap_or(SAMPLES[0].1);
     let raw: NewEvent = serde_json::from_str(text).expect("embedded sample events are valid");
-    let valid = raw.validate().expect("embedded sample events validate");
+    let valid = raw.check_fields().expect("embedded sample events validate");
     Event {
         id: 0,
         uuid: valid.uuid,

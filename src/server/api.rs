@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::admin;
 use crate::event::NewEvent;
-use crate::store::LogFilter;
+use crate::store::{DeliveryFilter, LogFilter, Replay};
 use crate::webhook::WebhookPatch;
 
 /// Most log entries one request returns.
@@ -224,6 +224,110 @@ pub async fn log(
     Ok(Json(
         state.store.run(move |s| s.log_entries(&filter)).await?,
     ))
+}
+
+/// Body of `POST /api/v1/webhooks/{id}/test`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    /// Sample event type (default ticket.login).
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// `POST /api/v1/webhooks/{id}/test`: sends a sample event through the full
+/// path now and answers with the logged attempt (200 whether or not the
+/// endpoint accepted it: `outcome` says).
+pub async fn test_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let req: TestRequest = optional_json(body, "{\"type\": \"ticket.login\"}")?;
+    let kind = req.kind.unwrap_or_else(|| "ticket.login".into());
+    admin::check_test_type(&kind)?;
+    let webhook = blocking(&state, move |s| admin::webhook(s, id)).await?;
+    let entry = state.deliverer.test_send(webhook, &kind).await?;
+    Ok(Json(json!({
+        "outcome": if entry.delivered { "delivered" } else { "failed" },
+        "event_uuid": entry.event_uuid,
+        "event_type": entry.event_type,
+        "http_status": entry.http_status,
+        "duration_ms": entry.duration_ms,
+        "error": entry.error,
+        "detail": entry.detail,
+    })))
+}
+
+/// `POST /api/v1/webhooks/{id}/pause`: nothing is sent until resumed.
+pub async fn pause_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(blocking(&state, move |s| admin::pause(s, id)).await?))
+}
+
+/// `POST /api/v1/webhooks/{id}/resume`: clears the pause; the backlog is sent.
+pub async fn resume_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let (webhook, backlog) = blocking(&state, move |s| admin::resume(s, id)).await?;
+    state.deliver_wake.notify_one();
+    Ok(Json(json!({"webhook": webhook, "backlog": backlog})))
+}
+
+/// Query of `GET /api/v1/deliveries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    webhook: Option<i64>,
+    state: Option<String>,
+    event: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/deliveries?webhook=&state=pending|delivered|failed&event=&limit=`.
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(st) = &q.state
+        && !["pending", "delivered", "failed"].contains(&st.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "state {st:?} is not one of pending, delivered, failed"
+        )));
+    }
+    let filter = DeliveryFilter {
+        webhook_id: q.webhook,
+        state: q.state,
+        event_uuid: q.event,
+        limit: q.limit.unwrap_or(100).clamp(1, MAX_LOG_PAGE),
+    };
+    Ok(Json(
+        state.store.run(move |s| s.deliveries(&filter)).await?,
+    ))
+}
+
+/// `POST /api/v1/deliveries/retry` with `{"delivery_id"}`, `{"webhook_id",
+/// "failed_only"}` and/or `{"from", "to"}`: queues finished deliveries again.
+pub async fn retry_deliveries(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(body)?;
+    let which: Replay = parse_json(
+        &body,
+        "{\"delivery_id\": N} or {\"webhook_id\": N, \"failed_only\": true} or {\"from\": T, \"to\": T}",
+    )?;
+    let queued = blocking(&state, move |s| admin::replay(s, &which)).await?;
+    state.deliver_wake.notify_one();
+    Ok(Json(json!({"queued": queued})))
 }
 
 /// A known route with another method: 405 in the API's shape.

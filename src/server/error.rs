@@ -71,6 +71,11 @@ impl From<admin::Error> for ApiError {
             },
             admin::Error::WebhookNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             admin::Error::WebhookConflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            admin::Error::BadRequest(m) => ApiError::bad_request(m),
+            admin::Error::DeliveryNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            admin::Error::DeliveryPending(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             admin::Error::Store(e) => ApiError::internal(e),
         }
     }

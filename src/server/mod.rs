@@ -23,6 +23,10 @@ pub struct AppState {
     pub store: Store,
     /// Wakes the router after an ingest.
     pub wake: Arc<Notify>,
+    /// Wakes the deliverer after a replay or resume.
+    pub deliver_wake: Arc<Notify>,
+    /// Sends test events.
+    pub deliverer: crate::deliver::Deliverer,
 }
 
 /// All routes, with the body limit applied.
@@ -45,6 +49,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/api/v1/webhooks/{id}/rotate-secret",
             post(api::rotate_secret),
         )
+        .route("/api/v1/webhooks/{id}/test", post(api::test_webhook))
+        .route("/api/v1/webhooks/{id}/pause", post(api::pause_webhook))
+        .route("/api/v1/webhooks/{id}/resume", post(api::resume_webhook))
+        .route("/api/v1/deliveries", get(api::list_deliveries))
+        .route("/api/v1/deliveries/retry", post(api::retry_deliveries))
         .route("/api/v1/log", get(api::log))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

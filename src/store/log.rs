@@ -23,10 +23,12 @@ pub struct NewLogEntry {
     pub webhook_id: i64,
     /// Webhook name at the time.
     pub webhook_name: String,
-    /// Delivery id.
-    pub delivery_id: i64,
-    /// Attempt number.
-    pub attempt: i64,
+    /// Delivery id (none for a test send).
+    pub delivery_id: Option<i64>,
+    /// Attempt number (none for a test send).
+    pub attempt: Option<i64>,
+    /// A test send (`herald test`): no delivery, no effect on health.
+    pub test: bool,
     /// Time from send to answer (or failure).
     pub duration_ms: i64,
     /// HTTP status, when an answer came.
@@ -61,7 +63,8 @@ pub struct LogEntry {
     pub id: i64,
     /// When.
     pub at: String,
-    /// `delivered`, `failed` or `invalid`.
+    /// `delivered`, `failed`, `invalid`; for health: `alert`, `paused`,
+    /// `resumed`, `recovered`.
     pub outcome: String,
     /// Event uuid.
     pub event_uuid: Option<String>,
@@ -83,6 +86,10 @@ pub struct LogEntry {
     pub http_status: Option<i64>,
     /// Error in plain words.
     pub error: Option<String>,
+    /// For a failed attempt tried again: when.
+    pub retry_at: Option<String>,
+    /// A test send.
+    pub test: bool,
     /// Request/response, when logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<AttemptDetail>,
@@ -104,13 +111,17 @@ pub struct LogFilter {
 }
 
 /// Inserts an attempt row.
-pub(super) fn insert_entry(c: &Connection, e: &NewLogEntry) -> Result<(), Error> {
+pub(super) fn insert_entry(
+    c: &Connection,
+    e: &NewLogEntry,
+    retry_at: Option<&str>,
+) -> Result<(), Error> {
     let d = e.detail.as_ref();
     c.prepare_cached(
         "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name, delivery_id, attempt,
                           duration_ms, http_status, error, request_method, request_url, request_headers, request_body,
-                          response_headers, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                          response_headers, response_body, retry_at, test)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?
     .execute(params![
         e.at,
@@ -131,6 +142,8 @@ pub(super) fn insert_entry(c: &Connection, e: &NewLogEntry) -> Result<(), Error>
         d.map(|d| &d.request_body),
         d.and_then(|d| d.response_headers.as_ref()),
         d.and_then(|d| d.response_body.as_ref()),
+        retry_at,
+        e.test,
     ])?;
     Ok(())
 }
@@ -149,18 +162,38 @@ pub(super) fn insert_invalid(
     Ok(())
 }
 
+/// Inserts a log row about a webhook's health (alert, pause, resume, recovery).
+pub(super) fn insert_notice(
+    c: &Connection,
+    outcome: &str,
+    webhook_id: i64,
+    message: &str,
+) -> Result<(), Error> {
+    c.prepare_cached(
+        "INSERT INTO log (at, outcome, webhook_id, webhook_name, error)
+         SELECT ?1, ?2, id, name, ?3 FROM webhooks WHERE id = ?4",
+    )?
+    .execute(params![crate::event::now_rfc3339(), outcome, message, webhook_id])?;
+    Ok(())
+}
+
 impl Store {
+    /// Logs one attempt that settles no delivery (a test send).
+    pub fn insert_log_entry(&self, e: &NewLogEntry) -> Result<(), Error> {
+        self.with(|c| insert_entry(c, e, None))
+    }
+
     /// Reads the log, newest first.
     pub fn log_entries(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name, delivery_id, attempt,
                         duration_ms, http_status, error, request_method, request_url, request_headers, request_body,
-                        response_headers, response_body
+                        response_headers, response_body, retry_at, test
                  FROM log
                  WHERE (?1 IS NULL OR webhook_id = ?1)
                    AND (?2 IS NULL OR event_uuid = ?2)
-                   AND (?3 = 0 OR outcome <> 'delivered')
+                   AND (?3 = 0 OR outcome NOT IN ('delivered', 'resumed', 'recovered'))
                    AND (?4 IS NULL OR id < ?4)
                  ORDER BY id DESC LIMIT ?5",
             )?;
@@ -182,6 +215,8 @@ impl Store {
                         duration_ms: r.get(10)?,
                         http_status: r.get(11)?,
                         error: r.get(12)?,
+                        retry_at: r.get(19)?,
+                        test: r.get(20)?,
                         detail: match method {
                             Some(m) => Some(AttemptDetail {
                                 request_method: m,

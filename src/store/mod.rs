@@ -6,6 +6,7 @@
 
 mod deliveries;
 mod events;
+mod health;
 mod log;
 mod webhooks;
 
@@ -16,7 +17,12 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use deliveries::{Claimed, DeliveryJob, Outcome, Unreadable};
+pub use deliveries::{
+    ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome, Replay,
+    Unreadable,
+};
+pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
+pub use webhooks::ms_to_rfc3339;
 pub use events::{QueuedEvent, RouteStats, WebhookRoute};
 pub use log::{AttemptDetail, LogEntry, LogFilter, NewLogEntry};
 
@@ -28,6 +34,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_auth_signing.sql"),
+    include_str!("migrations/003_outages.sql"),
 ];
 
 /// A storage failure.

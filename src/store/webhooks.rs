@@ -6,9 +6,18 @@ use rusqlite::params;
 
 use super::{Error, Store};
 use crate::event::now_rfc3339;
-use crate::webhook::{Webhook, WebhookSpec};
+use crate::webhook::{Health, Webhook, WebhookSpec};
 
-const COLUMNS: &str = "id, name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing";
+/// Unix milliseconds as herald shows times: RFC 3339 UTC.
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+const COLUMNS: &str = "id, name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing,
+                       retry, max_in_flight, ordered, follow_redirects, batch,
+                       paused_at, pause_reason, failing_since_ms, failure_streak, last_error, last_attempt_at, last_status";
 
 /// Settings as stored: JSON with the secrets in it (the file is mode 0600).
 fn stored<T: serde::Serialize>(v: &T) -> String {
@@ -42,6 +51,17 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
                 .map_err(|e| corrupt("auth", e.to_string()))?,
             signing: serde_json::from_str(&r.get::<_, String>(14)?)
                 .map_err(|e| corrupt("signing", e.to_string()))?,
+            retry: serde_json::from_str(&r.get::<_, String>(15)?)
+                .map_err(|e| corrupt("retry", e.to_string()))?,
+            max_in_flight: r.get::<_, i64>(16)?.clamp(1, u32::MAX as i64) as u32,
+            ordered: r.get(17)?,
+            follow_redirects: r.get(18)?,
+            batch: match r.get::<_, Option<String>>(19)? {
+                None => None,
+                Some(t) => {
+                    Some(serde_json::from_str(&t).map_err(|e| corrupt("batch", e.to_string()))?)
+                }
+            },
         })
     })();
     let spec = match spec {
@@ -54,6 +74,15 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
         spec,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        health: Health {
+            paused_at: r.get(20)?,
+            pause_reason: r.get(21)?,
+            failing_since: r.get::<_, Option<i64>>(22)?.map(ms_to_rfc3339),
+            failure_streak: r.get(23)?,
+            last_error: r.get(24)?,
+            last_attempt_at: r.get(25)?,
+            last_status: r.get(26)?,
+        },
     }))
 }
 
@@ -63,12 +92,14 @@ impl Store {
         let now = now_rfc3339();
         let id = self.with(|c| {
             c.execute(
-                "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)",
+                "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing,
+                                       retry, max_in_flight, ordered, follow_redirects, batch)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
-                    spec.timeout.as_millis() as i64, now, stored(&spec.auth), stored(&spec.signing)
+                    spec.timeout.as_millis() as i64, now, stored(&spec.auth), stored(&spec.signing),
+                    stored(&spec.retry), spec.max_in_flight, spec.ordered, spec.follow_redirects, spec.batch.as_ref().map(stored)
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -94,12 +125,13 @@ impl Store {
             Ok(c.execute(
                 "UPDATE webhooks SET name = ?2, url = ?3, method = ?4, events = ?5, headers = ?6, body_template = ?7,
                  body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12,
-                 auth = ?14, signing = ?15
+                 auth = ?14, signing = ?15, retry = ?16, max_in_flight = ?17, ordered = ?18, follow_redirects = ?19, batch = ?20
                  WHERE id = ?1 AND updated_at = ?13",
                 params![
                     id, spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
-                    spec.timeout.as_millis() as i64, now, seen_updated_at, stored(&spec.auth), stored(&spec.signing)
+                    spec.timeout.as_millis() as i64, now, seen_updated_at, stored(&spec.auth), stored(&spec.signing),
+                    stored(&spec.retry), spec.max_in_flight, spec.ordered, spec.follow_redirects, spec.batch.as_ref().map(stored)
                 ],
             )?)
         })?;

@@ -1,0 +1,382 @@
+//! Webhook health in storage: the failure streak kept up by every attempt,
+//! and the monitor's decisions (pause after a long outage, an alert once
+//! per interval while failing, recovery announced once), each written to the
+//! log and queued as a `herald.webhook.*` event in the same transaction, so
+//! an alert is never lost or sent twice.
+
+use rusqlite::{Connection, params};
+use serde_json::json;
+
+use super::log::insert_notice;
+use super::webhooks::ms_to_rfc3339;
+use super::{Error, Store, now_ms};
+use crate::event::now_rfc3339;
+
+/// Event type of the hourly alert while a webhook fails.
+pub const EVENT_FAILING: &str = "herald.webhook.failing";
+/// Event type of a pause after a long outage.
+pub const EVENT_PAUSED: &str = "herald.webhook.paused";
+/// Event type of a recovery after an alert.
+pub const EVENT_RECOVERED: &str = "herald.webhook.recovered";
+
+/// What the monitor announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The webhook.
+    pub webhook_id: i64,
+    /// `alert`, `paused` or `recovered` (the log's outcome).
+    pub kind: &'static str,
+    /// The message, as logged and sent.
+    pub message: String,
+}
+
+/// Keeps a webhook's failure streak after an attempt (in the attempt's
+/// transaction). Returns whether the monitor should look now: a streak
+/// began, or a streak that raised an alert ended.
+pub(super) fn note_attempt(
+    c: &Connection,
+    webhook_id: i64,
+    delivered: bool,
+    error: Option<&str>,
+    now: &str,
+) -> Result<bool, Error> {
+    if delivered {
+        let recovered: Option<bool> = c
+            .prepare_cached(
+                "UPDATE webhooks SET failing_since_ms = NULL, last_failure_ms = NULL, failure_streak = 0,
+                        last_error = NULL, recovery_pending = recovery_pending OR alerted, alerted = 0,
+                        last_attempt_at = ?2, last_status = 'delivered'
+                 WHERE id = ?1 RETURNING recovery_pending",
+            )?
+            .query_row(params![webhook_id, now], |r| r.get(0))
+            .map(Some)
+            .or_else(none_if_missing)?;
+        Ok(recovered.unwrap_or(false))
+    } else {
+        let streak: Option<i64> = c
+            .prepare_cached(
+                "UPDATE webhooks SET failing_since_ms = coalesce(failing_since_ms, ?3), last_failure_ms = ?3,
+                        failure_streak = failure_streak + 1, last_error = ?4,
+                        last_attempt_at = ?2, last_status = 'failed'
+                 WHERE id = ?1 RETURNING failure_streak",
+            )?
+            .query_row(params![webhook_id, now, now_ms(), error], |r| r.get(0))
+            .map(Some)
+            .or_else(none_if_missing)?;
+        Ok(streak == Some(1))
+    }
+}
+
+/// The webhook was deleted meanwhile: nothing to keep.
+fn none_if_missing<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    }
+}
+
+/// Queues a `herald.webhook.*` event for the webhooks subscribed to it.
+fn queue_notice_event(
+    c: &Connection,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<(), Error> {
+    c.prepare_cached(
+        "INSERT INTO events (uuid, type, created_at, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        uuid::Uuid::new_v4().to_string(),
+        kind,
+        now_rfc3339(),
+        data.to_string()
+    ])?;
+    Ok(())
+}
+
+/// A failing webhook as the monitor reads it.
+struct Failing {
+    id: i64,
+    name: String,
+    since_ms: i64,
+    streak: i64,
+    last_error: Option<String>,
+    paused: bool,
+}
+
+fn describe(w: &Failing) -> serde_json::Value {
+    json!({
+        "webhook_id": w.id,
+        "webhook_name": w.name,
+        "failing_since": ms_to_rfc3339(w.since_ms),
+        "failures": w.streak,
+        "last_error": w.last_error,
+        "paused": w.paused,
+    })
+}
+
+/// A duration for messages: "3h 5m", "42s", "1.5s".
+fn span(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=9 => format!("{:.1}s", ms as f64 / 1000.0),
+        10..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+impl Store {
+    /// One look by the health monitor at `now_ms`: pauses webhooks whose
+    /// failed attempts span `pause_after` (if set), raises an alert for
+    /// each failing webhook not alerted within `alert_every`, and announces
+    /// each recovery once. Returns what it announced.
+    pub fn health_tick(
+        &self,
+        now_ms: i64,
+        pause_after: Option<std::time::Duration>,
+        alert_every: std::time::Duration,
+    ) -> Result<Vec<Notice>, Error> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let mut notices = Vec::new();
+            let failing: Vec<Failing> = tx
+                .prepare_cached(
+                    "SELECT id, name, failing_since_ms, failure_streak, last_error, paused_at IS NOT NULL,
+                            last_failure_ms, last_alert_ms
+                     FROM webhooks WHERE failing_since_ms IS NOT NULL AND enabled = 1 ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok((
+                        Failing {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            since_ms: r.get(2)?,
+                            streak: r.get(3)?,
+                            last_error: r.get(4)?,
+                            paused: r.get(5)?,
+                        },
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter_map(|(mut w, last_failure, last_alert)| {
+                    let span_ms = last_failure.unwrap_or(w.since_ms) - w.since_ms;
+                    let pause = !w.paused
+                        && pause_after.is_some_and(|p| span_ms >= p.as_millis() as i64);
+                    let alert_due = last_alert
+                        .is_none_or(|a| now_ms - a >= alert_every.as_millis() as i64);
+                    if pause {
+                        w.paused = true;
+                        notices.push(Notice {
+                            webhook_id: w.id,
+                            kind: "paused",
+                            message: format!(
+                                "webhook {:?} ({}) paused: its deliveries have failed for {} ({} attempts in a row; last error: {}). New events are kept and sent after `herald webhook resume {}`.",
+                                w.name, w.id, span(span_ms), w.streak,
+                                w.last_error.as_deref().unwrap_or("unknown"), w.id
+                            ),
+                        });
+                        Some(w)
+                    } else if alert_due {
+                        notices.push(Notice {
+                            webhook_id: w.id,
+                            kind: "alert",
+                            message: format!(
+                                "webhook {:?} ({}) is failing: {} attempts in a row for {}{}; last error: {}",
+                                w.name, w.id, w.streak, span(now_ms - w.since_ms),
+                                if w.paused { ", paused" } else { "" },
+                                w.last_error.as_deref().unwrap_or("unknown")
+                            ),
+                        });
+                        Some(w)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            for (w, n) in failing.iter().zip(notices.iter()) {
+                if n.kind == "paused" {
+                    tx.prepare_cached(
+                        "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![w.id, now_rfc3339(), n.message])?;
+                }
+                tx.prepare_cached(
+                    "UPDATE webhooks SET last_alert_ms = ?2, alerted = 1 WHERE id = ?1",
+                )?
+                .execute(params![w.id, now_ms])?;
+                insert_notice(&tx, n.kind, w.id, &n.message)?;
+                let kind = if n.kind == "paused" { EVENT_PAUSED } else { EVENT_FAILING };
+                let mut data = describe(w);
+                data["message"] = n.message.clone().into();
+                queue_notice_event(&tx, kind, data)?;
+            }
+            let recovered: Vec<(i64, String)> = tx
+                .prepare_cached(
+                    "UPDATE webhooks SET recovery_pending = 0 WHERE recovery_pending = 1 RETURNING id, name",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, name) in recovered {
+                let message = format!("webhook {name:?} ({id}) delivers again");
+                insert_notice(&tx, "recovered", id, &message)?;
+                queue_notice_event(
+                    &tx,
+                    EVENT_RECOVERED,
+                    json!({"webhook_id": id, "webhook_name": name, "message": message}),
+                )?;
+                notices.push(Notice {
+                    webhook_id: id,
+                    kind: "recovered",
+                    message,
+                });
+            }
+            tx.commit()?;
+            Ok(notices)
+        })
+    }
+
+    /// Pauses webhook `id` by hand: nothing is sent until it is resumed;
+    /// new events for it are kept.
+    pub fn pause_webhook(&self, id: i64, reason: &str) -> Result<(), Error> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1 AND paused_at IS NULL",
+                params![id, now_rfc3339(), reason],
+            )?;
+            if n == 0 {
+                tx.query_row("SELECT 1 FROM webhooks WHERE id = ?1", [id], |_| Ok(()))
+                    .map_err(super::not_found(format!("webhook {id}")))?;
+                return Ok(()); // Already paused.
+            }
+            insert_notice(&tx, "paused", id, reason)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Resumes webhook `id`: clears the pause and the failure streak and
+    /// makes its whole backlog due now, for a new round of tries. Returns
+    /// how many deliveries were waiting.
+    pub fn resume_webhook(&self, id: i64) -> Result<usize, Error> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE webhooks SET paused_at = NULL, pause_reason = NULL, failing_since_ms = NULL,
+                        last_failure_ms = NULL, failure_streak = 0, alerted = 0, last_alert_ms = NULL
+                 WHERE id = ?1",
+                [id],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("webhook {id}")));
+            }
+            let backlog = tx.execute(
+                "UPDATE deliveries SET next_attempt_at = ?2, tries = 0
+                 WHERE webhook_id = ?1 AND state = 'pending' AND claimed = 0",
+                params![id, now_ms()],
+            )?;
+            insert_notice(
+                &tx,
+                "resumed",
+                id,
+                &format!("resumed by an admin; {backlog} waiting deliveries are sent now"),
+            )?;
+            tx.commit()?;
+            Ok(backlog)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn store() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("h.db")).unwrap();
+        let w = s
+            .insert_webhook(&crate::webhook::WebhookSpec::example("http://127.0.0.1:9/"))
+            .unwrap();
+        (dir, s, w.id)
+    }
+
+    fn attempt(s: &Store, id: i64, ok: bool) -> bool {
+        s.with(|c| {
+            let tx = c.transaction()?;
+            let r = note_attempt(&tx, id, ok, (!ok).then_some("HTTP 503"), &now_rfc3339())?;
+            tx.commit()?;
+            Ok(r)
+        })
+        .unwrap()
+    }
+
+    fn events_of(s: &Store, kind: &str) -> i64 {
+        s.with(|c| {
+            Ok(c.query_row("SELECT count(*) FROM events WHERE type = ?1", [kind], |r| {
+                r.get(0)
+            })?)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn alert_once_per_interval_then_recovery_once() {
+        let (_d, s, id) = store();
+        let hour = Duration::from_secs(3600);
+        assert!(attempt(&s, id, false), "a new streak pokes the monitor");
+        assert!(!attempt(&s, id, false));
+        let now = now_ms();
+        let first = s.health_tick(now, None, hour).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].kind, "alert");
+        assert!(first[0].message.contains("2 attempts in a row"), "{}", first[0].message);
+        // Within the hour: nothing more.
+        assert!(s.health_tick(now + 1000, None, hour).unwrap().is_empty());
+        // An hour later: once more.
+        assert_eq!(s.health_tick(now + 3_600_000, None, hour).unwrap().len(), 1);
+        assert_eq!(events_of(&s, EVENT_FAILING), 2);
+        assert!(attempt(&s, id, true), "an alerted streak's end pokes the monitor");
+        let rec = s.health_tick(now + 3_601_000, None, hour).unwrap();
+        assert_eq!(rec.len(), 1);
+        assert_eq!(rec[0].kind, "recovered");
+        assert!(s.health_tick(now + 9_000_000, None, hour).unwrap().is_empty());
+        assert_eq!(events_of(&s, EVENT_RECOVERED), 1);
+        assert_eq!(s.webhook(id).unwrap().health.failure_streak, 0);
+    }
+
+    #[test]
+    fn pauses_only_when_failures_span_the_window_and_resume_clears() {
+        let (_d, s, id) = store();
+        attempt(&s, id, false);
+        let window = Some(Duration::from_millis(50));
+        let t = s.health_tick(now_ms(), window, Duration::from_secs(3600)).unwrap();
+        assert_eq!(t[0].kind, "alert", "one failure spans no window");
+        std::thread::sleep(Duration::from_millis(60));
+        attempt(&s, id, false);
+        let t = s.health_tick(now_ms(), window, Duration::from_secs(3600)).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].kind, "paused");
+        let h = s.webhook(id).unwrap().health;
+        assert!(h.paused_at.is_some() && h.pause_reason.is_some());
+        assert_eq!(events_of(&s, EVENT_PAUSED), 1);
+        s.resume_webhook(id).unwrap();
+        let h = s.webhook(id).unwrap().health;
+        assert!(h.paused_at.is_none() && h.failing_since.is_none());
+        assert!(matches!(s.resume_webhook(999), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn a_streak_that_was_never_alerted_announces_no_recovery() {
+        let (_d, s, id) = store();
+        attempt(&s, id, false);
+        assert!(!attempt(&s, id, true));
+        assert!(s
+            .health_tick(now_ms(), None, Duration::from_secs(1))
+            .unwrap()
+            .is_empty());
+    }
+}
