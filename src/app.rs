@@ -134,6 +134,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         store.clone(),
         crate::health::Settings {
             pause_after: config.pause_after,
+            first_alert: config.alert_after,
             alert_every: config.alert_interval,
         },
         health_poke,

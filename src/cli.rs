@@ -493,6 +493,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     .map(|d| format!("{d:?}"))
                     .unwrap_or_else(|| "never".into())
             );
+            println!("  alerts.after             = {:?}", config.alert_after);
             println!("  alerts.interval          = {:?}", config.alert_interval);
             Ok(ExitCode::SUCCESS)
         }

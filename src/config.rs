@@ -69,6 +69,8 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {
     #[serde(deserialize_with = "number")]
+    pub after: f64,
+    #[serde(deserialize_with = "number")]
     pub interval: f64,
 }
 
@@ -142,6 +144,8 @@ pub struct Config {
     pub max_retry_after: Duration,
     /// Pause a webhook whose deliveries failed this long; `None`: never.
     pub pause_after: Option<Duration>,
+    /// Raise the first alert once a webhook has failed this long.
+    pub alert_after: Duration,
     /// Repeat the alert for a failing webhook this often.
     pub alert_interval: Duration,
     /// When the cleanup job runs.
@@ -383,6 +387,7 @@ impl RawConfig {
             0.0,
             30.0 * 86_400.0,
         )?;
+        let alert_after = in_range("alerts.after", self.alerts.after, 0.0, 7.0 * 86_400.0)?;
         let alert_interval = in_range("alerts.interval", self.alerts.interval, 0.1, 7.0 * 86_400.0)?;
         let cleanup_schedule: cron::Schedule =
             self.cleanup.schedule.parse().map_err(|e| Error::Invalid {
@@ -410,6 +415,7 @@ impl RawConfig {
             max_logged_body_bytes: max_logged as usize,
             max_retry_after: Duration::from_secs_f64(max_retry_after),
             pause_after: (pause_after > 0.0).then(|| Duration::from_secs_f64(pause_after)),
+            alert_after: Duration::from_secs_f64(alert_after),
             alert_interval: Duration::from_secs_f64(alert_interval),
             cleanup_schedule,
             cleanup_schedule_text: self.cleanup.schedule,

@@ -17,6 +17,8 @@ use crate::store::{Store, now_ms};
 pub struct Settings {
     /// Pause a webhook whose failed attempts span this long; `None`: never.
     pub pause_after: Option<Duration>,
+    /// Raise the first alert once a webhook has failed this long.
+    pub first_alert: Duration,
     /// Repeat the alert for a failing webhook this often.
     pub alert_every: Duration,
 }
@@ -27,7 +29,8 @@ impl Settings {
     pub fn tick(&self) -> Duration {
         let shortest = self
             .pause_after
-            .map_or(self.alert_every, |p| p.min(self.alert_every));
+            .map_or(self.alert_every, |p| p.min(self.alert_every))
+            .min(self.first_alert.max(Duration::from_millis(100)));
         (shortest / 10).clamp(Duration::from_millis(50), Duration::from_secs(30))
     }
 }
@@ -45,7 +48,7 @@ pub async fn run(
     loop {
         let s = settings.clone();
         match store
-            .run(move |st| st.health_tick(now_ms(), s.pause_after, s.alert_every))
+            .run(move |st| st.health_tick(now_ms(), s.pause_after, s.first_alert, s.alert_every))
             .await
         {
             Ok(notices) => {

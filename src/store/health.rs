@@ -128,12 +128,14 @@ fn span(ms: i64) -> String {
 impl Store {
     /// One look by the health monitor at `now_ms`: pauses webhooks whose
     /// failed attempts span `pause_after` (if set), raises an alert for
-    /// each failing webhook not alerted within `alert_every`, and announces
-    /// each recovery once. Returns what it announced.
+    /// each webhook failing for at least `first_alert` and not alerted
+    /// within `alert_every`, and announces the recovery of an alerted
+    /// webhook once. Returns what it announced.
     pub fn health_tick(
         &self,
         now_ms: i64,
         pause_after: Option<std::time::Duration>,
+        first_alert: std::time::Duration,
         alert_every: std::time::Duration,
     ) -> Result<Vec<Notice>, Error> {
         self.with(|c| {
@@ -165,8 +167,9 @@ impl Store {
                     let span_ms = last_failure.unwrap_or(w.since_ms) - w.since_ms;
                     let pause = !w.paused
                         && pause_after.is_some_and(|p| span_ms >= p.as_millis() as i64);
-                    let alert_due = last_alert
-                        .is_none_or(|a| now_ms - a >= alert_every.as_millis() as i64);
+                    let alert_due = now_ms - w.since_ms >= first_alert.as_millis() as i64
+                        && last_alert
+                            .is_none_or(|a| now_ms - a >= alert_every.as_millis() as i64);
                     if pause {
                         w.paused = true;
                         notices.push(Notice {
@@ -295,6 +298,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const ZERO: Duration = Duration::ZERO;
+
     fn store() -> (tempfile::TempDir, Store, i64) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("h.db")).unwrap();
@@ -330,20 +335,20 @@ mod tests {
         assert!(attempt(&s, id, false), "a new streak pokes the monitor");
         assert!(!attempt(&s, id, false));
         let now = now_ms();
-        let first = s.health_tick(now, None, hour).unwrap();
+        let first = s.health_tick(now, None, ZERO, hour).unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].kind, "alert");
         assert!(first[0].message.contains("2 attempts in a row"), "{}", first[0].message);
         // Within the hour: nothing more.
-        assert!(s.health_tick(now + 1000, None, hour).unwrap().is_empty());
+        assert!(s.health_tick(now + 1000, None, ZERO, hour).unwrap().is_empty());
         // An hour later: once more.
-        assert_eq!(s.health_tick(now + 3_600_000, None, hour).unwrap().len(), 1);
+        assert_eq!(s.health_tick(now + 3_600_000, None, ZERO, hour).unwrap().len(), 1);
         assert_eq!(events_of(&s, EVENT_FAILING), 2);
         assert!(attempt(&s, id, true), "an alerted streak's end pokes the monitor");
-        let rec = s.health_tick(now + 3_601_000, None, hour).unwrap();
+        let rec = s.health_tick(now + 3_601_000, None, ZERO, hour).unwrap();
         assert_eq!(rec.len(), 1);
         assert_eq!(rec[0].kind, "recovered");
-        assert!(s.health_tick(now + 9_000_000, None, hour).unwrap().is_empty());
+        assert!(s.health_tick(now + 9_000_000, None, ZERO, hour).unwrap().is_empty());
         assert_eq!(events_of(&s, EVENT_RECOVERED), 1);
         assert_eq!(s.webhook(id).unwrap().health.failure_streak, 0);
     }
@@ -353,11 +358,11 @@ mod tests {
         let (_d, s, id) = store();
         attempt(&s, id, false);
         let window = Some(Duration::from_millis(50));
-        let t = s.health_tick(now_ms(), window, Duration::from_secs(3600)).unwrap();
+        let t = s.health_tick(now_ms(), window, ZERO, Duration::from_secs(3600)).unwrap();
         assert_eq!(t[0].kind, "alert", "one failure spans no window");
         std::thread::sleep(Duration::from_millis(60));
         attempt(&s, id, false);
-        let t = s.health_tick(now_ms(), window, Duration::from_secs(3600)).unwrap();
+        let t = s.health_tick(now_ms(), window, ZERO, Duration::from_secs(3600)).unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].kind, "paused");
         let h = s.webhook(id).unwrap().health;
@@ -370,12 +375,25 @@ mod tests {
     }
 
     #[test]
+    fn no_alert_before_the_streak_is_old_enough() {
+        let (_d, s, id) = store();
+        attempt(&s, id, false);
+        let now = now_ms();
+        let five_min = Duration::from_secs(300);
+        let hour = Duration::from_secs(3600);
+        assert!(s.health_tick(now, None, five_min, hour).unwrap().is_empty());
+        let late = s.health_tick(now + 300_000, None, five_min, hour).unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].kind, "alert");
+    }
+
+    #[test]
     fn a_streak_that_was_never_alerted_announces_no_recovery() {
         let (_d, s, id) = store();
         attempt(&s, id, false);
         assert!(!attempt(&s, id, true));
         assert!(s
-            .health_tick(now_ms(), None, Duration::from_secs(1))
+            .health_tick(now_ms(), None, ZERO, Duration::from_secs(1))
             .unwrap()
             .is_empty());
     }

@@ -11,7 +11,7 @@ use crate::utils::*;
 fn add_with_auth(h: &Herald, url: &str, auth: &Value, extra: &[&str]) -> i64 {
     let auth = auth.to_string();
     let mut args = vec![
-        "--name", "w", "--url", url, "--events", "*", "--auth", &auth,
+        "--name", "w", "--url", url, "--events", "*", "--auth", &auth, "--retry", "once",
     ];
     args.extend_from_slice(extra);
     h.add_webhook(&args)

@@ -241,6 +241,8 @@ fn cleanup_removes_only_what_is_past_retention() {
         &format!("http://127.0.0.1:{}/", refused_port()),
         "--events",
         "*",
+        "--retry",
+        "once",
     ]);
     // Four events routed through a real server run (all fail: nothing listens).
     {
@@ -319,6 +321,8 @@ fn the_cleanup_job_runs_on_its_schedule_inside_serve() {
         &format!("http://127.0.0.1:{}/", refused_port()),
         "--events",
         "*",
+        "--retry",
+        "once",
     ]);
     let _s = h.serve();
     h.ok(&["emit", "system.start"]);

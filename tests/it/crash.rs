@@ -23,6 +23,8 @@ async fn kill_9_during_delivery_then_restart_delivers_in_flight_events() {
         r#"{"id":"<<event.uuid>>"}"#,
         "--timeout",
         "300",
+        "--max-in-flight",
+        "8",
     ]);
     let server = h.serve();
     let mut uuids = HashSet::new();

@@ -145,6 +145,7 @@ async fn log_records_success_500_refused_and_timeout() {
         "--body",
         r#"{"t":"<<event.type>>"}"#,
     ]);
+    // Failures are final here ("send once"); retries have their own tests.
     let w_500 = h.add_webhook(&[
         "--name",
         "five-hundred",
@@ -152,9 +153,13 @@ async fn log_records_success_500_refused_and_timeout() {
         &failing.url("/"),
         "--events",
         "*",
+        "--retry",
+        "once",
     ]);
     let refused = format!("http://127.0.0.1:{}/", refused_port());
-    let w_refused = h.add_webhook(&["--name", "refused", "--url", &refused, "--events", "*"]);
+    let w_refused = h.add_webhook(&[
+        "--name", "refused", "--url", &refused, "--events", "*", "--retry", "once",
+    ]);
     let w_slow = h.add_webhook(&[
         "--name",
         "slow",
@@ -164,6 +169,8 @@ async fn log_records_success_500_refused_and_timeout() {
         "*",
         "--timeout",
         "0.5",
+        "--retry",
+        "once",
     ]);
     let _server = h.serve();
     let uuid = h.ok(&["emit", "ticket.login"]).trim().to_owned();
@@ -429,6 +436,8 @@ async fn tls_and_reset_errors_are_put_in_plain_words() {
         &format!("https://{}/", rx.addr),
         "--events",
         "*",
+        "--retry",
+        "once",
     ]);
     let reset = h.add_webhook(&[
         "--name",
@@ -437,6 +446,8 @@ async fn tls_and_reset_errors_are_put_in_plain_words() {
         &format!("http://127.0.0.1:{closer_port}/"),
         "--events",
         "*",
+        "--retry",
+        "once",
     ]);
     let _server = h.serve();
     h.ok(&["emit", "system.start"]);
