@@ -33,7 +33,9 @@ pub enum Error {
     #[error("delivery {0} not found (deliveries go when their event is cleaned up)")]
     DeliveryNotFound(i64),
     /// The delivery is still pending, so replaying it would send it twice.
-    #[error("delivery {0} is still pending (in flight or waiting for its next try); only finished deliveries are replayed")]
+    #[error(
+        "delivery {0} is still pending (in flight or waiting for its next try); only finished deliveries are replayed"
+    )]
     DeliveryPending(i64),
     /// Storage failed.
     #[error(transparent)]
@@ -185,7 +187,8 @@ pub fn replay(store: &Store, which: &store::Replay) -> Result<usize, Error> {
         && which.to.is_none()
     {
         return Err(Error::BadRequest(
-            "say what to replay: a delivery id, a webhook id, and/or a time range (from, to)".into(),
+            "say what to replay: a delivery id, a webhook id, and/or a time range (from, to)"
+                .into(),
         ));
     }
     let mut times = Vec::new();

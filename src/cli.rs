@@ -734,7 +734,11 @@ fn test(config: &Config, id: i64, kind: &str, json: bool) -> anyhow::Result<Exit
     } else {
         println!(
             "{} {} event {} to webhook {id}: {} in {} ms{}",
-            if entry.delivered { "delivered" } else { "FAILED" },
+            if entry.delivered {
+                "delivered"
+            } else {
+                "FAILED"
+            },
             entry.event_type,
             entry.event_uuid,
             entry
@@ -845,16 +849,47 @@ fn print_webhook(w: &Webhook, json: bool, reveal: bool) -> anyhow::Result<()> {
     println!("log bodies:  {}", s.log_bodies);
     println!("timeout:     {:?}", s.timeout);
     println!("retry:       {}", s.retry.describe());
-    println!("in flight:   {}{}", s.max_in_flight, if s.ordered { " (ordered: one at a time, in event order)" } else { "" });
-    println!("redirects:   {}", if s.follow_redirects { "followed" } else { "not followed" });
+    println!(
+        "in flight:   {}{}",
+        s.max_in_flight,
+        if s.ordered {
+            " (ordered: one at a time, in event order)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "redirects:   {}",
+        if s.follow_redirects {
+            "followed"
+        } else {
+            "not followed"
+        }
+    );
     if let Some(b) = &s.batch {
-        println!("batch:       up to {} events or {} s", b.max_events, b.max_wait);
+        println!(
+            "batch:       up to {} events or {} s",
+            b.max_events, b.max_wait
+        );
     }
     let h = &w.health;
     match (&h.paused_at, &h.failing_since) {
-        (Some(at), _) => println!("state:       PAUSED since {at}: {}", h.pause_reason.as_deref().unwrap_or("")),
-        (None, Some(since)) => println!("state:       failing since {since} ({} attempts in a row; last error: {})", h.failure_streak, h.last_error.as_deref().unwrap_or("")),
-        (None, None) => println!("state:       {}", h.last_status.as_deref().map(|s| format!("ok (last attempt {s})")).unwrap_or_else(|| "no attempts yet".into())),
+        (Some(at), _) => println!(
+            "state:       PAUSED since {at}: {}",
+            h.pause_reason.as_deref().unwrap_or("")
+        ),
+        (None, Some(since)) => println!(
+            "state:       failing since {since} ({} attempts in a row; last error: {})",
+            h.failure_streak,
+            h.last_error.as_deref().unwrap_or("")
+        ),
+        (None, None) => println!(
+            "state:       {}",
+            h.last_status
+                .as_deref()
+                .map(|s| format!("ok (last attempt {s})"))
+                .unwrap_or_else(|| "no attempts yet".into())
+        ),
     }
     println!("auth:        {auth}");
     println!("signing:     {signing}");

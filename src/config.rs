@@ -388,7 +388,8 @@ impl RawConfig {
             30.0 * 86_400.0,
         )?;
         let alert_after = in_range("alerts.after", self.alerts.after, 0.0, 7.0 * 86_400.0)?;
-        let alert_interval = in_range("alerts.interval", self.alerts.interval, 0.1, 7.0 * 86_400.0)?;
+        let alert_interval =
+            in_range("alerts.interval", self.alerts.interval, 0.1, 7.0 * 86_400.0)?;
         let cleanup_schedule: cron::Schedule =
             self.cleanup.schedule.parse().map_err(|e| Error::Invalid {
                 key: "cleanup.schedule",

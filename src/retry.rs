@@ -14,7 +14,7 @@ pub const DEFAULT_DELAYS: [f64; 5] = [5.0, 30.0, 120.0, 600.0, 3600.0];
 /// Default jitter: each delay is moved by up to ±10 %.
 pub const DEFAULT_JITTER: f64 = 0.1;
 /// Most retries a policy may ask for.
-const MAX_RETRIES: usize = 100;
+const MAX_RETRIES: usize = 10_000;
 /// Longest delay between two tries (one week).
 const MAX_DELAY_SECS: f64 = 7.0 * 86_400.0;
 

@@ -199,7 +199,11 @@ impl Deliverer {
     async fn fail_unreadable(&self, bad: crate::store::Unreadable) {
         loop {
             let (id, reason) = (bad.delivery_id, bad.reason.clone());
-            match self.store.run(move |s| s.fail_unreadable(id, &reason)).await {
+            match self
+                .store
+                .run(move |s| s.fail_unreadable(id, &reason))
+                .await
+            {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::error!(delivery_id = id, error = %e, "cannot record unreadable delivery; trying again");

@@ -466,7 +466,13 @@ pub fn check(spec: &WebhookSpec) -> Result<Warnings, Error> {
                 e
             })?;
         }
-        return Ok(unknown_names(spec));
+        let mut warnings = unknown_names(spec);
+        if !spec.body_template.contains("events") {
+            warnings.push(
+                "the webhook batches events, but the body does not use `events`: iterate them with <% for e in events %> … <% endfor %>".into(),
+            );
+        }
+        return Ok(warnings);
     }
     for kind in &types {
         let event = samples::sample_event(kind);

@@ -309,9 +309,7 @@ pub async fn list_deliveries(
         event_uuid: q.event,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LOG_PAGE),
     };
-    Ok(Json(
-        state.store.run(move |s| s.deliveries(&filter)).await?,
-    ))
+    Ok(Json(state.store.run(move |s| s.deliveries(&filter)).await?))
 }
 
 /// `POST /api/v1/deliveries/retry` with `{"delivery_id"}`, `{"webhook_id",

@@ -76,20 +76,14 @@ fn none_if_missing<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
 }
 
 /// Queues a `herald.webhook.*` event for the webhooks subscribed to it.
-fn queue_notice_event(
-    c: &Connection,
-    kind: &str,
-    data: serde_json::Value,
-) -> Result<(), Error> {
-    c.prepare_cached(
-        "INSERT INTO events (uuid, type, created_at, data) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        uuid::Uuid::new_v4().to_string(),
-        kind,
-        now_rfc3339(),
-        data.to_string()
-    ])?;
+fn queue_notice_event(c: &Connection, kind: &str, data: serde_json::Value) -> Result<(), Error> {
+    c.prepare_cached("INSERT INTO events (uuid, type, created_at, data) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
+            uuid::Uuid::new_v4().to_string(),
+            kind,
+            now_rfc3339(),
+            data.to_string()
+        ])?;
     Ok(())
 }
 
@@ -140,6 +134,9 @@ impl Store {
     ) -> Result<Vec<Notice>, Error> {
         self.with(|c| {
             let tx = c.transaction()?;
+            // Logged at the time the decisions were made on, so the log
+            // shows exactly the spacing the interval enforces.
+            let at = ms_to_rfc3339(now_ms);
             let mut notices = Vec::new();
             let failing: Vec<Failing> = tx
                 .prepare_cached(
@@ -204,13 +201,13 @@ impl Store {
                     tx.prepare_cached(
                         "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1",
                     )?
-                    .execute(params![w.id, now_rfc3339(), n.message])?;
+                    .execute(params![w.id, at, n.message])?;
                 }
                 tx.prepare_cached(
                     "UPDATE webhooks SET last_alert_ms = ?2, alerted = 1 WHERE id = ?1",
                 )?
                 .execute(params![w.id, now_ms])?;
-                insert_notice(&tx, n.kind, w.id, &n.message)?;
+                insert_notice(&tx, &at, n.kind, w.id, &n.message)?;
                 let kind = if n.kind == "paused" { EVENT_PAUSED } else { EVENT_FAILING };
                 let mut data = describe(w);
                 data["message"] = n.message.clone().into();
@@ -224,7 +221,7 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             for (id, name) in recovered {
                 let message = format!("webhook {name:?} ({id}) delivers again");
-                insert_notice(&tx, "recovered", id, &message)?;
+                insert_notice(&tx, &at, "recovered", id, &message)?;
                 queue_notice_event(
                     &tx,
                     EVENT_RECOVERED,
@@ -255,21 +252,23 @@ impl Store {
                     .map_err(super::not_found(format!("webhook {id}")))?;
                 return Ok(()); // Already paused.
             }
-            insert_notice(&tx, "paused", id, reason)?;
+            insert_notice(&tx, &now_rfc3339(), "paused", id, reason)?;
             tx.commit()?;
             Ok(())
         })
     }
 
-    /// Resumes webhook `id`: clears the pause and the failure streak and
-    /// makes its whole backlog due now, for a new round of tries. Returns
-    /// how many deliveries were waiting.
+    /// Resumes webhook `id`: clears the pause and the failure streak (so
+    /// the pause window starts over) and makes its whole backlog due now,
+    /// for a new round of tries. An alert raised before stays on record: the
+    /// first success announces the recovery. Returns how many deliveries
+    /// were waiting.
     pub fn resume_webhook(&self, id: i64) -> Result<usize, Error> {
         self.with(|c| {
             let tx = c.transaction()?;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = NULL, pause_reason = NULL, failing_since_ms = NULL,
-                        last_failure_ms = NULL, failure_streak = 0, alerted = 0, last_alert_ms = NULL
+                        last_failure_ms = NULL, failure_streak = 0
                  WHERE id = ?1",
                 [id],
             )?;
@@ -283,6 +282,7 @@ impl Store {
             )?;
             insert_notice(
                 &tx,
+                &now_rfc3339(),
                 "resumed",
                 id,
                 &format!("resumed by an admin; {backlog} waiting deliveries are sent now"),
@@ -321,9 +321,11 @@ mod tests {
 
     fn events_of(s: &Store, kind: &str) -> i64 {
         s.with(|c| {
-            Ok(c.query_row("SELECT count(*) FROM events WHERE type = ?1", [kind], |r| {
-                r.get(0)
-            })?)
+            Ok(
+                c.query_row("SELECT count(*) FROM events WHERE type = ?1", [kind], |r| {
+                    r.get(0)
+                })?,
+            )
         })
         .unwrap()
     }
@@ -338,17 +340,37 @@ mod tests {
         let first = s.health_tick(now, None, ZERO, hour).unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].kind, "alert");
-        assert!(first[0].message.contains("2 attempts in a row"), "{}", first[0].message);
+        assert!(
+            first[0].message.contains("2 attempts in a row"),
+            "{}",
+            first[0].message
+        );
         // Within the hour: nothing more.
-        assert!(s.health_tick(now + 1000, None, ZERO, hour).unwrap().is_empty());
+        assert!(
+            s.health_tick(now + 1000, None, ZERO, hour)
+                .unwrap()
+                .is_empty()
+        );
         // An hour later: once more.
-        assert_eq!(s.health_tick(now + 3_600_000, None, ZERO, hour).unwrap().len(), 1);
+        assert_eq!(
+            s.health_tick(now + 3_600_000, None, ZERO, hour)
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(events_of(&s, EVENT_FAILING), 2);
-        assert!(attempt(&s, id, true), "an alerted streak's end pokes the monitor");
+        assert!(
+            attempt(&s, id, true),
+            "an alerted streak's end pokes the monitor"
+        );
         let rec = s.health_tick(now + 3_601_000, None, ZERO, hour).unwrap();
         assert_eq!(rec.len(), 1);
         assert_eq!(rec[0].kind, "recovered");
-        assert!(s.health_tick(now + 9_000_000, None, ZERO, hour).unwrap().is_empty());
+        assert!(
+            s.health_tick(now + 9_000_000, None, ZERO, hour)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(events_of(&s, EVENT_RECOVERED), 1);
         assert_eq!(s.webhook(id).unwrap().health.failure_streak, 0);
     }
@@ -358,11 +380,15 @@ mod tests {
         let (_d, s, id) = store();
         attempt(&s, id, false);
         let window = Some(Duration::from_millis(50));
-        let t = s.health_tick(now_ms(), window, ZERO, Duration::from_secs(3600)).unwrap();
+        let t = s
+            .health_tick(now_ms(), window, ZERO, Duration::from_secs(3600))
+            .unwrap();
         assert_eq!(t[0].kind, "alert", "one failure spans no window");
         std::thread::sleep(Duration::from_millis(60));
         attempt(&s, id, false);
-        let t = s.health_tick(now_ms(), window, ZERO, Duration::from_secs(3600)).unwrap();
+        let t = s
+            .health_tick(now_ms(), window, ZERO, Duration::from_secs(3600))
+            .unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].kind, "paused");
         let h = s.webhook(id).unwrap().health;
@@ -392,9 +418,10 @@ mod tests {
         let (_d, s, id) = store();
         attempt(&s, id, false);
         assert!(!attempt(&s, id, true));
-        assert!(s
-            .health_tick(now_ms(), None, ZERO, Duration::from_secs(1))
-            .unwrap()
-            .is_empty());
+        assert!(
+            s.health_tick(now_ms(), None, ZERO, Duration::from_secs(1))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

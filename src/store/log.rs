@@ -165,6 +165,7 @@ pub(super) fn insert_invalid(
 /// Inserts a log row about a webhook's health (alert, pause, resume, recovery).
 pub(super) fn insert_notice(
     c: &Connection,
+    at: &str,
     outcome: &str,
     webhook_id: i64,
     message: &str,
@@ -173,7 +174,7 @@ pub(super) fn insert_notice(
         "INSERT INTO log (at, outcome, webhook_id, webhook_name, error)
          SELECT ?1, ?2, id, name, ?3 FROM webhooks WHERE id = ?4",
     )?
-    .execute(params![crate::event::now_rfc3339(), outcome, message, webhook_id])?;
+    .execute(params![at, outcome, message, webhook_id])?;
     Ok(())
 }
 

@@ -18,13 +18,13 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use deliveries::{
-    ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome, Replay,
-    Unreadable,
+    ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
+    Replay, Unreadable,
 };
-pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
-pub use webhooks::ms_to_rfc3339;
 pub use events::{QueuedEvent, RouteStats, WebhookRoute};
+pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
 pub use log::{AttemptDetail, LogEntry, LogFilter, NewLogEntry};
+pub use webhooks::ms_to_rfc3339;
 
 /// How long a statement waits for another writer (CLI, appliance) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

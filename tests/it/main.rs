@@ -6,5 +6,6 @@ mod auth;
 mod cli;
 mod crash;
 mod delivery;
+mod outages;
 mod templates;
 mod utils;

@@ -265,6 +265,8 @@ impl Drop for Server {
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: std::time::Instant,
     pub method: String,
     /// Path and query.
     pub uri: String,
@@ -276,6 +278,7 @@ impl Received {
     /// A request as an axum handler sees it.
     fn new(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Received {
         Received {
+            at: std::time::Instant::now(),
             method: method.to_string(),
             uri: uri.to_string(),
             headers: headers
@@ -308,6 +311,12 @@ struct ReceiverState {
     /// Answer body; `{n}` is replaced by the number of this request (1, 2, …),
     /// so the receiver can also play an auth server issuing tok-1, tok-2, ….
     body: Mutex<String>,
+    /// Extra response headers.
+    headers: Mutex<Vec<(String, String)>>,
+    /// The next this-many requests get this status instead.
+    fail_next: Mutex<(usize, u16)>,
+    /// Requests being answered now, and the most seen at once.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 /// A real HTTP receiver on 127.0.0.1:0 recording every request.
@@ -329,19 +338,53 @@ async fn record(
         requests.push(Received::new(&method, &uri, &headers, &body));
         requests.len()
     };
+    {
+        let mut f = state.in_flight.lock().unwrap();
+        f.0 += 1;
+        f.1 = f.1.max(f.0);
+    }
     let delay = *state.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    state.in_flight.lock().unwrap().0 -= 1;
+    let extra: Vec<(String, String)> = state.headers.lock().unwrap().clone();
+    let mut out_headers = HeaderMap::new();
+    for (k, v) in extra {
+        out_headers.insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let forced = {
+        let mut f = state.fail_next.lock().unwrap();
+        if f.0 > 0 {
+            f.0 -= 1;
+            Some(f.1)
+        } else {
+            None
+        }
+    };
+    if let Some(status) = forced {
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            out_headers,
+            "forced failure".to_owned(),
+        );
     }
     let required = state.required_auth.lock().unwrap().clone();
     if let Some(required) = required
         && headers.get("authorization").map(|v| v.as_bytes()) != Some(required.as_bytes())
     {
-        return (StatusCode::UNAUTHORIZED, "who are you?".to_owned());
+        return (
+            StatusCode::UNAUTHORIZED,
+            out_headers,
+            "who are you?".to_owned(),
+        );
     }
     let status = *state.status.lock().unwrap();
     let body = state.body.lock().unwrap().replace("{n}", &n.to_string());
-    (StatusCode::from_u16(status).unwrap(), body)
+    (StatusCode::from_u16(status).unwrap(), out_headers, body)
 }
 
 impl Receiver {
@@ -353,13 +396,21 @@ impl Receiver {
     /// Starts a receiver answering 200 with `body` (`{n}` = request number),
     /// e.g. an auth server: `{"auth_token": "tok-{n}"}`.
     pub async fn start_with_body(body: &str) -> Receiver {
+        Receiver::start_on(0, body).await
+    }
+
+    /// Starts a receiver on 127.0.0.1:`port` (0: any), e.g. on the port of
+    /// an endpoint that was down, so it comes back.
+    pub async fn start_on(port: u16, body: &str) -> Receiver {
         let state = Arc::new(ReceiverState::default());
         *state.status.lock().unwrap() = 200;
         *state.body.lock().unwrap() = body.to_owned();
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { addr, state }
@@ -378,6 +429,25 @@ impl Receiver {
     /// Answer 401 unless the Authorization header is exactly this.
     pub fn require_auth(&self, value: Option<&str>) {
         *self.state.required_auth.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    /// Add this header to every answer from now on.
+    pub fn set_header(&self, name: &str, value: &str) {
+        self.state
+            .headers
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Answer the next `n` requests with `status`, then as before.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        *self.state.fail_next.lock().unwrap() = (n, status);
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.in_flight.lock().unwrap().1
     }
 
     /// Wait this long before answering, from now on.
@@ -402,6 +472,43 @@ impl Receiver {
                 panic!("expected {n} requests, received {}: {got:#?}", got.len());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A listener on 127.0.0.1:`port` that accepts connections and closes them
+/// at once (the client sees a reset), until dropped.
+pub struct Dropper {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Dropper {
+    /// Starts dropping connections on `port`.
+    pub async fn start(port: u16) -> Dropper {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        Dropper { task: Some(task) }
+    }
+
+    /// Stops it; the port is free when this returns.
+    pub async fn stop(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Dropper {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
         }
     }
 }
@@ -451,4 +558,26 @@ pub fn verify_signature(input: &Value) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ),
     }
+}
+
+/// Sends an API request; returns the status and the JSON answer (or the
+/// text as a JSON string, or null when empty).
+pub async fn send(method: reqwest::Method, url: String, body: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        },
+    )
 }
