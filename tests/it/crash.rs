@@ -128,3 +128,87 @@ async fn stop_past_the_grace_period_exits_and_resends_after_restart() {
     );
     assert_eq!(rx.received().len(), 2);
 }
+
+/// A pseudo-random number in [0, n) from the clock: enough to vary the
+/// moments of the kills from run to run without a dependency.
+fn jitter(n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    (nanos / 1000) % n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_survive_repeated_kill_9_during_delivery() {
+    const EVENTS: usize = 10_000;
+    const IN_FLIGHT: usize = 16;
+    const KILLS: usize = 4;
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    h.add_webhook(&[
+        "--name",
+        "w",
+        "--url",
+        &rx.url("/"),
+        "--events",
+        "*",
+        "--body",
+        r#"{"id":"<<event.uuid>>"}"#,
+        "--max-in-flight",
+        &IN_FLIGHT.to_string(),
+    ]);
+    h.sql(&format!(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {EVENTS})
+         INSERT INTO events (type, data) SELECT 'ticket.login', json_object('n', x) FROM n;"
+    ));
+    let mut kills = 0;
+    for _ in 0..KILLS {
+        let before = rx.received().len();
+        let server = h.serve();
+        // Kill while requests are flowing: after some arrived, at a varying moment.
+        rx.wait_for(before + 50).await;
+        tokio::time::sleep(Duration::from_millis(jitter(300))).await;
+        let at = rx.received().len();
+        server.kill9();
+        kills += 1;
+        eprintln!("kill {kills}: after {at} requests received");
+        if at >= EVENTS {
+            break;
+        }
+    }
+    let _server = h.serve();
+    let deadline = std::time::Instant::now() + 4 * PATIENCE;
+    loop {
+        let delivered = h.sql_count("SELECT count(*) FROM deliveries WHERE state = 'delivered'");
+        if delivered == EVENTS as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {delivered} of {EVENTS} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = rx.received();
+    let mut seen: HashSet<String> = HashSet::new();
+    for r in &got {
+        seen.insert(r.json()["id"].as_str().unwrap().to_owned());
+    }
+    let all: HashSet<String> = {
+        let out = h.sql_rows("SELECT uuid FROM events");
+        out.into_iter().collect()
+    };
+    assert_eq!(all.len(), EVENTS);
+    assert_eq!(seen, all, "every routed event arrived at least once");
+    let duplicates = got.len() - seen.len();
+    let interrupted =
+        h.sql_count("SELECT count(*) FROM log WHERE error LIKE 'interrupted%'") as usize;
+    eprintln!(
+        "{EVENTS} events, {kills} kills: {} requests, {duplicates} duplicates, {interrupted} interrupted attempts logged",
+        got.len()
+    );
+    // Only requests in flight at a kill can arrive twice.
+    assert!(duplicates <= interrupted, "{duplicates} > {interrupted}");
+    assert!(duplicates <= kills * IN_FLIGHT, "{duplicates} duplicates");
+}

@@ -176,6 +176,17 @@ impl Herald {
         c.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// Reads the first column of every row of a SQL query, as text.
+    pub fn sql_rows(&self, sql: &str) -> Vec<String> {
+        let c = rusqlite::Connection::open(self.db()).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        let mut stmt = c.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     /// The event log as JSON, through `herald log --json`.
     pub fn log(&self, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["log", "--json", "--limit", "10000"];
