@@ -358,6 +358,12 @@ async fn disabled_webhook_gets_no_new_events_and_its_queued_deliveries_wait() {
     h.ok(&["emit", "system.backup.started"]);
     h.ok(&["emit", "system.backup.done"]);
     rx.wait_for(1).await;
+    // Both events routed (the second may lag the first under load).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while h.sql_count("SELECT count(*) FROM deliveries") < 2 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     h.ok(&["webhook", "disable", &id]);
     // Routed while disabled: not for this webhook.
     h.ok(&["emit", "system.start"]);
