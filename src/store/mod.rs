@@ -249,6 +249,46 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_database_with_data_migrates_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+                let tx = c.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64).unwrap();
+                tx.commit().unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
+                 VALUES ('old', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
+                 INSERT INTO events (type) VALUES ('system.start');
+                 INSERT INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
+                 VALUES (1, 1, 0, 't', 't');
+                 INSERT INTO log (at, outcome, event_uuid, webhook_id, error) VALUES ('t', 'failed', 'u', 1, 'HTTP 500');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let w = store.webhook(1).unwrap();
+        assert_eq!(w.spec.retry, crate::retry::RetryPolicy::default());
+        assert_eq!(w.spec.max_in_flight, 4);
+        assert!(w.health.paused_at.is_none());
+        let log = store
+            .log_entries(&LogFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].error.as_deref(), Some("HTTP 500"));
+        assert!(log[0].retry_at.is_none() && !log[0].test);
+        assert_eq!(store.pending_deliveries().unwrap(), 1);
+    }
+
+    #[test]
     fn open_existing_does_not_create() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing.db");
