@@ -37,6 +37,9 @@ pub enum Error {
         "delivery {0} is still pending (in flight or waiting for its next try); only finished deliveries are replayed"
     )]
     DeliveryPending(i64),
+    /// Resume was asked for a webhook that is not paused.
+    #[error("webhook {0} is not paused")]
+    NotPaused(i64),
     /// Storage failed.
     #[error(transparent)]
     Store(store::Error),
@@ -191,23 +194,34 @@ pub fn replay(store: &Store, which: &store::Replay) -> Result<usize, Error> {
                 .into(),
         ));
     }
-    let mut times = Vec::new();
-    for (name, t) in [("from", &which.from), ("to", &which.to)] {
-        if let Some(t) = t {
-            let parsed = chrono::DateTime::parse_from_rfc3339(t.trim()).map_err(|_| {
-                Error::BadRequest(format!(
-                    "{name} {t:?} is not an RFC 3339 time such as 2026-11-20T08:00:00Z"
-                ))
-            })?;
-            times.push(parsed);
-        }
-    }
-    if let [from, to] = times[..]
+    // Normalised to UTC with a `T`, the form SQLite's julianday() reads.
+    let normal = |name: &str, t: &Option<String>| -> Result<Option<String>, Error> {
+        t.as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t.trim())
+                    .map(|d| {
+                        d.with_timezone(&chrono::Utc)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    })
+                    .map_err(|_| {
+                        Error::BadRequest(format!(
+                            "{name} {t:?} is not an RFC 3339 time such as 2026-11-20T08:00:00Z"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let which = store::Replay {
+        from: normal("from", &which.from)?,
+        to: normal("to", &which.to)?,
+        ..which.clone()
+    };
+    if let (Some(from), Some(to)) = (&which.from, &which.to)
         && from >= to
     {
         return Err(Error::BadRequest("from must be before to".into()));
     }
-    store.replay(which).map_err(|e| match e {
+    store.replay(&which).map_err(|e| match e {
         store::Error::NotFound(what) if what.starts_with("webhook") => {
             Error::WebhookNotFound(which.webhook_id.unwrap_or_default())
         }
@@ -226,10 +240,13 @@ pub fn pause(store: &Store, id: i64) -> Result<Webhook, Error> {
     webhook(store, id)
 }
 
-/// Resumes webhook `id`: clears the pause and its failure streak; its
-/// whole backlog is sent now. Returns the webhook and the backlog's size.
+/// Resumes paused webhook `id`: clears the pause and its failure streak;
+/// its whole backlog is sent now. Returns the webhook and the backlog's size.
 pub fn resume(store: &Store, id: i64) -> Result<(Webhook, usize), Error> {
-    let backlog = store.resume_webhook(id).map_err(webhook_error(id))?;
+    let backlog = store.resume_webhook(id).map_err(|e| match e {
+        store::Error::Conflict(_) => Error::NotPaused(id),
+        e => webhook_error(id)(e),
+    })?;
     Ok((webhook(store, id)?, backlog))
 }
 

@@ -622,7 +622,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             from,
             to,
         } => {
-            let store = Store::open(&config.database_path)?;
+            let store = Store::open_existing(&config.database_path)?;
             let n = admin::replay(
                 &store,
                 &crate::store::Replay {
@@ -643,6 +643,15 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             limit,
             json,
         } => {
+            if let Some(st) = &state
+                && !["pending", "delivered", "failed"].contains(&st.as_str())
+            {
+                return Err(crate::webhook::FieldError::new(
+                    "state",
+                    format!("--state {st:?} is not one of pending, delivered, failed (retrying, sending and paused are pending)"),
+                )
+                .into());
+            }
             let store = Store::open_existing(&config.database_path)?;
             let rows = store.deliveries(&crate::store::DeliveryFilter {
                 webhook_id: webhook,
@@ -705,7 +714,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
 /// `herald test`: one sample event, sent now from this process.
 fn test(config: &Config, id: i64, kind: &str, json: bool) -> anyhow::Result<ExitCode> {
     admin::check_test_type(kind)?;
-    let store = Store::open(&config.database_path)?;
+    let store = Store::open_existing(&config.database_path)?;
     let webhook = admin::webhook(&store, id)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

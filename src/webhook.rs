@@ -524,7 +524,7 @@ impl WebhookSpec {
             if self.ordered {
                 return Err(FieldError::new(
                     "batch",
-                    "batching and strict ordering cannot be combined: a batch already keeps its events in order",
+                    "batching and strict ordering cannot be combined; choose one",
                 ));
             }
         }

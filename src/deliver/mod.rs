@@ -105,17 +105,15 @@ impl Deliverer {
         let shutdown = self.shutdown.clone();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let freed = Arc::new(Notify::new());
-        let mut in_flight: HashMap<i64, usize> = HashMap::new();
-        let mut tasks: JoinSet<i64> = JoinSet::new();
+        let in_flight = InFlight::default();
+        let mut tasks: JoinSet<()> = JoinSet::new();
         let mut turn = 0usize;
         loop {
-            while let Some(done) = tasks.try_join_next() {
-                finished(&mut in_flight, done);
-            }
+            while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
             let mut wait = IDLE;
             if free > 0 {
-                let busy = in_flight.clone();
+                let busy = in_flight.snapshot();
                 turn = turn.wrapping_add(1);
                 match self
                     .store
@@ -128,26 +126,39 @@ impl Deliverer {
                             wait = Duration::from_millis(ms as u64);
                         }
                         for claimed in pass.claimed {
-                            let webhook_id = match &claimed {
-                                Ok(job) => job.webhook_id,
-                                Err(bad) => bad.webhook_id,
-                            };
-                            *in_flight.entry(webhook_id).or_default() += 1;
-                            let permit = slots
-                                .clone()
-                                .try_acquire_owned()
-                                .expect("a slot per claimed request");
                             let this = self.clone();
                             let freed = freed.clone();
-                            tasks.spawn(async move {
-                                match claimed {
-                                    Ok(job) => this.attempt(job).await,
-                                    Err(bad) => this.fail_unreadable(bad).await,
+                            match claimed {
+                                Ok(job) => {
+                                    // Counted out by the guard even if the task panics
+                                    // or is aborted, before the loop is woken.
+                                    let guard = in_flight.start(job.webhook_id);
+                                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                        // The claim pass takes no more than the free
+                                        // slots; should that ever break, the job waits
+                                        // for a slot instead of being dropped.
+                                        tracing::error!("more claims than free slots");
+                                        let slots = slots.clone();
+                                        tasks.spawn(async move {
+                                            let _permit = slots.acquire_owned().await;
+                                            this.attempt(job).await;
+                                            drop(guard);
+                                            freed.notify_one();
+                                        });
+                                        continue;
+                                    };
+                                    tasks.spawn(async move {
+                                        this.attempt(job).await;
+                                        drop(permit);
+                                        drop(guard);
+                                        freed.notify_one();
+                                    });
                                 }
-                                drop(permit);
-                                freed.notify_one();
-                                webhook_id
-                            });
+                                // No request: a write only, without a slot.
+                                Err(bad) => {
+                                    tasks.spawn(async move { this.fail_unreadable(bad).await });
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -233,8 +244,11 @@ impl Deliverer {
                         "webhook {} cannot be read: {reason}",
                         job.webhook_id
                     ));
-                    let entries = per_event(&job, &base);
-                    self.record(Outcome::Failed, entries).await;
+                    let settled = per_event(&job, &base)
+                        .into_iter()
+                        .map(|e| (e, Outcome::Failed))
+                        .collect();
+                    self.record(settled).await;
                     return;
                 }
                 Err(e) => {
@@ -249,27 +263,36 @@ impl Deliverer {
         base.webhook_name = webhook.spec.name.clone();
         let events: Vec<Arc<Event>> = job.items.iter().map(|i| i.event.clone()).collect();
         let sent = self.send(&prepared, &events, job.batched, base).await;
-        let outcome = match &sent.failure {
-            None => Outcome::Delivered,
-            Some(failure) => {
-                let tries = job.items.iter().map(|i| i.tries).max().unwrap_or(1);
-                let decision = webhook.spec.retry.decide(
-                    tries,
-                    failure,
-                    self.settings.max_retry_after,
-                    retry::random_unit(),
-                );
-                tracing::info!(webhook = %webhook.spec.name, events = events.len(), error = ?sent.entry.error, ?decision, "delivery failed");
-                match decision {
-                    Decision::RetryIn(wait) => {
-                        Outcome::RetryAt(now_ms() + wait.as_millis().min(i64::MAX as u128) as i64)
-                    }
-                    Decision::GiveUp => Outcome::Failed,
-                }
-            }
-        };
+        // Each event by its own tries: a batch may mix a fresh event with
+        // one on its last retry.
+        let unit = retry::random_unit();
         let entries = per_event(&job, &sent.entry);
-        self.record(outcome, entries).await;
+        let settled: Vec<(NewLogEntry, Outcome)> = job
+            .items
+            .iter()
+            .zip(entries)
+            .map(|(item, entry)| {
+                let outcome = match &sent.failure {
+                    None => Outcome::Delivered,
+                    Some(failure) => match webhook.spec.retry.decide(
+                        item.tries,
+                        failure,
+                        self.settings.max_retry_after,
+                        unit,
+                    ) {
+                        Decision::RetryIn(wait) => Outcome::RetryAt(
+                            now_ms() + wait.as_millis().min(i64::MAX as u128) as i64,
+                        ),
+                        Decision::GiveUp => Outcome::Failed,
+                    },
+                };
+                (entry, outcome)
+            })
+            .collect();
+        if sent.failure.is_some() {
+            tracing::info!(webhook = %webhook.spec.name, events = events.len(), error = ?sent.entry.error, "delivery failed");
+        }
+        self.record(settled).await;
     }
 
     /// Sends a sample event of type `kind` (a batch of one for a batching
@@ -454,11 +477,11 @@ impl Deliverer {
     /// writer holds it past the busy timeout): an unrecorded attempt would
     /// leave its deliveries claimed until the next start. On shutdown it
     /// gives up; the claims are then logged and released at the next start.
-    async fn record(&self, outcome: Outcome, entries: Vec<NewLogEntry>) {
-        let entries = Arc::new(entries);
+    async fn record(&self, settled: Vec<(NewLogEntry, Outcome)>) {
+        let settled = Arc::new(settled);
         loop {
-            let e = entries.clone();
-            match self.store.run(move |s| s.finish_attempt(outcome, &e)).await {
+            let e = settled.clone();
+            match self.store.run(move |s| s.finish_attempt(&e)).await {
                 Ok(poke) => {
                     if poke {
                         self.health.notify_one();
@@ -525,14 +548,43 @@ fn per_event(job: &DeliveryJob, shared: &NewLogEntry) -> Vec<NewLogEntry> {
         .collect()
 }
 
-/// Counts a finished request out of its webhook's in-flight number.
-fn finished(in_flight: &mut HashMap<i64, usize>, done: Result<i64, tokio::task::JoinError>) {
-    if let Ok(id) = done
-        && let Some(n) = in_flight.get_mut(&id)
-    {
-        *n -= 1;
-        if *n == 0 {
-            in_flight.remove(&id);
+/// Requests in flight per webhook, shared with the tasks sending them.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<i64, usize>>>);
+
+/// One request counted in [`InFlight`] until dropped.
+struct InFlightGuard {
+    map: InFlight,
+    webhook_id: i64,
+}
+
+impl InFlight {
+    fn start(&self, webhook_id: i64) -> InFlightGuard {
+        *self
+            .0
+            .lock()
+            .expect("in-flight lock")
+            .entry(webhook_id)
+            .or_default() += 1;
+        InFlightGuard {
+            map: self.clone(),
+            webhook_id,
+        }
+    }
+
+    fn snapshot(&self) -> HashMap<i64, usize> {
+        self.0.lock().expect("in-flight lock").clone()
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut map = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.webhook_id);
+            }
         }
     }
 }

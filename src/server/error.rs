@@ -75,7 +75,9 @@ impl From<admin::Error> for ApiError {
             admin::Error::DeliveryNotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
-            admin::Error::DeliveryPending(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            admin::Error::DeliveryPending(_) | admin::Error::NotPaused(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             admin::Error::Store(e) => ApiError::internal(e),
         }
     }

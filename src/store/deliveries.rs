@@ -283,22 +283,16 @@ impl Store {
         })
     }
 
-    /// Records an attempt of a request and settles its deliveries, in one
-    /// transaction with their log entries (one per event, same order as
-    /// the job's items) and the webhook's health. Returns whether the health
-    /// changed in a way the monitor must look at (a failure streak began, or
-    /// an alerted streak ended).
-    pub fn finish_attempt(&self, outcome: Outcome, entries: &[NewLogEntry]) -> Result<bool, Error> {
+    /// Records an attempt of a request and settles its deliveries, each
+    /// with its own outcome (the events of a batch may be at different
+    /// tries of their retry policy), in one transaction with their log
+    /// entries and the webhook's health. Returns whether the health changed
+    /// in a way the monitor must look at (a failure streak began, or an
+    /// alerted streak ended).
+    pub fn finish_attempt(&self, settled: &[(NewLogEntry, Outcome)]) -> Result<bool, Error> {
         self.with(|c| {
             let tx = c.transaction()?;
             let now = now_rfc3339();
-            let retry_at = match outcome {
-                Outcome::RetryAt(ms) => Some(super::webhooks::ms_to_rfc3339(ms)),
-                _ => None,
-            };
-            for entry in entries {
-                super::log::insert_entry(&tx, entry, retry_at.as_deref())?;
-            }
             // Cached: this runs once per delivery (a fresh prepare was 11% of
             // the delivery path's instructions; see BENCHMARKS.md).
             let mut settle = tx.prepare_cached(
@@ -306,18 +300,28 @@ impl Store {
                                        last_error = ?4, updated_at = ?5
                  WHERE id = ?1",
             )?;
-            let (state, next) = match outcome {
-                Outcome::Delivered => ("delivered", None),
-                Outcome::RetryAt(ms) => ("pending", Some(ms)),
-                Outcome::Failed => ("failed", None),
-            };
-            for entry in entries {
+            for (entry, outcome) in settled {
+                let (state, next) = match outcome {
+                    Outcome::Delivered => ("delivered", None),
+                    Outcome::RetryAt(ms) => ("pending", Some(*ms)),
+                    Outcome::Failed => ("failed", None),
+                };
+                let retry_at = next.map(super::webhooks::ms_to_rfc3339);
+                super::log::insert_entry(&tx, entry, retry_at.as_deref())?;
                 settle.execute(params![entry.delivery_id, state, next, entry.error, now])?;
             }
             drop(settle);
-            let poke = match entries.first() {
-                Some(e) if !e.test => {
-                    super::health::note_attempt(&tx, e.webhook_id, e.delivered, e.error.as_deref(), &now)?
+            let poke = match settled.first() {
+                Some((e, _)) if !e.test => {
+                    let gave_up = settled.iter().any(|(_, o)| *o == Outcome::Failed);
+                    super::health::note_attempt(
+                        &tx,
+                        e.webhook_id,
+                        e.delivered,
+                        e.error.as_deref(),
+                        &now,
+                        gave_up,
+                    )?
                 }
                 _ => false,
             };
@@ -366,7 +370,7 @@ impl Store {
     /// uuid. Deliveries still pending are left as they are. Returns how many.
     pub fn replay(&self, which: &Replay) -> Result<usize, Error> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if let Some(id) = which.delivery_id {
                 let state: String = tx
                     .query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| {

@@ -32,13 +32,17 @@ pub struct Notice {
 
 /// Keeps a webhook's failure streak after an attempt (in the attempt's
 /// transaction). Returns whether the monitor should look now: a streak
-/// began, or a streak that raised an alert ended.
+/// began, or a streak that raised an alert ended. A streak measures an
+/// outage, so it also ends (quietly) when a delivery failed for good
+/// (`gave_up`) and nothing else is waiting: a webhook tried again days later
+/// starts a new streak instead of counting the quiet days as failing.
 pub(super) fn note_attempt(
     c: &Connection,
     webhook_id: i64,
     delivered: bool,
     error: Option<&str>,
     now: &str,
+    gave_up: bool,
 ) -> Result<bool, Error> {
     if delivered {
         let recovered: Option<bool> = c
@@ -56,13 +60,21 @@ pub(super) fn note_attempt(
         let streak: Option<i64> = c
             .prepare_cached(
                 "UPDATE webhooks SET failing_since_ms = coalesce(failing_since_ms, ?3), last_failure_ms = ?3,
-                        failure_streak = failure_streak + 1, last_error = ?4,
+                        failure_streak = failure_streak + 1, last_error = ?4, recovery_pending = 0,
                         last_attempt_at = ?2, last_status = 'failed'
                  WHERE id = ?1 RETURNING failure_streak",
             )?
             .query_row(params![webhook_id, now, now_ms(), error], |r| r.get(0))
             .map(Some)
             .or_else(none_if_missing)?;
+        if gave_up {
+            c.prepare_cached(
+                "UPDATE webhooks SET failing_since_ms = NULL, last_failure_ms = NULL, failure_streak = 0
+                 WHERE id = ?1 AND paused_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM deliveries WHERE webhook_id = ?1 AND state = 'pending')",
+            )?
+            .execute([webhook_id])?;
+        }
         Ok(streak == Some(1))
     }
 }
@@ -133,7 +145,9 @@ impl Store {
         alert_every: std::time::Duration,
     ) -> Result<Vec<Notice>, Error> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            // Immediate: it reads, then writes; a deferred transaction could
+            // fail with a busy snapshot if another process wrote in between.
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             // Logged at the time the decisions were made on, so the log
             // shows exactly the spacing the interval enforces.
             let at = ms_to_rfc3339(now_ms);
@@ -242,7 +256,7 @@ impl Store {
     /// new events for it are kept.
     pub fn pause_webhook(&self, id: i64, reason: &str) -> Result<(), Error> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1 AND paused_at IS NULL",
                 params![id, now_rfc3339(), reason],
@@ -258,22 +272,25 @@ impl Store {
         })
     }
 
-    /// Resumes webhook `id`: clears the pause and the failure streak (so
+    /// Resumes paused webhook `id` ([`Error::Conflict`] if it is not
+    /// paused): clears the pause and the failure streak (so
     /// the pause window starts over) and makes its whole backlog due now,
     /// for a new round of tries. An alert raised before stays on record: the
     /// first success announces the recovery. Returns how many deliveries
     /// were waiting.
     pub fn resume_webhook(&self, id: i64) -> Result<usize, Error> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = NULL, pause_reason = NULL, failing_since_ms = NULL,
                         last_failure_ms = NULL, failure_streak = 0
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND paused_at IS NOT NULL",
                 [id],
             )?;
             if n == 0 {
-                return Err(Error::NotFound(format!("webhook {id}")));
+                tx.query_row("SELECT 1 FROM webhooks WHERE id = ?1", [id], |_| Ok(()))
+                    .map_err(super::not_found(format!("webhook {id}")))?;
+                return Err(Error::Conflict(format!("webhook {id} is not paused")));
             }
             let backlog = tx.execute(
                 "UPDATE deliveries SET next_attempt_at = ?2, tries = 0
@@ -312,7 +329,14 @@ mod tests {
     fn attempt(s: &Store, id: i64, ok: bool) -> bool {
         s.with(|c| {
             let tx = c.transaction()?;
-            let r = note_attempt(&tx, id, ok, (!ok).then_some("HTTP 503"), &now_rfc3339())?;
+            let r = note_attempt(
+                &tx,
+                id,
+                ok,
+                (!ok).then_some("HTTP 503"),
+                &now_rfc3339(),
+                false,
+            )?;
             tx.commit()?;
             Ok(r)
         })
@@ -395,6 +419,7 @@ mod tests {
         assert!(h.paused_at.is_some() && h.pause_reason.is_some());
         assert_eq!(events_of(&s, EVENT_PAUSED), 1);
         s.resume_webhook(id).unwrap();
+        assert!(matches!(s.resume_webhook(id), Err(Error::Conflict(_))));
         let h = s.webhook(id).unwrap().health;
         assert!(h.paused_at.is_none() && h.failing_since.is_none());
         assert!(matches!(s.resume_webhook(999), Err(Error::NotFound(_))));

@@ -257,7 +257,8 @@ mod tests {
             for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
                 let tx = c.transaction().unwrap();
                 tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", (i + 1) as i64).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
                 tx.commit().unwrap();
             }
             c.execute_batch(

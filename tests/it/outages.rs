@@ -489,6 +489,14 @@ async fn pause_and_resume_by_hand_through_the_api() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["backlog"], 2);
     rx.wait_for(2).await;
+    let (st, r) = send(
+        M::POST,
+        s.url(&format!("/api/v1/webhooks/{id}/resume")),
+        None,
+    )
+    .await;
+    assert_eq!(st, 409, "resuming a webhook that is not paused: {r}");
+    assert!(r["error"].as_str().unwrap().contains("is not paused"));
     let (st, _) = send(M::POST, s.url("/api/v1/webhooks/999/pause"), None).await;
     assert_eq!(st, 404);
     let (st, _) = send(M::POST, s.url("/api/v1/webhooks/999/resume"), None).await;
@@ -896,6 +904,40 @@ async fn batches_carry_up_to_max_events_in_one_well_formed_request() {
     });
     assert_eq!(per_batch["batch of 5"], 10);
     assert_eq!(per_batch["batch of 2"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_of_a_batch_keeps_its_own_retry_count() {
+    let rx = Receiver::start().await;
+    rx.fail_next(2, 503);
+    let h = Herald::new();
+    let retry = schedule(&[1.0]);
+    h.add_webhook(&[
+        "--name", "b", "--url", &rx.url("/"), "--events", "*", "--batch", "10/30", "--retry", &retry,
+        "--body", r#"[<% for e in events %><% if not loop.first %>,<% endif %>"<<e.event.uuid>>"<% endfor %>]"#,
+    ]);
+    // A waits for the batch to fill, which it never does, then is retried
+    // at once when due: so A goes alone, and fails.
+    let a = h.ok(&["emit", "system.start"]).trim().to_owned();
+    h.sql("UPDATE deliveries SET created_at = '2000-01-01T00:00:00.000Z'");
+    let _s = h.serve();
+    rx.wait_for(1).await;
+    // B arrives while A waits for its retry: both go in the next request,
+    // which fails too. A has used its one retry and fails for good; B, on
+    // its first try, is retried and delivered alone.
+    let b = h.ok(&["emit", "system.start"]).trim().to_owned();
+    let got = rx.wait_for(3).await;
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|r| r.json().as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [1, 2, 1], "{got:#?}");
+    assert_eq!(got[2].json()[0], b.as_str());
+    let a_log = h.wait_log(&["--event", &a], 2);
+    assert_eq!(a_log[0]["outcome"], "failed");
+    assert!(a_log[0]["retry_at"].is_null(), "{a_log:#?}");
+    let b_log = h.wait_log(&["--event", &b], 2);
+    assert_eq!(b_log[0]["outcome"], "delivered", "{b_log:#?}");
 }
 
 #[test]
