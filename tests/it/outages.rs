@@ -916,11 +916,17 @@ async fn each_event_of_a_batch_keeps_its_own_retry_count() {
         "--name", "b", "--url", &rx.url("/"), "--events", "*", "--batch", "10/30", "--retry", &retry,
         "--body", r#"[<% for e in events %><% if not loop.first %>,<% endif %>"<<e.event.uuid>>"<% endfor %>]"#,
     ]);
-    // A waits for the batch to fill, which it never does, then is retried
-    // at once when due: so A goes alone, and fails.
-    let a = h.ok(&["emit", "system.start"]).trim().to_owned();
-    h.sql("UPDATE deliveries SET created_at = '2000-01-01T00:00:00.000Z'");
+    // A waits for the batch to fill, which it never does; made old, it goes
+    // alone, and fails.
     let _s = h.serve();
+    let a = h.ok(&["emit", "system.start"]).trim().to_owned();
+    // Make A look 30 s old once routed, so it goes without waiting.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while h.sql_count("SELECT count(*) FROM deliveries") < 1 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.sql("UPDATE deliveries SET created_at = '2000-01-01T00:00:00.000Z'");
     rx.wait_for(1).await;
     // B arrives while A waits for its retry: both go in the next request,
     // which fails too. A has used its one retry and fails for good; B, on
