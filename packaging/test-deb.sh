@@ -64,15 +64,18 @@ lintian --fail-on error --info --display-level '>=warning' "$DEB1" || fail "lint
 echo "lintian: no errors"
 
 log "a clean $SUITE root (debootstrap)"
-umount_all() { cleanup; }
-if [ -d "$ROOT" ]; then umount_all; rm -rf "$ROOT"; fi
+if [ -d "$ROOT" ]; then cleanup; rm -rf "$ROOT"; fi
 mkdir -p "$WORK"
 debootstrap --variant=minbase --include=adduser,systemd "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
   || { tail -20 "$WORK/debootstrap.log"; fail "debootstrap"; }
 mount -t proc proc "$ROOT/proc"
 mount --bind /dev "$ROOT/dev"
+mount --bind /dev/pts "$ROOT/dev/pts"
 
 log "apt install ./$(basename "$DEB1")"
+# Package lists, so apt can fetch the dependencies the root lacks
+# (ca-certificates), as on an appliance.
+in_root apt-get update -qq || fail "apt-get update in the root"
 cp "$DEB1" "$ROOT/tmp/"
 in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "/tmp/$(basename "$DEB1")" \
   || fail "apt install"
@@ -85,15 +88,19 @@ grep -qx "/etc/herald/herald.toml" "$ROOT/var/lib/dpkg/info/herald.conffiles" ||
 [ -f "$ROOT/usr/share/man/man1/herald.1.gz" ] || fail "man page"
 [ -f "$ROOT/usr/share/doc/herald/copyright" ] || fail "copyright"
 [ -f "$ROOT/usr/share/doc/herald/changelog.Debian.gz" ] || fail "changelog"
+in_root dpkg -s ca-certificates >/dev/null 2>&1 || fail "ca-certificates not pulled in"
 in_root getent passwd herald >/dev/null || fail "no herald user"
-[ "$(stat -c '%U %a' "$ROOT/var/lib/herald")" = "herald 700" ] || fail "/var/lib/herald: $(stat -c '%U %a' "$ROOT/var/lib/herald")"
+# Owners as the root's own user database names them.
+owner_mode() { in_root stat -c '%U %a' "$1"; }
+[ "$(owner_mode /var/lib/herald)" = "herald 700" ] || fail "/var/lib/herald: $(owner_mode /var/lib/herald)"
 [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/herald.service" ] || fail "unit not enabled"
 in_root /usr/bin/herald --help | grep -q "webhook" || fail "herald --help"
 in_root /usr/bin/herald --config /etc/herald/herald.toml check-config | grep -q "/var/lib/herald/herald.db" \
   || fail "check-config"
 
 log "systemd-analyze verify"
-in_root systemd-analyze verify /lib/systemd/system/herald.service || fail "systemd-analyze verify"
+# --man=no: the root has no man(1); the page itself is checked above.
+in_root systemd-analyze verify --man=no /lib/systemd/system/herald.service || fail "systemd-analyze verify"
 echo "unit verified"
 
 log "a receiver on 127.0.0.1"
@@ -154,7 +161,7 @@ as_herald herald --config /etc/herald/herald.toml webhook add --name receiver \
 UUID1="$(as_herald herald --config /etc/herald/herald.toml emit system.start)"
 wait_received "$UUID1"
 echo "delivered $UUID1"
-[ "$(stat -c '%U %a' "$ROOT/var/lib/herald/herald.db")" = "herald 600" ] || fail "database owner/mode"
+[ "$(owner_mode /var/lib/herald/herald.db)" = "herald 600" ] || fail "database: $(owner_mode /var/lib/herald/herald.db)"
 stop_herald
 
 log "edit the config, upgrade to 0.1.0-2"

@@ -28,6 +28,9 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// HTTPS cannot be set up.
+    #[error(transparent)]
+    Client(#[from] crate::deliver::client::SetupError),
     /// Another I/O failure at start.
     #[error("{what}: {source}")]
     Io {
@@ -128,7 +131,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         },
         shutdown.clone(),
         health_poke.clone(),
-    );
+    )?;
     let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone()));
     let health_task = tokio::spawn(crate::health::run(
         store.clone(),

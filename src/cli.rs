@@ -730,8 +730,8 @@ fn test(config: &Config, id: i64, kind: &str, json: bool) -> anyhow::Result<Exit
             },
             tokio_util::sync::CancellationToken::new(),
             std::sync::Arc::default(),
-        );
-        deliverer.test_send(webhook, kind).await
+        )?;
+        Ok::<_, anyhow::Error>(deliverer.test_send(webhook, kind).await?)
     })?;
     if json {
         println!(

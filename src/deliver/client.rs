@@ -62,10 +62,16 @@ pub struct Response {
 /// Most redirects followed for a webhook that follows them.
 const MAX_REDIRECTS: usize = 5;
 
+/// The HTTP client could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0} (on Debian, HTTPS needs the ca-certificates package)")]
+pub struct SetupError(String);
+
 /// Builds an HTTP client: rustls, connection reuse, and by default no
 /// redirects followed (a 3xx is an answer, not a success); with
-/// `follow_redirects`, up to [`MAX_REDIRECTS`].
-pub fn build_client(follow_redirects: bool) -> reqwest::Client {
+/// `follow_redirects`, up to [`MAX_REDIRECTS`]. Fails when the system has
+/// no CA certificates to verify HTTPS endpoints with.
+pub fn build_client(follow_redirects: bool) -> Result<reqwest::Client, SetupError> {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_max_idle_per_host(IDLE_PER_HOST)
@@ -76,7 +82,15 @@ pub fn build_client(follow_redirects: bool) -> reqwest::Client {
         })
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .build()
-        .expect("the HTTP client configuration is valid")
+        .map_err(|e| {
+            let mut chain = vec![e.to_string()];
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                chain.push(s.to_string());
+                source = s.source();
+            }
+            SetupError(chain.join(": "))
+        })
 }
 
 /// Sends `req`; returns the answer (any status) and how long it took.

@@ -77,23 +77,24 @@ struct Sent {
 impl Deliverer {
     /// A deliverer over `store`, stopping when `shutdown` is cancelled.
     /// `health` is notified when an attempt changes a webhook's health.
+    /// Fails when the HTTP client cannot be set up (no CA certificates).
     pub fn new(
         store: Store,
         settings: Settings,
         shutdown: CancellationToken,
         health: Arc<Notify>,
-    ) -> Deliverer {
-        let client = client::build_client(false);
-        Deliverer {
+    ) -> Result<Deliverer, client::SetupError> {
+        let client = client::build_client(false)?;
+        Ok(Deliverer {
             store,
             tokens: TokenCache::new(client.clone()),
             client,
-            redirecting: client::build_client(true),
+            redirecting: client::build_client(true)?,
             settings,
             cache: Arc::default(),
             shutdown,
             health,
-        }
+        })
     }
 
     /// The loop: claim what the free slots and each webhook's limits allow,

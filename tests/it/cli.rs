@@ -345,3 +345,31 @@ fn the_cleanup_job_runs_on_its_schedule_inside_serve() {
     assert_eq!(h.sql_count("SELECT id FROM log"), 2);
     assert_eq!(h.sql_count("SELECT id FROM events"), 2);
 }
+
+#[test]
+fn without_ca_certificates_serve_and_test_fail_with_a_clear_error() {
+    // A system without CA certificates (Debian without ca-certificates):
+    // rustls finds none at the paths it is pointed to.
+    let mut h = Herald::new();
+    h.set_env("SSL_CERT_FILE", "/nonexistent/ca.pem");
+    h.set_env("SSL_CERT_DIR", "/nonexistent");
+    let id = h.add_webhook(&[
+        "--name",
+        "w",
+        "--url",
+        "https://127.0.0.1:9/",
+        "--events",
+        "*",
+    ]);
+    for args in [vec!["serve"], vec!["test", &id.to_string()]] {
+        let out = h.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot set up the HTTP client")
+                && err.contains("ca-certificates")
+                && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
