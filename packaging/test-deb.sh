@@ -197,4 +197,7 @@ in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y herald || fail "purg
 leftover="$(in_root sh -c 'find / -xdev -name "*herald*" -not -path "/tmp/*" -not -path "/proc/*" 2>/dev/null' || true)"
 [ -z "$leftover" ] || fail "left after purge: $leftover"
 
+cleanup
+trap - EXIT
+rm -rf "$ROOT"
 log "package test passed"

@@ -373,3 +373,13 @@ fn without_ca_certificates_serve_and_test_fail_with_a_clear_error() {
         );
     }
 }
+
+#[test]
+fn the_packaged_config_file_is_valid() {
+    // /etc/herald/herald.toml as the Debian package installs it.
+    let h = Herald::new();
+    let file = repo_file("packaging/herald.toml");
+    let out = h.ok(&["--config", file.to_str().unwrap(), "check-config"]);
+    assert!(out.contains("configuration is valid"), "{out}");
+    assert!(out.contains("server.listen            = 127.0.0.1:0"), "{out}");
+}
