@@ -47,7 +47,8 @@ Blocks: <% if … %>…<% endif %>, comments: <# … #>.";
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the router, the deliverer, the cleanup job and the HTTP listener.
+    /// Run the router, the deliverer, the health monitor, the cleanup job and
+    /// the HTTP listener.
     Serve,
     /// Queue an event. Without TYPE, reads a whole event as JSON from stdin
     /// ({"type": …, "ticket_id": …, "data": {…}}).
