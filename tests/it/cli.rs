@@ -381,5 +381,8 @@ fn the_packaged_config_file_is_valid() {
     let file = repo_file("packaging/herald.toml");
     let out = h.ok(&["--config", file.to_str().unwrap(), "check-config"]);
     assert!(out.contains("configuration is valid"), "{out}");
-    assert!(out.contains("server.listen            = 127.0.0.1:0"), "{out}");
+    assert!(
+        out.contains("server.listen            = 127.0.0.1:0"),
+        "{out}"
+    );
 }
