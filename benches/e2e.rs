@@ -139,6 +139,31 @@ impl Herald {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    /// A client sending a new admin API key (the API needs one).
+    fn api_client(&self) -> reqwest::Client {
+        let out = self
+            .cmd()
+            .args([
+                "admin", "api-key", "create", "--name", "bench", "--scope", "admin",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
     fn add_webhook(&self, url: &str) {
         self.cli(&[
             "webhook",
@@ -299,7 +324,7 @@ async fn throughput(sink: &Sink, ceiling: f64) {
 
 /// Posts `n` events through the API with `conns` concurrent clients.
 async fn post_events(h: &Herald, n: usize, conns: usize) {
-    let client = reqwest::Client::new();
+    let client = h.api_client();
     let url = h.api("/api/v1/events");
     let next = Arc::new(AtomicU64::new(0));
     let data: serde_json::Value = serde_json::from_str(&sample_data()).unwrap();
@@ -329,7 +354,7 @@ async fn latency(sink: &Sink) {
     h.add_webhook(&sink.url("/latency"));
     h.serve();
     sink.state.record.store(true, Ordering::Relaxed);
-    let client = reqwest::Client::new();
+    let client = h.api_client();
     let url = h.api("/api/v1/events");
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));

@@ -37,6 +37,12 @@ pub enum Error {
         "delivery {0} is still pending (in flight or waiting for its next try); only finished deliveries are replayed"
     )]
     DeliveryPending(i64),
+    /// The API key does not exist.
+    #[error("API key {0} not found")]
+    ApiKeyNotFound(i64),
+    /// A password or key could not be made or stored.
+    #[error(transparent)]
+    Access(crate::access::Error),
     /// Resume was asked for a webhook that is not paused.
     #[error("webhook {0} is not paused")]
     NotPaused(i64),
@@ -254,4 +260,69 @@ pub fn resume(store: &Store, id: i64) -> Result<(Webhook, usize), Error> {
 pub fn check_test_type(kind: &str) -> Result<(), Error> {
     crate::event::check_type(kind)?;
     Ok(())
+}
+
+/// Sets the admin password (argon2 hash stored; the password itself is not).
+pub fn set_password(store: &Store, password: &str) -> Result<(), Error> {
+    let hash = crate::access::hash_password(password).map_err(|e| match e {
+        crate::access::Error::WeakPassword => Error::BadRequest(e.to_string()),
+        e => Error::Access(e),
+    })?;
+    store.set_admin_password_hash(&hash, false)?;
+    Ok(())
+}
+
+/// On a first start without an admin password: generates one, stores its
+/// hash and writes it to `<database dir>/initial-admin-password` (mode
+/// 0600). Returns that file's path when it did.
+pub fn ensure_admin_password(
+    store: &Store,
+    database: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, Error> {
+    if store.admin_password_hash()?.is_some() {
+        return Ok(None);
+    }
+    let password = crate::access::new_password().map_err(Error::Access)?;
+    let hash = crate::access::hash_password(&password).map_err(Error::Access)?;
+    let path = crate::access::initial_password_path(database);
+    // The file first: a stored hash whose password nobody can read would
+    // lock the admin out.
+    crate::access::write_initial_password(&path, &password).map_err(Error::Access)?;
+    if !store.set_admin_password_hash(&hash, true)? {
+        // Another process set one meanwhile: this password is not valid.
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    Ok(Some(path))
+}
+
+/// Makes an API key. Returns it as listed and the key itself, which is
+/// shown this once (only its digest is stored).
+pub fn create_api_key(
+    store: &Store,
+    name: &str,
+    scope: crate::access::Scope,
+) -> Result<(store::ApiKey, String), Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Error::BadRequest(
+            "an API key needs a name of 1 to 200 characters (what uses it)".into(),
+        ));
+    }
+    let key = crate::access::new_api_key().map_err(Error::Access)?;
+    let listed = store.insert_api_key(
+        name,
+        &crate::access::key_hint(&key),
+        &crate::access::key_digest(&key),
+        scope,
+    )?;
+    Ok((listed, key))
+}
+
+/// Revokes API key `id`: it is refused from now on.
+pub fn revoke_api_key(store: &Store, id: i64) -> Result<store::ApiKey, Error> {
+    store.revoke_api_key(id).map_err(|e| match e {
+        store::Error::NotFound(_) => Error::ApiKeyNotFound(id),
+        e => Error::Store(e),
+    })
 }

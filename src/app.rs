@@ -28,6 +28,9 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The first admin password could not be made.
+    #[error("cannot set the first admin password: {0}")]
+    Admin(crate::admin::Error),
     /// HTTPS cannot be set up.
     #[error(transparent)]
     Client(#[from] crate::deliver::client::SetupError),
@@ -82,6 +85,14 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     })?;
     let _lock = lock_instance(&config.database_path)?;
     let store = Store::open(&config.database_path)?;
+    match crate::admin::ensure_admin_password(&store, &config.database_path) {
+        Ok(Some(path)) => tracing::warn!(
+            file = %path.display(),
+            "no admin password was set: generated one and wrote it to this file (readable only by herald's user); change it with `herald admin set-password`"
+        ),
+        Ok(None) => {}
+        Err(e) => return Err(Error::Admin(e)),
+    }
     let released = store.release_claims()?;
     if released > 0 {
         tracing::info!(

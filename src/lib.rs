@@ -7,6 +7,7 @@
 //! - [`config`]: `config/herald.toml` defaults, the admin's file, `HERALD_*` env → [`config::Config`].
 //! - [`event`]: events, their checks, and event-type patterns (`ticket.*`).
 //! - [`store`]: SQLite (queue, webhooks, deliveries, log); the only module with SQL.
+//! - [`access`]: the admin password and API keys: who may use the listener.
 //! - [`admin`]: queueing events and managing webhooks, shared by CLI and API.
 //! - [`wake`]: lets `herald emit` wake a running server at once.
 //! - [`router`]: the polling loop turning queued events into deliveries.
@@ -23,6 +24,7 @@
 //! - [`cli`]: the other subcommands.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod auth;

@@ -328,6 +328,48 @@ pub async fn retry_deliveries(
     Ok(Json(json!({"queued": queued})))
 }
 
+/// `GET /api/v1/api-keys`: every key, masked (name, hint, scope, times).
+pub async fn list_api_keys(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.store.run(|s| s.api_keys()).await?))
+}
+
+/// Body of `POST /api/v1/api-keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiKey {
+    name: String,
+    scope: crate::access::Scope,
+}
+
+/// `POST /api/v1/api-keys` `{"name", "scope": "read"|"admin"}`: 201 with
+/// the key, shown this once.
+pub async fn create_api_key(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(body)?;
+    let req: NewApiKey = parse_json(&body, "{\"name\": \"…\", \"scope\": \"read\" or \"admin\"}")?;
+    let (listed, key) = blocking(&state, move |s| {
+        admin::create_api_key(s, &req.name, req.scope)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"api_key": listed, "key": key})),
+    ))
+}
+
+/// `DELETE /api/v1/api-keys/{id}`: revokes it; 200 with the key as listed.
+pub async fn revoke_api_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(
+        blocking(&state, move |s| admin::revoke_api_key(s, id)).await?,
+    ))
+}
+
 /// A known route with another method: 405 in the API's shape.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
@@ -342,9 +384,8 @@ pub async fn not_found() -> ApiError {
 }
 
 fn parse_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "webhook id {text:?} is not a positive whole number"
-        ))
-    })
+    text.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("id {text:?} is not a positive whole number")))
 }

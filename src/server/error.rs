@@ -78,6 +78,8 @@ impl From<admin::Error> for ApiError {
             admin::Error::DeliveryPending(_) | admin::Error::NotPaused(_) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
+            admin::Error::ApiKeyNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            admin::Error::Access(e) => ApiError::internal(e),
             admin::Error::Store(e) => ApiError::internal(e),
         }
     }

@@ -4,12 +4,13 @@
 
 mod api;
 mod error;
+mod guard;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::sync::Notify;
 
 use crate::store::Store;
@@ -29,10 +30,10 @@ pub struct AppState {
     pub deliverer: crate::deliver::Deliverer,
 }
 
-/// All routes, with the body limit applied.
+/// All routes, with the body limit applied: `/healthz` open, everything
+/// under `/api/` behind an API key.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
+    let api = Router::new()
         .route("/api/v1/events", post(api::post_event))
         .route(
             "/api/v1/webhooks",
@@ -55,8 +56,20 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/deliveries", get(api::list_deliveries))
         .route("/api/v1/deliveries/retry", post(api::retry_deliveries))
         .route("/api/v1/log", get(api::log))
+        .route(
+            "/api/v1/api-keys",
+            get(api::list_api_keys).post(api::create_api_key),
+        )
+        .route("/api/v1/api-keys/{id}", delete(api::revoke_api_key))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_api_key,
+        ));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .merge(api)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 //! timeout, keeps the file at mode 0600, and migrates the schema on open.
 //! Calls block: async code runs them through [`Store::run`].
 
+mod access;
 mod deliveries;
 mod events;
 mod health;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+pub use access::ApiKey;
 pub use deliveries::{
     ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
     Replay, Unreadable,
@@ -35,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_auth_signing.sql"),
     include_str!("migrations/003_outages.sql"),
+    include_str!("migrations/004_access.sql"),
 ];
 
 /// A storage failure.

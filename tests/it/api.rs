@@ -10,7 +10,7 @@ async fn webhook_crud_and_copy() {
     use reqwest::Method as M;
     let h = Herald::new();
     let s = h.serve();
-    let (st, created) = send(M::POST, s.url("/api/v1/webhooks"), Some(&json!({
+    let (st, created) = s.send(M::POST, s.url("/api/v1/webhooks"), Some(&json!({
         "name": "pms", "url": "http://127.0.0.1:9/in", "events": ["ticket.*"], "method": "PUT",
         "headers": "X-A: 1\nX-B: <<event.type>>", "body_template": "<a><<event.uuid>></a>", "body_mime": "application/xml",
         "log_bodies": true, "timeout_ms": 5000
@@ -24,45 +24,57 @@ async fn webhook_crud_and_copy() {
     assert_eq!(w["timeout_ms"], 5000);
     assert_eq!(created["warnings"], json!([]));
 
-    let (st, got) = send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None).await;
+    let (st, got) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
     assert_eq!(st, 200);
     assert_eq!(got["name"], "pms");
 
     // PUT changes only the fields given.
-    let (st, upd) = send(
-        M::PUT,
-        s.url(&format!("/api/v1/webhooks/{id}")),
-        Some(r#"{"name": "pms2", "enabled": false}"#),
-    )
-    .await;
+    let (st, upd) = s
+        .send(
+            M::PUT,
+            s.url(&format!("/api/v1/webhooks/{id}")),
+            Some(r#"{"name": "pms2", "enabled": false}"#),
+        )
+        .await;
     assert_eq!(st, 200, "{upd}");
     assert_eq!(upd["webhook"]["name"], "pms2");
     assert_eq!(upd["webhook"]["enabled"], false);
     assert_eq!(upd["webhook"]["method"], "PUT");
 
-    let (st, copy) = send(M::POST, s.url(&format!("/api/v1/webhooks/{id}/copy")), None).await;
+    let (st, copy) = s
+        .send(M::POST, s.url(&format!("/api/v1/webhooks/{id}/copy")), None)
+        .await;
     assert_eq!(st, 201, "{copy}");
     assert_eq!(copy["webhook"]["name"], "pms2 (copy)");
     assert_ne!(copy["webhook"]["id"], id);
     assert_eq!(copy["webhook"]["body_template"], "<a><<event.uuid>></a>");
-    let (st, copy2) = send(
-        M::POST,
-        s.url(&format!("/api/v1/webhooks/{id}/copy")),
-        Some(r#"{"name": "other", "url": "http://127.0.0.1:9/other"}"#),
-    )
-    .await;
+    let (st, copy2) = s
+        .send(
+            M::POST,
+            s.url(&format!("/api/v1/webhooks/{id}/copy")),
+            Some(r#"{"name": "other", "url": "http://127.0.0.1:9/other"}"#),
+        )
+        .await;
     assert_eq!(st, 201);
     assert_eq!(copy2["webhook"]["url"], "http://127.0.0.1:9/other");
 
-    let (_, list) = send(M::GET, s.url("/api/v1/webhooks"), None).await;
+    let (_, list) = s.send(M::GET, s.url("/api/v1/webhooks"), None).await;
     assert_eq!(list.as_array().unwrap().len(), 3);
 
-    let (st, _) = send(M::DELETE, s.url(&format!("/api/v1/webhooks/{id}")), None).await;
+    let (st, _) = s
+        .send(M::DELETE, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
     assert_eq!(st, 204);
-    let (st, e) = send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None).await;
+    let (st, e) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
     assert_eq!(st, 404);
     assert_eq!(e["error"], format!("webhook {id} not found"));
-    let (st, _) = send(M::DELETE, s.url(&format!("/api/v1/webhooks/{id}")), None).await;
+    let (st, _) = s
+        .send(M::DELETE, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
     assert_eq!(st, 404);
 }
 
@@ -116,7 +128,9 @@ async fn invalid_webhooks_are_refused_naming_the_field_and_nothing_is_stored() {
         for (k, v) in change.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (st, e) = send(M::POST, s.url("/api/v1/webhooks"), Some(&body.to_string())).await;
+        let (st, e) = s
+            .send(M::POST, s.url("/api/v1/webhooks"), Some(&body.to_string()))
+            .await;
         assert_eq!(st, 400, "{body} -> {e}");
         assert_eq!(e["field"], field, "{body} -> {e}");
         assert!(
@@ -132,7 +146,7 @@ async fn invalid_webhooks_are_refused_naming_the_field_and_nothing_is_stored() {
         r#"{"name": 5}"#,
         r#"{"name":"n","url":"http://127.0.0.1:9/","events":["*"],"colour":"red"}"#,
     ] {
-        let (st, e) = send(M::POST, s.url("/api/v1/webhooks"), Some(bad)).await;
+        let (st, e) = s.send(M::POST, s.url("/api/v1/webhooks"), Some(bad)).await;
         assert_eq!(st, 400, "{bad} -> {e}");
         assert!(
             e["error"].as_str().unwrap().contains("request body"),
@@ -142,28 +156,36 @@ async fn invalid_webhooks_are_refused_naming_the_field_and_nothing_is_stored() {
     assert_eq!(h.sql_count("SELECT count(*) FROM webhooks"), 0);
 
     // An update that fails leaves the webhook as it was.
-    let (st, created) = send(M::POST, s.url("/api/v1/webhooks"), Some(&base.to_string())).await;
+    let (st, created) = s
+        .send(M::POST, s.url("/api/v1/webhooks"), Some(&base.to_string()))
+        .await;
     assert_eq!(st, 201);
     let id = created["webhook"]["id"].as_i64().unwrap();
-    let (st, _) = send(
-        M::PUT,
-        s.url(&format!("/api/v1/webhooks/{id}")),
-        Some(r#"{"name": "changed", "body_template": "{<<"}"#),
-    )
-    .await;
+    let (st, _) = s
+        .send(
+            M::PUT,
+            s.url(&format!("/api/v1/webhooks/{id}")),
+            Some(r#"{"name": "changed", "body_template": "{<<"}"#),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (_, w) = send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None).await;
+    let (_, w) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
     assert_eq!(w["name"], "n");
     for bad_id in ["abc", "0", "-1", "99999999999999999999"] {
-        let (st, _) = send(M::GET, s.url(&format!("/api/v1/webhooks/{bad_id}")), None).await;
+        let (st, _) = s
+            .send(M::GET, s.url(&format!("/api/v1/webhooks/{bad_id}")), None)
+            .await;
         assert_eq!(st, 400, "{bad_id}");
     }
-    let (st, _) = send(
-        M::PUT,
-        s.url("/api/v1/webhooks/424242"),
-        Some(r#"{"name": "x"}"#),
-    )
-    .await;
+    let (st, _) = s
+        .send(
+            M::PUT,
+            s.url("/api/v1/webhooks/424242"),
+            Some(r#"{"name": "x"}"#),
+        )
+        .await;
     assert_eq!(st, 404);
 }
 
@@ -202,7 +224,7 @@ async fn malformed_events_get_400_and_change_nothing() {
         (r#"{"type": 5}"#, "wrong shape"),
     ];
     for (body, words) in cases {
-        let (st, e) = send(M::POST, url.clone(), Some(body)).await;
+        let (st, e) = s.send(M::POST, url.clone(), Some(body)).await;
         assert_eq!(st, 400, "{body} -> {e}");
         assert!(
             e["error"].as_str().unwrap().contains(words),
@@ -214,7 +236,7 @@ async fn malformed_events_get_400_and_change_nothing() {
         r#"{{"type": "ticket.login", "data": {{"x": "{}"}}}}"#,
         "a".repeat(2 << 20)
     );
-    let (st, e) = send(M::POST, url.clone(), Some(&big)).await;
+    let (st, e) = s.send(M::POST, url.clone(), Some(&big)).await;
     assert_eq!(st, 413);
     assert!(
         e["error"].as_str().unwrap().contains("max_body_bytes"),
@@ -224,22 +246,22 @@ async fn malformed_events_get_400_and_change_nothing() {
 
     // A good one, then the same uuid again: 409.
     let good = r#"{"type": "ticket.login", "uuid": "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10", "ticket_id": "T-1", "data": {"a": 1}}"#;
-    let (st, ok) = send(M::POST, url.clone(), Some(good)).await;
+    let (st, ok) = s.send(M::POST, url.clone(), Some(good)).await;
     assert_eq!(st, 202, "{ok}");
     assert_eq!(ok["uuid"], "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10");
-    let (st, e) = send(M::POST, url.clone(), Some(good)).await;
+    let (st, e) = s.send(M::POST, url.clone(), Some(good)).await;
     assert_eq!(st, 409, "{e}");
     assert_eq!(h.sql_count("SELECT count(*) FROM events"), 1);
     // Unknown routes and bad log queries.
-    let (st, e) = send(M::GET, s.url("/api/v1/nope"), None).await;
+    let (st, e) = s.send(M::GET, s.url("/api/v1/nope"), None).await;
     assert_eq!(st, 404);
     assert_eq!(e["error"], "no such route");
-    let (st, e) = send(M::DELETE, s.url("/api/v1/events"), None).await;
+    let (st, e) = s.send(M::DELETE, s.url("/api/v1/events"), None).await;
     assert_eq!(st, 405);
     assert_eq!(e["error"], "method not allowed on this route");
-    let (st, e) = send(M::GET, s.url("/api/v1/log?webhook=abc"), None).await;
+    let (st, e) = s.send(M::GET, s.url("/api/v1/log?webhook=abc"), None).await;
     assert_eq!(st, 400, "{e}");
-    let (st, health) = send(M::GET, s.url("/healthz"), None).await;
+    let (st, health) = s.send(M::GET, s.url("/healthz"), None).await;
     assert_eq!(st, 200);
     assert_eq!(health["status"], "ok");
 }

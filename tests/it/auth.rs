@@ -75,7 +75,10 @@ async fn fixed_credentials_are_sent_and_never_shown() {
     h.wait_log(&[], kinds.len());
     // Nowhere to be read: log, API, CLI show, render.
     let log = serde_json::to_string(&h.log(&[])).unwrap();
-    let api = reqwest::get(server.url("/api/v1/webhooks"))
+    let api = server
+        .client()
+        .get(server.url("/api/v1/webhooks"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -132,7 +135,10 @@ async fn a_masked_secret_sent_back_keeps_the_stored_one() {
         &[],
     );
     let server = h.serve();
-    let w: Value = reqwest::get(server.url(&format!("/api/v1/webhooks/{id}")))
+    let w: Value = server
+        .client()
+        .get(server.url(&format!("/api/v1/webhooks/{id}")))
+        .send()
         .await
         .unwrap()
         .json()
@@ -142,7 +148,8 @@ async fn a_masked_secret_sent_back_keeps_the_stored_one() {
     // Send the GET body back with a changed name: the token stays.
     let mut back = w.clone();
     back["name"] = "renamed".into();
-    let resp = reqwest::Client::new()
+    let resp = server
+        .client()
         .put(server.url(&format!("/api/v1/webhooks/{id}")))
         .json(&back)
         .send()
@@ -734,7 +741,7 @@ async fn no_token_error_does_not_quote_the_answer_values() {
 async fn api_rotation_new_secret_and_kind_changes() {
     let h = Herald::new();
     let s = h.serve();
-    let http = reqwest::Client::new();
+    let http = s.client();
     let created: Value = http
         .post(s.url("/api/v1/webhooks"))
         .json(&json!({"name": "s", "url": "http://127.0.0.1:9/", "events": ["*"], "signing": {"kind": "standard"},

@@ -232,13 +232,15 @@ async fn log_records_success_500_refused_and_timeout() {
     let failed = h.log(&["--failed"]);
     assert_eq!(failed.len(), 3);
     // The same through the API.
-    let api: Vec<serde_json::Value> =
-        reqwest::get(_server.url(&format!("/api/v1/log?failed=true&webhook={w_refused}")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let api: Vec<serde_json::Value> = _server
+        .client()
+        .get(_server.url(&format!("/api/v1/log?failed=true&webhook={w_refused}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(api.len(), 1);
     assert_eq!(api[0]["webhook_name"], "refused");
 }
@@ -303,7 +305,8 @@ async fn emit_wakes_the_router_without_waiting_for_the_interval() {
     h.ok(&["emit", "system.start"]);
     rx.wait_for(1).await;
     // And through the API.
-    let resp = reqwest::Client::new()
+    let resp = server
+        .client()
         .post(server.url("/api/v1/events"))
         .body(r#"{"type":"system.backup.started"}"#)
         .send()
@@ -493,7 +496,8 @@ async fn hostile_values_cannot_inject_headers_or_url_parts() {
         "X-Desc: <<description>>",
     ]);
     let server = h.serve();
-    let resp = reqwest::Client::new()
+    let resp = server
+        .client()
         .post(server.url("/api/v1/events"))
         .json(&serde_json::json!({"type": "ticket.login", "data": {
             "description": "a\r\nX-Injected: yes\r\n\r\n/../?#&",

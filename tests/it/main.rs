@@ -1,6 +1,7 @@
 //! Integration tests: the real `herald` binary, real SQLite files in temp
 //! dirs, real HTTP receivers on 127.0.0.1.
 
+mod access;
 mod api;
 mod auth;
 mod cli;

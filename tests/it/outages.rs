@@ -346,7 +346,9 @@ async fn long_outage_pauses_alerts_once_per_interval_and_resume_delivers_the_bac
     wait_until(&h, "the pause", |l| count(l, "paused") == 1);
     // An attempt claimed just before the pause may still be finishing.
     std::thread::sleep(Duration::from_millis(300));
-    let (_, w) = send(M::GET, s.url(&format!("/api/v1/webhooks/{pms}")), None).await;
+    let (_, w) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{pms}")), None)
+        .await;
     assert!(w["health"]["paused_at"].is_string(), "{w:#}");
     assert!(
         w["health"]["failure_streak"].as_i64().unwrap() >= 2,
@@ -445,7 +447,9 @@ async fn long_outage_pauses_alerts_once_per_interval_and_resume_delivers_the_bac
         count(l, "recovered") == 1
     });
     assert_eq!(count(&log, "resumed"), 1);
-    let (_, w) = send(M::GET, s.url(&format!("/api/v1/webhooks/{pms}")), None).await;
+    let (_, w) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{pms}")), None)
+        .await;
     assert!(
         w["health"]["paused_at"].is_null() && w["health"]["failing_since"].is_null(),
         "{w:#}"
@@ -464,12 +468,13 @@ async fn pause_and_resume_by_hand_through_the_api() {
     let h = Herald::new();
     let id = h.add_webhook(&["--name", "w", "--url", &rx.url("/"), "--events", "*"]);
     let s = h.serve();
-    let (st, w) = send(
-        M::POST,
-        s.url(&format!("/api/v1/webhooks/{id}/pause")),
-        None,
-    )
-    .await;
+    let (st, w) = s
+        .send(
+            M::POST,
+            s.url(&format!("/api/v1/webhooks/{id}/pause")),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{w}");
     assert!(w["health"]["paused_at"].is_string());
     h.ok(&["emit", "system.start"]);
@@ -480,26 +485,32 @@ async fn pause_and_resume_by_hand_through_the_api() {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (st, r) = send(
-        M::POST,
-        s.url(&format!("/api/v1/webhooks/{id}/resume")),
-        None,
-    )
-    .await;
+    let (st, r) = s
+        .send(
+            M::POST,
+            s.url(&format!("/api/v1/webhooks/{id}/resume")),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["backlog"], 2);
     rx.wait_for(2).await;
-    let (st, r) = send(
-        M::POST,
-        s.url(&format!("/api/v1/webhooks/{id}/resume")),
-        None,
-    )
-    .await;
+    let (st, r) = s
+        .send(
+            M::POST,
+            s.url(&format!("/api/v1/webhooks/{id}/resume")),
+            None,
+        )
+        .await;
     assert_eq!(st, 409, "resuming a webhook that is not paused: {r}");
     assert!(r["error"].as_str().unwrap().contains("is not paused"));
-    let (st, _) = send(M::POST, s.url("/api/v1/webhooks/999/pause"), None).await;
+    let (st, _) = s
+        .send(M::POST, s.url("/api/v1/webhooks/999/pause"), None)
+        .await;
     assert_eq!(st, 404);
-    let (st, _) = send(M::POST, s.url("/api/v1/webhooks/999/resume"), None).await;
+    let (st, _) = s
+        .send(M::POST, s.url("/api/v1/webhooks/999/resume"), None)
+        .await;
     assert_eq!(st, 404);
     assert_eq!(h.cli(&["webhook", "resume", "999"]).status.code(), Some(2));
 }
@@ -552,12 +563,13 @@ async fn replay_one_delivery_a_webhooks_failed_ones_and_a_time_range() {
     );
 
     // All failed of the webhook, from the API.
-    let (st, r) = send(
-        M::POST,
-        s.url("/api/v1/deliveries/retry"),
-        Some(&json!({"webhook_id": id, "failed_only": true}).to_string()),
-    )
-    .await;
+    let (st, r) = s
+        .send(
+            M::POST,
+            s.url("/api/v1/deliveries/retry"),
+            Some(&json!({"webhook_id": id, "failed_only": true}).to_string()),
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["queued"], 2);
     rx.wait_for(3).await;
@@ -596,12 +608,13 @@ async fn replay_one_delivery_a_webhooks_failed_ones_and_a_time_range() {
         (json!({"webhook_id": 99999}), 404, "webhook 99999 not found"),
         (json!({"webhook": 1}), 400, "unknown field"),
     ] {
-        let (st, r) = send(
-            M::POST,
-            s.url("/api/v1/deliveries/retry"),
-            Some(&body.to_string()),
-        )
-        .await;
+        let (st, r) = s
+            .send(
+                M::POST,
+                s.url("/api/v1/deliveries/retry"),
+                Some(&body.to_string()),
+            )
+            .await;
         assert_eq!(st, status, "{body}: {r}");
         assert!(r["error"].as_str().unwrap().contains(needle), "{body}: {r}");
     }
@@ -628,12 +641,13 @@ async fn replaying_a_pending_delivery_is_refused() {
     let s = h.serve();
     h.ok(&["emit", "system.start"]);
     rx.wait_for(1).await;
-    let (st, r) = send(
-        M::POST,
-        s.url("/api/v1/deliveries/retry"),
-        Some(r#"{"delivery_id": 1}"#),
-    )
-    .await;
+    let (st, r) = s
+        .send(
+            M::POST,
+            s.url("/api/v1/deliveries/retry"),
+            Some(r#"{"delivery_id": 1}"#),
+        )
+        .await;
     assert_eq!(st, 409, "{r}");
     assert!(r["error"].as_str().unwrap().contains("still pending"));
 }
@@ -706,17 +720,20 @@ async fn test_event_goes_through_the_whole_path_and_reports_at_once() {
     // From the API, with a failing endpoint.
     rx.set_status(503);
     let s = h.serve();
-    let (st, r) = send(
-        M::POST,
-        s.url(&format!("/api/v1/webhooks/{id}/test")),
-        Some(r#"{"type": "ticket.login"}"#),
-    )
-    .await;
+    let (st, r) = s
+        .send(
+            M::POST,
+            s.url(&format!("/api/v1/webhooks/{id}/test")),
+            Some(r#"{"type": "ticket.login"}"#),
+        )
+        .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["http_status"], 503);
     assert_eq!(r["error"], "HTTP 503");
-    let (_, w) = send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None).await;
+    let (_, w) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
     assert!(
         w["health"]["failing_since"].is_null(),
         "a test does not count: {w:#}"
@@ -725,14 +742,17 @@ async fn test_event_goes_through_the_whole_path_and_reports_at_once() {
     assert_eq!(e.status.code(), Some(1), "a refused test exits 1");
     assert!(String::from_utf8_lossy(&e.stdout).starts_with("FAILED"));
     // Bad requests.
-    let (st, _) = send(M::POST, s.url("/api/v1/webhooks/999/test"), None).await;
+    let (st, _) = s
+        .send(M::POST, s.url("/api/v1/webhooks/999/test"), None)
+        .await;
     assert_eq!(st, 404);
-    let (st, r) = send(
-        M::POST,
-        s.url(&format!("/api/v1/webhooks/{id}/test")),
-        Some(r#"{"type": "Not A Type"}"#),
-    )
-    .await;
+    let (st, r) = s
+        .send(
+            M::POST,
+            s.url(&format!("/api/v1/webhooks/{id}/test")),
+            Some(r#"{"type": "Not A Type"}"#),
+        )
+        .await;
     assert_eq!(st, 400, "{r}");
     assert_eq!(h.cli(&["test", "999"]).status.code(), Some(2));
 }

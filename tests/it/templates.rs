@@ -141,7 +141,8 @@ async fn json_bodies_stay_valid_for_hostile_values() {
     ]);
     let server = h.serve();
     let data = hostile();
-    let resp = reqwest::Client::new()
+    let resp = server
+        .client()
         .post(server.url("/api/v1/events"))
         .json(&json!({"type": "ticket.login", "ticket_id": "T-\"1\"", "data": data}))
         .send()
@@ -268,7 +269,8 @@ async fn xml_bodies_stay_well_formed_for_hostile_values() {
     ]);
     let server = h.serve();
     let data = hostile();
-    let resp = reqwest::Client::new()
+    let resp = server
+        .client()
         .post(server.url("/api/v1/events"))
         .json(&json!({"type": "ticket.login", "data": data}))
         .send()

@@ -113,8 +113,19 @@ impl Herald {
             .unwrap_or_else(|| panic!("no id in {out:?}"))
     }
 
-    /// Starts `herald serve` and waits until it is ready.
+    /// Makes an API key with `scope` (`read` or `admin`); returns the key.
+    pub fn api_key(&self, scope: &str) -> String {
+        self.ok(&[
+            "admin", "api-key", "create", "--name", "tests", "--scope", scope,
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    /// Starts `herald serve` and waits until it is ready. Its `key` is an
+    /// admin API key made for the test's API calls.
     pub fn serve(&self) -> Server {
+        let key = self.api_key("admin");
         let mut c = self.command();
         c.arg("serve")
             .stdout(Stdio::null())
@@ -159,6 +170,7 @@ impl Herald {
             child: Some(child),
             addr,
             log,
+            key,
         }
     }
 
@@ -219,12 +231,37 @@ pub struct Server {
     /// Where its listener is.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// An admin API key for the tests' API calls.
+    pub key: String,
 }
 
 impl Server {
     /// `http://addr{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// An HTTP client sending this server's admin API key.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.key).parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// Sends an API request with the admin key; see [`send_with`].
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        send_with(&self.client(), method, url, body).await
     }
 
     /// What it wrote to stderr so far.
@@ -571,10 +608,15 @@ pub fn verify_signature(input: &Value) -> Result<(), String> {
     }
 }
 
-/// Sends an API request; returns the status and the JSON answer (or the
-/// text as a JSON string, or null when empty).
-pub async fn send(method: reqwest::Method, url: String, body: Option<&str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
+/// Sends an API request with `client`; returns the status and the JSON
+/// answer (or the text as a JSON string, or null when empty).
+pub async fn send_with(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut req = client.request(method, url);
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")

@@ -1,0 +1,217 @@
+//! Who may use herald's listener: the admin password (an argon2 hash, a
+//! generated initial one written to a private file on first start) and API
+//! keys with a read-only or admin scope. Secrets are generated here and
+//! only their hashes are stored.
+
+use std::path::{Path, PathBuf};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use sha2::Digest;
+
+/// Prefix of every API key, so a leaked one is recognisable (and scannable).
+pub const KEY_PREFIX: &str = "hk_";
+/// Shortest admin password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest admin password accepted (argon2 takes any length; this bounds work).
+const MAX_PASSWORD_BYTES: usize = 1024;
+/// File name of the generated first password, beside the database.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Why an access operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The password is too short or too long.
+    #[error(
+        "the password must have at least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes"
+    )]
+    WeakPassword,
+    /// Hashing failed (should not happen with valid parameters).
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    /// The OS random source failed.
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
+    /// The initial password file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// GET requests only.
+    Read,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    /// The name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// May a request with this method be made with this scope?
+    pub fn allows(self, method: &axum::http::Method) -> bool {
+        match self {
+            Scope::Admin => true,
+            Scope::Read => matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD),
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "read" => Ok(Scope::Read),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!("scope {other:?} is not read or admin")),
+        }
+    }
+}
+
+/// `n` random bytes, base64url without padding.
+fn random_text(n: usize) -> Result<String, Error> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// A new API key: `hk_` and 32 random bytes.
+pub fn new_api_key() -> Result<String, Error> {
+    Ok(format!("{KEY_PREFIX}{}", random_text(32)?))
+}
+
+/// A new admin password for first start: 18 random bytes (24 characters).
+pub fn new_password() -> Result<String, Error> {
+    random_text(18)
+}
+
+/// What is stored of an API key: its SHA-256, hex. Keys are 256 random
+/// bits, so a fast hash is enough (unlike passwords).
+pub fn key_digest(key: &str) -> String {
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first characters of a key, shown in listings to tell keys apart.
+pub fn key_hint(key: &str) -> String {
+    format!("{}…", &key[..KEY_PREFIX.len() + 6])
+}
+
+/// Hashes an admin password with argon2id (the crate's defaults).
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::WeakPassword);
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Error::Random(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Hash(e.to_string()))
+}
+
+/// Does `password` match the stored `hash`? A malformed hash matches nothing.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Where the generated first password is written: beside the database.
+pub fn initial_password_path(database: &Path) -> PathBuf {
+    database
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(INITIAL_PASSWORD_FILE)
+}
+
+/// Writes the first password to a file only its owner can read.
+pub fn write_initial_password(path: &Path, password: &str) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        writeln!(f, "{password}")?;
+        f.sync_all()
+    };
+    write().map_err(|source| Error::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse battery"));
+        assert!(!verify_password(&h, "correct horse batterY"));
+        assert!(!verify_password("not a hash", "x"));
+        assert!(matches!(hash_password("short"), Err(Error::WeakPassword)));
+    }
+
+    #[test]
+    fn keys_are_random_prefixed_and_hashed() {
+        let a = new_api_key().unwrap();
+        let b = new_api_key().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 43);
+        assert_eq!(key_digest(&a).len(), 64);
+        assert_ne!(key_digest(&a), key_digest(&b));
+        assert!(key_hint(&a).starts_with(&a[..9]));
+    }
+
+    #[test]
+    fn read_scope_is_get_only() {
+        use axum::http::Method;
+        assert!(Scope::Read.allows(&Method::GET));
+        assert!(!Scope::Read.allows(&Method::POST));
+        assert!(!Scope::Read.allows(&Method::DELETE));
+        assert!(Scope::Admin.allows(&Method::PUT));
+        assert_eq!("admin".parse::<Scope>().unwrap(), Scope::Admin);
+        assert!("root".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn initial_password_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = initial_password_path(&dir.path().join("h.db"));
+        write_initial_password(&p, "pw").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "pw\n");
+    }
+}

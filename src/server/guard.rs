@@ -1,0 +1,58 @@
+//! The gate in front of the API: every `/api/` request needs an API key
+//! (`Authorization: Bearer hk_…`) whose scope allows its method. `/healthz`
+//! stays open for liveness checks.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+use crate::access;
+
+/// The bearer token of a request, if it sent one.
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Lets a request through only with a live API key that allows its method.
+pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = bearer(&req) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send an API key as `Authorization: Bearer hk_…` (make one with `herald admin api-key create`)",
+        );
+    };
+    let digest = access::key_digest(key);
+    let scope = match state.store.run(move |s| s.api_key_scope(&digest)).await {
+        Ok(scope) => scope,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    match scope {
+        None => refuse(
+            StatusCode::UNAUTHORIZED,
+            "the API key is unknown or revoked",
+        ),
+        Some(scope) if !scope.allows(req.method()) => refuse(
+            StatusCode::FORBIDDEN,
+            "this API key is read-only (scope read): it may only GET",
+        ),
+        Some(_) => next.run(req).await,
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let mut r = ApiError::new(status, message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"herald\""),
+        );
+    }
+    r
+}

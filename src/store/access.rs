@@ -1,0 +1,139 @@
+//! The `settings` and `api_keys` tables: the admin password's hash and the
+//! API keys (their digests, never the keys).
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Error, Store};
+use crate::access::Scope;
+use crate::event::now_rfc3339;
+
+/// Settings key of the admin password's argon2 hash.
+const ADMIN_PASSWORD: &str = "admin_password_hash";
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    /// Id (what `revoke` takes).
+    pub id: i64,
+    /// What the admin called it.
+    pub name: String,
+    /// The key's first characters.
+    pub hint: String,
+    /// `read` or `admin`.
+    pub scope: Scope,
+    /// When it was made.
+    pub created_at: String,
+    /// When it was revoked; a revoked key is refused.
+    pub revoked_at: Option<String>,
+}
+
+impl Store {
+    /// The admin password's hash, if one was set.
+    pub fn admin_password_hash(&self) -> Result<Option<String>, Error> {
+        self.with(|c| {
+            match c.query_row(
+                "SELECT value FROM settings WHERE key = ?1",
+                [ADMIN_PASSWORD],
+                |r| r.get(0),
+            ) {
+                Ok(v) => Ok(Some(v)),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Stores the admin password's hash. With `only_if_unset`, keeps one
+    /// already there and returns false (two starts racing for the first
+    /// password: the first wins).
+    pub fn set_admin_password_hash(&self, hash: &str, only_if_unset: bool) -> Result<bool, Error> {
+        self.with(|c| {
+            let sql = if only_if_unset {
+                "INSERT OR IGNORE INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)"
+            } else {
+                "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            };
+            Ok(c.execute(sql, params![ADMIN_PASSWORD, hash, now_rfc3339()])? == 1)
+        })
+    }
+
+    /// Stores a new API key by its digest.
+    pub fn insert_api_key(
+        &self,
+        name: &str,
+        hint: &str,
+        digest: &str,
+        scope: Scope,
+    ) -> Result<ApiKey, Error> {
+        let id = self.with(|c| {
+            c.execute(
+                "INSERT INTO api_keys (name, hint, digest, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, hint, digest, scope.as_str(), now_rfc3339()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        Ok(self
+            .api_keys()?
+            .into_iter()
+            .find(|k| k.id == id)
+            .expect("the key just stored"))
+    }
+
+    /// All API keys, revoked ones included, by id.
+    pub fn api_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, name, hint, scope, created_at, revoked_at FROM api_keys ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let scope: String = r.get(3)?;
+                Ok(ApiKey {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    hint: r.get(2)?,
+                    scope: scope.parse().unwrap_or(Scope::Read),
+                    created_at: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// The scope of the live (not revoked) key with this digest.
+    pub fn api_key_scope(&self, digest: &str) -> Result<Option<Scope>, Error> {
+        self.with(|c| {
+            match c
+                .prepare_cached(
+                    "SELECT scope FROM api_keys WHERE digest = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row([digest], |r| r.get::<_, String>(0))
+            {
+                // An unknown scope text (edited by hand) grants the least.
+                Ok(s) => Ok(Some(s.parse().unwrap_or(Scope::Read))),
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Revokes key `id` (idempotent). [`Error::NotFound`] when there is none.
+    pub fn revoke_api_key(&self, id: i64) -> Result<ApiKey, Error> {
+        let n = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+                params![id, now_rfc3339()],
+            )?)
+        })?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("API key {id}")));
+        }
+        Ok(self
+            .api_keys()?
+            .into_iter()
+            .find(|k| k.id == id)
+            .expect("the key just revoked"))
+    }
+}
