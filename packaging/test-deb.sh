@@ -94,8 +94,11 @@ in_root getent passwd herald >/dev/null || fail "no herald user"
 owner_mode() { in_root stat -c '%U %a' "$1"; }
 [ "$(owner_mode /var/lib/herald)" = "herald 700" ] || fail "/var/lib/herald: $(owner_mode /var/lib/herald)"
 [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/herald.service" ] || fail "unit not enabled"
-in_root /usr/bin/herald --help | grep -q "webhook" || fail "herald --help"
-in_root /usr/bin/herald --config /etc/herald/herald.toml check-config | grep -q "/var/lib/herald/herald.db" \
+# Output captured first: `cmd | grep -q` under pipefail fails when grep
+# stops reading early and the command gets SIGPIPE.
+contains() { case "$1" in *"$2"*) return 0 ;; *) return 1 ;; esac; }
+contains "$(in_root /usr/bin/herald --help)" "webhook" || fail "herald --help"
+contains "$(in_root /usr/bin/herald --config /etc/herald/herald.toml check-config)" "/var/lib/herald/herald.db" \
   || fail "check-config"
 
 log "systemd-analyze verify"
@@ -162,6 +165,8 @@ UUID1="$(as_herald herald --config /etc/herald/herald.toml emit system.start)"
 wait_received "$UUID1"
 echo "delivered $UUID1"
 [ "$(owner_mode /var/lib/herald/herald.db)" = "herald 600" ] || fail "database: $(owner_mode /var/lib/herald/herald.db)"
+[ "$(owner_mode /var/lib/herald/initial-admin-password)" = "herald 600" ] \
+  || fail "initial-admin-password: $(owner_mode /var/lib/herald/initial-admin-password)"
 stop_herald
 
 log "edit the config, upgrade to 0.1.0-2"
@@ -173,8 +178,8 @@ in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::
   "/tmp/$(basename "$DEB2")" || fail "upgrade"
 [ "$(in_root dpkg-query -W -f '${Version}' herald)" = "0.1.0-2" ] || fail "version after upgrade"
 grep -q "edited by the admin" "$ROOT/etc/herald/herald.toml" || fail "the admin's config edit was lost"
-as_herald herald --config /etc/herald/herald.toml webhook list | grep -q receiver || fail "webhook lost"
-as_herald herald --config /etc/herald/herald.toml log | grep -q "$UUID1" || fail "event log lost"
+contains "$(as_herald herald --config /etc/herald/herald.toml webhook list)" receiver || fail "webhook lost"
+contains "$(as_herald herald --config /etc/herald/herald.toml log)" "$UUID1" || fail "event log lost"
 start_herald
 UUID2="$(as_herald herald --config /etc/herald/herald.toml emit system.start)"
 wait_received "$UUID2"

@@ -6,7 +6,27 @@ use std::process::ExitCode;
 use clap::Parser;
 use herald::cli::{Cli, Command};
 
+/// Output to a closed pipe (`herald log | head`) ends herald quietly, as a
+/// SIGPIPE ends other Unix tools (status 141), instead of with a panic
+/// message from `println!`.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

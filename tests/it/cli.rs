@@ -386,3 +386,21 @@ fn the_packaged_config_file_is_valid() {
         "{out}"
     );
 }
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    // `herald check-config | head -0`: the reader is gone before herald writes.
+    let h = Herald::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("check-config")
+        .env("HERALD_DATABASE_PATH", h.db())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
