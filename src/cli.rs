@@ -840,22 +840,11 @@ fn test(config: &Config, id: i64, kind: &str, json: bool) -> anyhow::Result<Exit
         Ok::<_, anyhow::Error>(deliverer.test_send(webhook, kind).await?)
     })?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "outcome": if entry.delivered { "delivered" } else { "failed" },
-                "event_uuid": entry.event_uuid,
-                "event_type": entry.event_type,
-                "http_status": entry.http_status,
-                "duration_ms": entry.duration_ms,
-                "error": entry.error,
-                "detail": entry.detail,
-            }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&entry)?);
     } else {
         println!(
             "{} {} event {} to webhook {id}: {} in {} ms{}",
-            if entry.delivered {
+            if entry.delivered() {
                 "delivered"
             } else {
                 "FAILED"
@@ -880,7 +869,7 @@ fn test(config: &Config, id: i64, kind: &str, json: bool) -> anyhow::Result<Exit
             println!("response body: {b}");
         }
     }
-    Ok(if entry.delivered {
+    Ok(if entry.delivered() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -66,6 +66,47 @@ pub struct Deliverer {
     health: Arc<Notify>,
 }
 
+/// The result of a test send, as `herald test --json` and
+/// `POST /api/v1/webhooks/{id}/test` answer it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TestReport {
+    /// `delivered` or `failed`.
+    pub outcome: &'static str,
+    /// The sample event's fresh uuid.
+    pub event_uuid: String,
+    /// The sample event's type.
+    pub event_type: String,
+    /// The endpoint's status, when it answered.
+    pub http_status: Option<u16>,
+    /// Time from send to answer.
+    pub duration_ms: i64,
+    /// Why it failed, in plain words.
+    pub error: Option<String>,
+    /// Request and response, when the webhook logs them (secrets masked).
+    pub detail: Option<AttemptDetail>,
+}
+
+impl TestReport {
+    /// Whether the endpoint accepted the event.
+    pub fn delivered(&self) -> bool {
+        self.outcome == "delivered"
+    }
+}
+
+impl From<&NewLogEntry> for TestReport {
+    fn from(e: &NewLogEntry) -> Self {
+        TestReport {
+            outcome: if e.delivered { "delivered" } else { "failed" },
+            event_uuid: e.event_uuid.clone(),
+            event_type: e.event_type.clone(),
+            http_status: e.http_status,
+            duration_ms: e.duration_ms,
+            error: e.error.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
 /// How one send went, before it is written for each event it carried.
 struct Sent {
     /// The log entry's shared part (status, duration, error, detail).
@@ -300,8 +341,8 @@ impl Deliverer {
     /// webhook) to `webhook` through the whole path (render, authenticate,
     /// sign), whatever its state (disabled and paused webhooks too), and logs
     /// the attempt as a test. No delivery is made and the webhook's health
-    /// is not touched. Returns the logged entry.
-    pub async fn test_send(&self, webhook: Webhook, kind: &str) -> Result<NewLogEntry, StoreError> {
+    /// is not touched. Returns what happened, as CLI and API report it.
+    pub async fn test_send(&self, webhook: Webhook, kind: &str) -> Result<TestReport, StoreError> {
         let mut event = crate::render::samples::sample_event(kind);
         event.uuid = uuid::Uuid::new_v4().to_string();
         let base = NewLogEntry {
@@ -320,9 +361,9 @@ impl Deliverer {
             .send(&prepared, &[Arc::new(event)], batched, base)
             .await;
         let entry = sent.entry;
-        let logged = entry.clone();
-        self.store.run(move |s| s.insert_log_entry(&logged)).await?;
-        Ok(entry)
+        let report = TestReport::from(&entry);
+        self.store.run(move |s| s.insert_log_entry(&entry)).await?;
+        Ok(report)
     }
 
     /// Renders, authenticates, signs and sends one request for `events`,

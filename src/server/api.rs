@@ -248,16 +248,7 @@ pub async fn test_webhook(
     let kind = req.kind.unwrap_or_else(|| "ticket.login".into());
     admin::check_test_type(&kind)?;
     let webhook = blocking(&state, move |s| admin::webhook(s, id)).await?;
-    let entry = state.deliverer.test_send(webhook, &kind).await?;
-    Ok(Json(json!({
-        "outcome": if entry.delivered { "delivered" } else { "failed" },
-        "event_uuid": entry.event_uuid,
-        "event_type": entry.event_type,
-        "http_status": entry.http_status,
-        "duration_ms": entry.duration_ms,
-        "error": entry.error,
-        "detail": entry.detail,
-    })))
+    Ok(Json(state.deliverer.test_send(webhook, &kind).await?))
 }
 
 /// `POST /api/v1/webhooks/{id}/pause`: nothing is sent until resumed.

@@ -28,6 +28,22 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
+const KEY_COLUMNS: &str = "id, name, hint, scope, created_at, revoked_at";
+
+/// An [`ApiKey`] from a row selected with [`KEY_COLUMNS`]. An unknown scope
+/// text (edited by hand) reads as the least, `read`.
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let scope: String = r.get(3)?;
+    Ok(ApiKey {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        hint: r.get(2)?,
+        scope: scope.parse().unwrap_or(Scope::Read),
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+    })
+}
+
 impl Store {
     /// The admin password's hash, if one was set.
     pub fn admin_password_hash(&self) -> Result<Option<String>, Error> {
@@ -74,31 +90,25 @@ impl Store {
             )?;
             Ok(c.last_insert_rowid())
         })?;
-        Ok(self
-            .api_keys()?
-            .into_iter()
-            .find(|k| k.id == id)
-            .expect("the key just stored"))
+        self.api_key(id)
     }
 
     /// All API keys, revoked ones included, by id.
     pub fn api_keys(&self) -> Result<Vec<ApiKey>, Error> {
         self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, name, hint, scope, created_at, revoked_at FROM api_keys ORDER BY id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                let scope: String = r.get(3)?;
-                Ok(ApiKey {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    hint: r.get(2)?,
-                    scope: scope.parse().unwrap_or(Scope::Read),
-                    created_at: r.get(4)?,
-                    revoked_at: r.get(5)?,
-                })
-            })?;
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))?;
+            let rows = stmt.query_map([], key_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// API key `id` as listed.
+    pub fn api_key(&self, id: i64) -> Result<ApiKey, Error> {
+        self.with(|c| {
+            c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?
+                .query_row([id], key_from_row)
+                .map_err(super::not_found(format!("API key {id}")))
         })
     }
 
@@ -130,10 +140,6 @@ impl Store {
         if n == 0 {
             return Err(Error::NotFound(format!("API key {id}")));
         }
-        Ok(self
-            .api_keys()?
-            .into_iter()
-            .find(|k| k.id == id)
-            .expect("the key just revoked"))
+        self.api_key(id)
     }
 }

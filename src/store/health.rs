@@ -107,6 +107,55 @@ struct Failing {
     streak: i64,
     last_error: Option<String>,
     paused: bool,
+    last_failure_ms: Option<i64>,
+    last_alert_ms: Option<i64>,
+}
+
+impl Failing {
+    /// What the monitor announces for this webhook now, if anything: a
+    /// pause once its failed attempts span `pause_after`, else an alert once
+    /// it has failed for `first_alert` and was not alerted within
+    /// `alert_every`.
+    fn notice(
+        &self,
+        now_ms: i64,
+        pause_after: Option<std::time::Duration>,
+        first_alert: std::time::Duration,
+        alert_every: std::time::Duration,
+    ) -> Option<Notice> {
+        let span_ms = self.last_failure_ms.unwrap_or(self.since_ms) - self.since_ms;
+        let last_error = self.last_error.as_deref().unwrap_or("unknown");
+        if !self.paused && pause_after.is_some_and(|p| span_ms >= p.as_millis() as i64) {
+            return Some(Notice {
+                webhook_id: self.id,
+                kind: "paused",
+                message: format!(
+                    "webhook {:?} ({}) paused: its deliveries have failed for {} ({} attempts in a row; last error: {last_error}). New events are kept and sent after `herald webhook resume {}`.",
+                    self.name,
+                    self.id,
+                    span(span_ms),
+                    self.streak,
+                    self.id
+                ),
+            });
+        }
+        let alert_due = now_ms - self.since_ms >= first_alert.as_millis() as i64
+            && self
+                .last_alert_ms
+                .is_none_or(|a| now_ms - a >= alert_every.as_millis() as i64);
+        alert_due.then(|| Notice {
+            webhook_id: self.id,
+            kind: "alert",
+            message: format!(
+                "webhook {:?} ({}) is failing: {} attempts in a row for {}{}; last error: {last_error}",
+                self.name,
+                self.id,
+                self.streak,
+                span(now_ms - self.since_ms),
+                if self.paused { ", paused" } else { "" },
+            ),
+        })
+    }
 }
 
 fn describe(w: &Failing) -> serde_json::Value {
@@ -151,7 +200,6 @@ impl Store {
             // Logged at the time the decisions were made on, so the log
             // shows exactly the spacing the interval enforces.
             let at = ms_to_rfc3339(now_ms);
-            let mut notices = Vec::new();
             let failing: Vec<Failing> = tx
                 .prepare_cached(
                     "SELECT id, name, failing_since_ms, failure_streak, last_error, paused_at IS NOT NULL,
@@ -159,73 +207,42 @@ impl Store {
                      FROM webhooks WHERE failing_since_ms IS NOT NULL AND enabled = 1 ORDER BY id",
                 )?
                 .query_map([], |r| {
-                    Ok((
-                        Failing {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            since_ms: r.get(2)?,
-                            streak: r.get(3)?,
-                            last_error: r.get(4)?,
-                            paused: r.get(5)?,
-                        },
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, Option<i64>>(7)?,
-                    ))
+                    Ok(Failing {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        since_ms: r.get(2)?,
+                        streak: r.get(3)?,
+                        last_error: r.get(4)?,
+                        paused: r.get(5)?,
+                        last_failure_ms: r.get(6)?,
+                        last_alert_ms: r.get(7)?,
+                    })
                 })?
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter_map(|(mut w, last_failure, last_alert)| {
-                    let span_ms = last_failure.unwrap_or(w.since_ms) - w.since_ms;
-                    let pause = !w.paused
-                        && pause_after.is_some_and(|p| span_ms >= p.as_millis() as i64);
-                    let alert_due = now_ms - w.since_ms >= first_alert.as_millis() as i64
-                        && last_alert
-                            .is_none_or(|a| now_ms - a >= alert_every.as_millis() as i64);
-                    if pause {
-                        w.paused = true;
-                        notices.push(Notice {
-                            webhook_id: w.id,
-                            kind: "paused",
-                            message: format!(
-                                "webhook {:?} ({}) paused: its deliveries have failed for {} ({} attempts in a row; last error: {}). New events are kept and sent after `herald webhook resume {}`.",
-                                w.name, w.id, span(span_ms), w.streak,
-                                w.last_error.as_deref().unwrap_or("unknown"), w.id
-                            ),
-                        });
-                        Some(w)
-                    } else if alert_due {
-                        notices.push(Notice {
-                            webhook_id: w.id,
-                            kind: "alert",
-                            message: format!(
-                                "webhook {:?} ({}) is failing: {} attempts in a row for {}{}; last error: {}",
-                                w.name, w.id, w.streak, span(now_ms - w.since_ms),
-                                if w.paused { ", paused" } else { "" },
-                                w.last_error.as_deref().unwrap_or("unknown")
-                            ),
-                        });
-                        Some(w)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            for (w, n) in failing.iter().zip(notices.iter()) {
-                if n.kind == "paused" {
+                .collect::<Result<_, _>>()?;
+            let mut notices = Vec::new();
+            for mut w in failing {
+                let Some(n) = w.notice(now_ms, pause_after, first_alert, alert_every) else {
+                    continue;
+                };
+                let event = if n.kind == "paused" {
                     tx.prepare_cached(
                         "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1",
                     )?
                     .execute(params![w.id, at, n.message])?;
-                }
+                    w.paused = true;
+                    EVENT_PAUSED
+                } else {
+                    EVENT_FAILING
+                };
                 tx.prepare_cached(
                     "UPDATE webhooks SET last_alert_ms = ?2, alerted = 1 WHERE id = ?1",
                 )?
                 .execute(params![w.id, now_ms])?;
                 insert_notice(&tx, &at, n.kind, w.id, &n.message)?;
-                let kind = if n.kind == "paused" { EVENT_PAUSED } else { EVENT_FAILING };
-                let mut data = describe(w);
+                let mut data = describe(&w);
                 data["message"] = n.message.clone().into();
-                queue_notice_event(&tx, kind, data)?;
+                queue_notice_event(&tx, event, data)?;
+                notices.push(n);
             }
             let recovered: Vec<(i64, String)> = tx
                 .prepare_cached(

@@ -37,14 +37,7 @@ async fn every_api_route_refuses_without_a_valid_key() {
     let h = Herald::new();
     let s = h.serve();
     let anonymous = reqwest::Client::new();
-    let forged = {
-        let mut hd = reqwest::header::HeaderMap::new();
-        hd.insert("authorization", "Bearer hk_not-a-key".parse().unwrap());
-        reqwest::Client::builder()
-            .default_headers(hd)
-            .build()
-            .unwrap()
-    };
+    let forged = bearer_client("hk_not-a-key");
     for (m, path) in ROUTES {
         let resp = anonymous
             .request(method(m), s.url(path))
@@ -82,14 +75,7 @@ async fn a_read_only_key_may_only_read() {
     let h = Herald::new();
     let s = h.serve();
     let read = h.api_key("read");
-    let client = {
-        let mut hd = reqwest::header::HeaderMap::new();
-        hd.insert("authorization", format!("Bearer {read}").parse().unwrap());
-        reqwest::Client::builder()
-            .default_headers(hd)
-            .build()
-            .unwrap()
-    };
+    let client = bearer_client(&read);
     for path in [
         "/api/v1/webhooks",
         "/api/v1/log",
@@ -145,14 +131,7 @@ async fn api_keys_are_made_listed_without_the_key_and_revoked() {
         0
     );
     // It works, then, revoked, it does not.
-    let client = {
-        let mut hd = reqwest::header::HeaderMap::new();
-        hd.insert("authorization", format!("Bearer {key}").parse().unwrap());
-        reqwest::Client::builder()
-            .default_headers(hd)
-            .build()
-            .unwrap()
-    };
+    let client = bearer_client(&key);
     let (st, _) = send_with(&client, M::GET, s.url("/api/v1/webhooks"), None).await;
     assert_eq!(st, 200);
     let (st, revoked) = s

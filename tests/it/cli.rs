@@ -353,14 +353,7 @@ fn without_ca_certificates_serve_and_test_fail_with_a_clear_error() {
     let mut h = Herald::new();
     h.set_env("SSL_CERT_FILE", "/nonexistent/ca.pem");
     h.set_env("SSL_CERT_DIR", "/nonexistent");
-    let id = h.add_webhook(&[
-        "--name",
-        "w",
-        "--url",
-        "https://127.0.0.1:9/",
-        "--events",
-        "*",
-    ]);
+    let id = h.add("w", "https://127.0.0.1:9/", &[]);
     for args in [vec!["serve"], vec!["test", &id.to_string()]] {
         let out = h.cli(&args);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -12,20 +12,18 @@ async fn kill_9_during_delivery_then_restart_delivers_in_flight_events() {
     // Hold every request: they are in flight when herald dies.
     rx.set_delay(Duration::from_secs(3600));
     let h = Herald::new();
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "w",
-        "--url",
         &rx.url("/"),
-        "--events",
-        "*",
-        "--body",
-        r#"{"id":"<<event.uuid>>"}"#,
-        "--timeout",
-        "300",
-        "--max-in-flight",
-        "8",
-    ]);
+        &[
+            "--body",
+            r#"{"id":"<<event.uuid>>"}"#,
+            "--timeout",
+            "300",
+            "--max-in-flight",
+            "8",
+        ],
+    );
     let server = h.serve();
     let mut uuids = HashSet::new();
     for _ in 0..5 {
@@ -80,7 +78,7 @@ async fn kill_9_during_delivery_then_restart_delivers_in_flight_events() {
 async fn events_queued_while_herald_is_down_are_delivered_at_start() {
     let rx = Receiver::start().await;
     let h = Herald::new();
-    h.add_webhook(&["--name", "w", "--url", &rx.url("/"), "--events", "*"]);
+    h.add("w", &rx.url("/"), &[]);
     for _ in 0..20 {
         h.ok(&["emit", "system.start"]);
     }
@@ -96,16 +94,7 @@ async fn stop_past_the_grace_period_exits_and_resends_after_restart() {
     rx.set_delay(Duration::from_secs(3600));
     let mut h = Herald::new();
     h.set_env("HERALD_DELIVERY_SHUTDOWN_GRACE", "0.5");
-    h.add_webhook(&[
-        "--name",
-        "w",
-        "--url",
-        &rx.url("/"),
-        "--events",
-        "*",
-        "--timeout",
-        "300",
-    ]);
+    h.add("w", &rx.url("/"), &["--timeout", "300"]);
     let server = h.serve();
     let uuid = h.ok(&["emit", "system.start"]).trim().to_owned();
     rx.wait_for(1).await;
@@ -146,18 +135,16 @@ async fn ten_thousand_events_survive_repeated_kill_9_during_delivery() {
     const KILLS: usize = 4;
     let rx = Receiver::start().await;
     let h = Herald::new();
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "w",
-        "--url",
         &rx.url("/"),
-        "--events",
-        "*",
-        "--body",
-        r#"{"id":"<<event.uuid>>"}"#,
-        "--max-in-flight",
-        &IN_FLIGHT.to_string(),
-    ]);
+        &[
+            "--body",
+            r#"{"id":"<<event.uuid>>"}"#,
+            "--max-in-flight",
+            &IN_FLIGHT.to_string(),
+        ],
+    );
     h.sql(&format!(
         "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {EVENTS})
          INSERT INTO events (type, data) SELECT 'ticket.login', json_object('n', x) FROM n;"

@@ -25,7 +25,7 @@ async fn fans_out_by_pattern() {
         "--events",
         "ticket.*",
     ]);
-    let all = h.add_webhook(&["--name", "all", "--url", &rx.url("/all"), "--events", "*"]);
+    let all = h.add("all", &rx.url("/all"), &[]);
     let system = h.add_webhook(&[
         "--name",
         "system",
@@ -130,48 +130,28 @@ async fn log_records_success_500_refused_and_timeout() {
     let slow = Receiver::start().await;
     slow.set_delay(Duration::from_secs(20));
     let h = Herald::new();
-    let w_ok = h.add_webhook(&[
-        "--name",
+    let w_ok = h.add(
         "ok",
-        "--url",
         &ok.url("/"),
-        "--events",
-        "*",
-        "--log-bodies",
-        "--header",
-        "Authorization: Bearer s3cret",
-        "--header",
-        "X-Api-Key: k3y",
-        "--body",
-        r#"{"t":"<<event.type>>"}"#,
-    ]);
+        &[
+            "--log-bodies",
+            "--header",
+            "Authorization: Bearer s3cret",
+            "--header",
+            "X-Api-Key: k3y",
+            "--body",
+            r#"{"t":"<<event.type>>"}"#,
+        ],
+    );
     // Failures are final here ("send once"); retries have their own tests.
-    let w_500 = h.add_webhook(&[
-        "--name",
-        "five-hundred",
-        "--url",
-        &failing.url("/"),
-        "--events",
-        "*",
-        "--retry",
-        "once",
-    ]);
+    let w_500 = h.add("five-hundred", &failing.url("/"), &["--retry", "once"]);
     let refused = format!("http://127.0.0.1:{}/", refused_port());
-    let w_refused = h.add_webhook(&[
-        "--name", "refused", "--url", &refused, "--events", "*", "--retry", "once",
-    ]);
-    let w_slow = h.add_webhook(&[
-        "--name",
+    let w_refused = h.add("refused", &refused, &["--retry", "once"]);
+    let w_slow = h.add(
         "slow",
-        "--url",
         &slow.url("/"),
-        "--events",
-        "*",
-        "--timeout",
-        "0.5",
-        "--retry",
-        "once",
-    ]);
+        &["--timeout", "0.5", "--retry", "once"],
+    );
     let _server = h.serve();
     let uuid = h.ok(&["emit", "ticket.login"]).trim().to_owned();
 
@@ -249,7 +229,7 @@ async fn log_records_success_500_refused_and_timeout() {
 async fn invalid_rows_are_marked_and_the_loop_goes_on() {
     let rx = Receiver::start().await;
     let h = Herald::new();
-    h.add_webhook(&["--name", "all", "--url", &rx.url("/"), "--events", "*"]);
+    h.add("all", &rx.url("/"), &[]);
     let _server = h.serve();
     h.sql(
         "INSERT INTO events (type, data) VALUES ('ticket.login', '[1,2]');
@@ -299,7 +279,7 @@ async fn emit_wakes_the_router_without_waiting_for_the_interval() {
     let mut h = Herald::new();
     // An interval far beyond the test's patience: only a wake-up can deliver.
     h.set_env("HERALD_ROUTER_READ_INTERVAL", "3600");
-    h.add_webhook(&["--name", "all", "--url", &rx.url("/"), "--events", "*"]);
+    h.add("all", &rx.url("/"), &[]);
     let server = h.serve();
     tokio::time::sleep(Duration::from_millis(300)).await;
     h.ok(&["emit", "system.start"]);
@@ -346,27 +326,14 @@ async fn disabled_webhook_gets_no_new_events_and_its_queued_deliveries_wait() {
     // One request at a time, so the second delivery queues behind the first.
     h.set_env("HERALD_DELIVERY_CONCURRENCY", "1");
     let id = h
-        .add_webhook(&[
-            "--name",
-            "w",
-            "--url",
-            &rx.url("/"),
-            "--events",
-            "*",
-            "--body",
-            r#"{"t":"<<event.type>>"}"#,
-        ])
+        .add("w", &rx.url("/"), &["--body", r#"{"t":"<<event.type>>"}"#])
         .to_string();
     let _server = h.serve();
     h.ok(&["emit", "system.backup.started"]);
     h.ok(&["emit", "system.backup.done"]);
     rx.wait_for(1).await;
     // Both events routed (the second may lag the first under load).
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while h.sql_count("SELECT count(*) FROM deliveries") < 2 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.wait_sql("SELECT count(*) FROM deliveries", 2);
     h.ok(&["webhook", "disable", &id]);
     // Routed while disabled: not for this webhook.
     h.ok(&["emit", "system.start"]);
@@ -401,7 +368,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     let rx = Receiver::start().await;
     rx.set_delay(Duration::from_millis(1500));
     let h = Herald::new();
-    h.add_webhook(&["--name", "w", "--url", &rx.url("/"), "--events", "*"]);
+    h.add("w", &rx.url("/"), &[]);
     let server = h.serve();
     h.ok(&["emit", "system.start"]);
     rx.wait_for(1).await;
@@ -438,26 +405,16 @@ async fn tls_and_reset_errors_are_put_in_plain_words() {
         }
     });
     let h = Herald::new();
-    let tls = h.add_webhook(&[
-        "--name",
+    let tls = h.add(
         "tls",
-        "--url",
         &format!("https://{}/", rx.addr),
-        "--events",
-        "*",
-        "--retry",
-        "once",
-    ]);
-    let reset = h.add_webhook(&[
-        "--name",
+        &["--retry", "once"],
+    );
+    let reset = h.add(
         "reset",
-        "--url",
         &format!("http://127.0.0.1:{closer_port}/"),
-        "--events",
-        "*",
-        "--retry",
-        "once",
-    ]);
+        &["--retry", "once"],
+    );
     let _server = h.serve();
     h.ok(&["emit", "system.start"]);
     h.wait_log(&[], 2);
@@ -484,17 +441,11 @@ async fn hostile_values_cannot_inject_headers_or_url_parts() {
         "http://user:pa55word@{}/hook/abcdefghijklmnopqrstuvwxyz012345/<<description>>?token=t0ken&room=<<backend_data.pms.room>>",
         rx.addr
     );
-    let id = h.add_webhook(&[
-        "--name",
+    let id = h.add(
         "hostile",
-        "--url",
         &secret_url,
-        "--events",
-        "*",
-        "--log-bodies",
-        "--header",
-        "X-Desc: <<description>>",
-    ]);
+        &["--log-bodies", "--header", "X-Desc: <<description>>"],
+    );
     let server = h.serve();
     let resp = server
         .client()
@@ -538,14 +489,11 @@ async fn hostile_values_cannot_inject_headers_or_url_parts() {
 async fn transport_errors_do_not_leak_url_secrets() {
     let h = Herald::new();
     let port = refused_port();
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "w",
-        "--url",
         &format!("http://user:pa55word@127.0.0.1:{port}/x?apikey=k3y"),
-        "--events",
-        "*",
-    ]);
+        &[],
+    );
     let server = h.serve();
     let uuid = h.ok(&["emit", "system.start"]).trim().to_owned();
     let log = h.wait_log(&["--event", &uuid], 1);

@@ -53,16 +53,7 @@ async fn failed_attempts_are_retried_on_the_schedule_until_delivered() {
     rx.fail_next(2, 503);
     let h = Herald::new();
     let retry = schedule(&[0.3, 0.6, 5.0]);
-    h.add_webhook(&[
-        "--name",
-        "w",
-        "--url",
-        &rx.url("/"),
-        "--events",
-        "*",
-        "--retry",
-        &retry,
-    ]);
+    h.add("w", &rx.url("/"), &["--retry", &retry]);
     let _s = h.serve();
     let uuid = h.ok(&["emit", "ticket.login"]).trim().to_owned();
     let got = rx.wait_for(3).await;
@@ -106,26 +97,8 @@ async fn exhausted_schedule_fails_for_good_and_410_stops_at_once() {
     gone.set_status(410);
     let h = Herald::new();
     let retry = schedule(&[0.1, 0.1]);
-    let w_down = h.add_webhook(&[
-        "--name",
-        "down",
-        "--url",
-        &down.url("/"),
-        "--events",
-        "*",
-        "--retry",
-        &retry,
-    ]);
-    let w_gone = h.add_webhook(&[
-        "--name",
-        "gone",
-        "--url",
-        &gone.url("/"),
-        "--events",
-        "*",
-        "--retry",
-        &retry,
-    ]);
+    let w_down = h.add("down", &down.url("/"), &["--retry", &retry]);
+    let w_gone = h.add("gone", &gone.url("/"), &["--retry", &retry]);
     let _s = h.serve();
     h.ok(&["emit", "system.start"]);
     let log = h.wait_log(&["--webhook", &w_down.to_string()], 3);
@@ -142,12 +115,7 @@ async fn exhausted_schedule_fails_for_good_and_410_stops_at_once() {
         "410 Gone is not retried: {log:#?}"
     );
     // Nothing more comes: both deliveries are settled as failed.
-    let failed = || h.sql_count("SELECT count(*) FROM deliveries WHERE state = 'failed'");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while failed() < 2 {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'failed'", 2);
     assert_eq!(down.received().len(), 3);
     assert_eq!(gone.received().len(), 1);
     let listed = h.ok(&["deliveries", "--state", "failed", "--json"]);
@@ -165,16 +133,7 @@ async fn retry_after_is_honoured_up_to_the_cap() {
     // The endpoint asks for an hour; the cap makes it one second.
     h.set_env("HERALD_DELIVERY_MAX_RETRY_AFTER", "1");
     let retry = schedule(&[0.05]);
-    h.add_webhook(&[
-        "--name",
-        "w",
-        "--url",
-        &rx.url("/"),
-        "--events",
-        "*",
-        "--retry",
-        &retry,
-    ]);
+    h.add("w", &rx.url("/"), &["--retry", &retry]);
     let _s = h.serve();
     let uuid = h.ok(&["emit", "system.start"]).trim().to_owned();
     let got = rx.wait_for(2).await;
@@ -193,20 +152,18 @@ async fn an_endpoint_that_refuses_then_resets_then_stalls_then_recovers_gets_eve
     let h = Herald::new();
     let retry =
         json!({"kind": "fixed", "interval": 0.2, "retries": 100, "jitter": 0.0}).to_string();
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "flaky",
-        "--url",
         &url,
-        "--events",
-        "*",
-        "--retry",
-        &retry,
-        "--timeout",
-        "0.3",
-        "--body",
-        r#"{"id": "<<event.uuid>>"}"#,
-    ]);
+        &[
+            "--retry",
+            &retry,
+            "--timeout",
+            "0.3",
+            "--body",
+            r#"{"id": "<<event.uuid>>"}"#,
+        ],
+    );
     let _s = h.serve();
     let mut uuids = Vec::new();
     for _ in 0..3 {
@@ -270,27 +227,12 @@ async fn a_redirect_is_a_failure_unless_the_webhook_follows_redirects() {
     redirector.set_status(302);
     redirector.set_header("Location", &target.url("/moved"));
     let h = Herald::new();
-    let plain = h.add_webhook(&[
-        "--name",
-        "plain",
-        "--url",
-        &redirector.url("/a"),
-        "--events",
-        "*",
-        "--retry",
-        "once",
-    ]);
-    let following = h.add_webhook(&[
-        "--name",
+    let plain = h.add("plain", &redirector.url("/a"), &["--retry", "once"]);
+    let following = h.add(
         "following",
-        "--url",
         &redirector.url("/b"),
-        "--events",
-        "*",
-        "--follow-redirects",
-        "--retry",
-        "once",
-    ]);
+        &["--follow-redirects", "--retry", "once"],
+    );
     let _s = h.serve();
     h.ok(&["emit", "system.start"]);
     let l = h.wait_log(&["--webhook", &plain.to_string()], 1);
@@ -427,22 +369,12 @@ async fn long_outage_pauses_alerts_once_per_interval_and_resume_delivers_the_bac
         .collect();
     assert!(ids.contains(&first));
     assert!(later.iter().all(|u| ids.contains(u)));
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let recovered = alerts
+    eventually("the recovery announced to the alert webhook", || {
+        alerts
             .received()
             .iter()
-            .filter(|r| r.json()["type"] == "herald.webhook.recovered")
-            .count();
-        if recovered == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no recovery announced"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .any(|r| r.json()["type"] == "herald.webhook.recovered")
+    });
     let log = wait_until(&h, "the recovery in the log", |l| {
         count(l, "recovered") == 1
     });
@@ -466,7 +398,7 @@ async fn long_outage_pauses_alerts_once_per_interval_and_resume_delivers_the_bac
 async fn pause_and_resume_by_hand_through_the_api() {
     let rx = Receiver::start().await;
     let h = Herald::new();
-    let id = h.add_webhook(&["--name", "w", "--url", &rx.url("/"), "--events", "*"]);
+    let id = h.add("w", &rx.url("/"), &[]);
     let s = h.serve();
     let (st, w) = s
         .send(
@@ -479,12 +411,7 @@ async fn pause_and_resume_by_hand_through_the_api() {
     assert!(w["health"]["paused_at"].is_string());
     h.ok(&["emit", "system.start"]);
     h.ok(&["emit", "system.start"]);
-    let pending = || h.sql_count("SELECT count(*) FROM deliveries WHERE state = 'pending'");
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while pending() < 2 {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'pending'", 2);
     let (st, r) = s
         .send(
             M::POST,
@@ -520,18 +447,11 @@ async fn replay_one_delivery_a_webhooks_failed_ones_and_a_time_range() {
     let rx = Receiver::start().await;
     rx.set_status(500);
     let h = Herald::new();
-    let id = h.add_webhook(&[
-        "--name",
+    let id = h.add(
         "w",
-        "--url",
         &rx.url("/"),
-        "--events",
-        "*",
-        "--retry",
-        "once",
-        "--body",
-        r#"{"id": "<<event.uuid>>"}"#,
-    ]);
+        &["--retry", "once", "--body", r#"{"id": "<<event.uuid>>"}"#],
+    );
     let s = h.serve();
     let mut uuids = Vec::new();
     for _ in 0..3 {
@@ -628,16 +548,7 @@ async fn replaying_a_pending_delivery_is_refused() {
     let rx = Receiver::start().await;
     rx.set_delay(Duration::from_secs(3600));
     let h = Herald::new();
-    h.add_webhook(&[
-        "--name",
-        "w",
-        "--url",
-        &rx.url("/"),
-        "--events",
-        "*",
-        "--timeout",
-        "300",
-    ]);
+    h.add("w", &rx.url("/"), &["--timeout", "300"]);
     let s = h.serve();
     h.ok(&["emit", "system.start"]);
     rx.wait_for(1).await;
@@ -766,28 +677,14 @@ async fn a_dead_endpoint_does_not_delay_a_healthy_one_and_limits_hold() {
     // Fewer global slots than events: before per-webhook limits, the stuck
     // endpoint took every slot and the healthy one got nothing.
     h.set_env("HERALD_DELIVERY_CONCURRENCY", "4");
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "stuck",
-        "--url",
         &stuck.url("/"),
-        "--events",
-        "*",
-        "--timeout",
-        "300",
-        "--max-in-flight",
-        "2",
-    ]);
+        &["--timeout", "300", "--max-in-flight", "2"],
+    );
     let dead = format!("http://127.0.0.1:{}/", refused_port());
-    h.add_webhook(&["--name", "dead", "--url", &dead, "--events", "*"]);
-    h.add_webhook(&[
-        "--name",
-        "healthy",
-        "--url",
-        &healthy.url("/"),
-        "--events",
-        "*",
-    ]);
+    h.add("dead", &dead, &[]);
+    h.add("healthy", &healthy.url("/"), &[]);
     let _s = h.serve();
     for _ in 0..10 {
         h.ok(&["emit", "system.start"]);
@@ -804,19 +701,11 @@ async fn an_ordered_webhook_sends_one_at_a_time_in_order_and_a_failure_holds_the
     rx.fail_next(2, 503);
     let h = Herald::new();
     let retry = schedule(&[0.2, 0.2, 0.2]);
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "ordered",
-        "--url",
         &rx.url("/"),
-        "--events",
-        "*",
-        "--ordered",
-        "--retry",
-        &retry,
-        "--body",
-        r#"{"n": <<n>>}"#,
-    ]);
+        &["--ordered", "--retry", &retry, "--body", r#"{"n": <<n>>}"#],
+    );
     // Queued before the server starts, so all are due at once.
     for n in 1..=6 {
         h.ok(&[
@@ -932,20 +821,13 @@ async fn each_event_of_a_batch_keeps_its_own_retry_count() {
     rx.fail_next(2, 503);
     let h = Herald::new();
     let retry = schedule(&[1.0]);
-    h.add_webhook(&[
-        "--name", "b", "--url", &rx.url("/"), "--events", "*", "--batch", "10/30", "--retry", &retry,
-        "--body", r#"[<% for e in events %><% if not loop.first %>,<% endif %>"<<e.event.uuid>>"<% endfor %>]"#,
-    ]);
+    h.add("b", &rx.url("/"), &["--batch", "10/30", "--retry", &retry, "--body", r#"[<% for e in events %><% if not loop.first %>,<% endif %>"<<e.event.uuid>>"<% endfor %>]"#]);
     // A waits for the batch to fill, which it never does; made old, it goes
     // alone, and fails.
     let _s = h.serve();
     let a = h.ok(&["emit", "system.start"]).trim().to_owned();
     // Make A look 30 s old once routed, so it goes without waiting.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while h.sql_count("SELECT count(*) FROM deliveries") < 1 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.wait_sql("SELECT count(*) FROM deliveries", 1);
     h.sql("UPDATE deliveries SET created_at = '2000-01-01T00:00:00.000Z'");
     rx.wait_for(1).await;
     // B arrives while A waits for its retry: both go in the next request,
@@ -1015,4 +897,29 @@ fn herald_event_types_are_reserved_for_herald() {
     let out = h.cli(&["emit", "herald.webhook.failing"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reserved"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_row_corrupted_by_hand_fails_its_deliveries_with_the_reason() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let id = h.add("w", &rx.url("/"), &[]);
+    h.sql(&format!(
+        "UPDATE webhooks SET retry = '{{\"kind\": \"sometimes\"}}' WHERE id = {id}"
+    ));
+    let _s = h.serve();
+    let uuid = h.ok(&["emit", "system.start"]).trim().to_owned();
+    let log = h.wait_log(&["--event", &uuid], 1);
+    assert_eq!(log[0]["outcome"], "failed");
+    let error = log[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("webhook {id} cannot be read: webhook {id} retry:")),
+        "{error}"
+    );
+    assert!(
+        log[0]["retry_at"].is_null(),
+        "nothing to retry with: {log:#?}"
+    );
+    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'failed'", 1);
+    assert!(rx.received().is_empty());
 }

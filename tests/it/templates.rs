@@ -129,16 +129,7 @@ async fn json_bodies_stay_valid_for_hostile_values() {
         ));
     }
     body.push_str("  \"room\": \"<<nested.pms.room>>\",\n  \"nested\": <<nested>>,\n  \"number\": <<number>>,\n  \"missing\": <<nope>>,\n  \"missing_s\": \"<<nope.deeper>>\"\n}");
-    h.add_webhook(&[
-        "--name",
-        "json",
-        "--url",
-        &rx.url("/"),
-        "--events",
-        "*",
-        "--body",
-        &body,
-    ]);
+    h.add("json", &rx.url("/"), &["--body", &body]);
     let server = h.serve();
     let data = hostile();
     let resp = server
@@ -255,18 +246,11 @@ async fn xml_bodies_stay_well_formed_for_hostile_values() {
         "  <room><<nested.pms.room>></room><missing><<nope.deeper>></missing>\n</root>\n",
     );
     let file = write_file(&h, "hostile.xml", &body);
-    h.add_webhook(&[
-        "--name",
+    h.add(
         "xml",
-        "--url",
         &rx.url("/"),
-        "--events",
-        "*",
-        "--mime",
-        "application/xml",
-        "--body-file",
-        &file,
-    ]);
+        &["--mime", "application/xml", "--body-file", &file],
+    );
     let server = h.serve();
     let data = hostile();
     let resp = server

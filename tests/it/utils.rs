@@ -113,6 +113,14 @@ impl Herald {
             .unwrap_or_else(|| panic!("no id in {out:?}"))
     }
 
+    /// Adds a webhook `name` posting to `url` for every event, with `extra`
+    /// flags of `herald webhook add`; returns its id.
+    pub fn add(&self, name: &str, url: &str, extra: &[&str]) -> i64 {
+        let mut args = vec!["--name", name, "--url", url, "--events", "*"];
+        args.extend_from_slice(extra);
+        self.add_webhook(&args)
+    }
+
     /// Makes an API key with `scope` (`read` or `admin`); returns the key.
     pub fn api_key(&self, scope: &str) -> String {
         self.ok(&[
@@ -199,6 +207,11 @@ impl Herald {
             .unwrap()
     }
 
+    /// Waits until a SQL count reaches at least `n`.
+    pub fn wait_sql(&self, sql: &str, n: i64) {
+        eventually(sql, || self.sql_count(sql) >= n);
+    }
+
     /// The event log as JSON, through `herald log --json`.
     pub fn log(&self, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["log", "--json", "--limit", "10000"];
@@ -243,15 +256,7 @@ impl Server {
 
     /// An HTTP client sending this server's admin API key.
     pub fn client(&self) -> reqwest::Client {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", self.key).parse().unwrap(),
-        );
-        reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap()
+        bearer_client(&self.key)
     }
 
     /// Sends an API request with the admin key; see [`send_with`].
@@ -606,6 +611,31 @@ pub fn verify_signature(input: &Value) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ),
     }
+}
+
+/// Polls `check` until it holds; fails the test after [`PATIENCE`].
+pub fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited in vain for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTP client sending `Authorization: Bearer {key}` on every request.
+pub fn bearer_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Sends an API request with `client`; returns the status and the JSON
