@@ -262,13 +262,16 @@ pub fn check_test_type(kind: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sets the admin password (argon2 hash stored; the password itself is not).
-pub fn set_password(store: &Store, password: &str) -> Result<(), Error> {
+/// Sets the admin password (argon2 hash stored; the password itself is
+/// not) and logs out every web admin session but `keep` (the session that
+/// changed it, if any).
+pub fn set_password(store: &Store, password: &str, keep: Option<&str>) -> Result<(), Error> {
     let hash = crate::access::hash_password(password).map_err(|e| match e {
         crate::access::Error::WeakPassword => Error::BadRequest(e.to_string()),
         e => Error::Access(e),
     })?;
     store.set_admin_password_hash(&hash, false)?;
+    store.delete_other_sessions(keep)?;
     Ok(())
 }
 

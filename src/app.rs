@@ -123,9 +123,22 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         source,
     })?;
 
+    // Settings saved in the web admin win over the config file; a saved
+    // value this version refuses (e.g. a narrower range after an upgrade)
+    // is ignored with a warning rather than keeping herald down.
+    let saved = store.ui_settings()?;
+    let effective = match config.with_ui(&saved) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "settings saved in the web admin are invalid; using the config file's until they are saved again");
+            config.clone()
+        }
+    };
+    let (live, live_rx) = tokio::sync::watch::channel(crate::live::Live::from_config(&effective));
+    let live = Arc::new(live);
     let router_task = tokio::spawn(crate::router::run(
         store.clone(),
-        config.read_interval,
+        live_rx.clone(),
         config.router_batch_size,
         wake.clone(),
         routed.clone(),
@@ -146,36 +159,37 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone()));
     let health_task = tokio::spawn(crate::health::run(
         store.clone(),
-        crate::health::Settings {
-            pause_after: config.pause_after,
-            first_alert: config.alert_after,
-            alert_every: config.alert_interval,
-        },
+        live_rx.clone(),
         health_poke,
         wake.clone(),
         shutdown.clone(),
     ));
     let cleanup_task = tokio::spawn(crate::cleanup::run(
         store.clone(),
-        config.cleanup_schedule.clone(),
-        config.retention,
+        live_rx,
         config.cleanup_batch_size,
         shutdown.clone(),
     ));
-    let app = router(
-        AppState {
-            store: store.clone(),
-            wake,
-            deliver_wake: routed,
-            deliverer,
-        },
-        config.max_body_bytes,
-    );
+    let app = router(AppState {
+        store: store.clone(),
+        wake,
+        deliver_wake: routed,
+        deliverer,
+        config: Arc::new(config.clone()),
+        live,
+        pages: Arc::new(crate::web::Pages::new()),
+        logins: Default::default(),
+        max_body_bytes: config.max_body_bytes,
+    });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
+        // With the client's address: failed logins are counted per address.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
     });
     // Tests and scripts wait for this exact line.
     tracing::info!(listen = %local, database = %config.database_path.display(), "herald ready");

@@ -63,19 +63,27 @@ pub async fn run_once(
 /// The scheduled loop: sleeps until the schedule's next time, runs, repeats.
 pub async fn run(
     store: Store,
-    schedule: cron::Schedule,
-    retention: Duration,
+    mut live: crate::live::Receiver,
     batch: usize,
     shutdown: CancellationToken,
 ) {
     loop {
-        let Some(next) = schedule.upcoming(Utc).next() else {
-            tracing::warn!("cleanup schedule has no next time; cleanup stops");
-            return;
+        let (next, retention) = {
+            let l = live.borrow_and_update();
+            (l.cleanup_schedule.upcoming(Utc).next(), l.retention)
+        };
+        let Some(next) = next else {
+            tracing::warn!("cleanup schedule has no next time; waiting for a new one");
+            tokio::select! {
+                _ = crate::live::changed(&mut live) => continue,
+                _ = shutdown.cancelled() => return,
+            }
         };
         let wait = (next - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // A new schedule or retention: work out the next run again.
+            _ = crate::live::changed(&mut live) => continue,
             _ = shutdown.cancelled() => return,
         }
         match run_once(&store, retention, batch, &shutdown).await {

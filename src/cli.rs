@@ -609,6 +609,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 failed,
                 before_id: None,
                 limit,
+                ..LogFilter::default()
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -699,6 +700,7 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 state,
                 event_uuid: event,
                 limit,
+                ..Default::default()
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -763,7 +765,7 @@ fn admin_command(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode>
                 .context("cannot read the password from stdin")?;
             let password = line.trim_end_matches(['\r', '\n']);
             let store = Store::open(&config.database_path)?;
-            admin::set_password(&store, password)?;
+            admin::set_password(&store, password, None)?;
             let initial = crate::access::initial_password_path(&config.database_path);
             if initial.exists() {
                 std::fs::remove_file(&initial)

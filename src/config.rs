@@ -156,7 +156,24 @@ pub struct Config {
     pub retention: Duration,
     /// Rows deleted per cleanup transaction.
     pub cleanup_batch_size: usize,
+    /// Where each key not left at its default came from (`section.key` →
+    /// "config file PATH" or "environment VAR"), for the settings page.
+    pub origins: std::collections::BTreeMap<String, String>,
+    /// The merged table (defaults, file, environment) this was validated
+    /// from, so web-saved settings can be laid over it and checked the same way.
+    table: toml::Table,
 }
+
+/// The keys an admin may change in the web admin while herald runs (see
+/// [`crate::live`]); saved values win over the config file.
+pub const LIVE_KEYS: &[&str] = &[
+    "router.read_interval",
+    "cleanup.schedule",
+    "cleanup.retention_days",
+    "delivery.pause_after",
+    "alerts.after",
+    "alerts.interval",
+];
 
 impl Config {
     /// Loads the defaults, then `file` (if any), then the `HERALD_*` variables
@@ -167,6 +184,7 @@ impl Config {
     ) -> Result<Config, Error> {
         let mut table: toml::Table =
             toml::from_str(DEFAULT_CONFIG).expect("embedded default config is valid TOML");
+        let mut origins = std::collections::BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                 path: path.to_owned(),
@@ -179,6 +197,16 @@ impl Config {
             // Check the file on its own first, so an unknown key is reported
             // against the file that holds it.
             check_shape(&table, &overlay, &path.display().to_string())?;
+            for (section, keys) in &overlay {
+                if let toml::Value::Table(keys) = keys {
+                    for key in keys.keys() {
+                        origins.insert(
+                            format!("{section}.{key}"),
+                            format!("config file {}", path.display()),
+                        );
+                    }
+                }
+            }
             merge(&mut table, overlay);
         }
         for (name, value) in env {
@@ -188,16 +216,49 @@ impl Config {
             if NON_KEY_VARIABLES.contains(&name.as_str()) {
                 continue;
             }
-            apply_env(&mut table, &name, rest, &value)?;
+            let key = apply_env(&mut table, &name, rest, &value)?;
+            origins.insert(key, format!("environment {name}"));
         }
-        // Through text, so a type error shows the offending `key = value` line.
-        let merged = toml::to_string(&table).expect("a TOML table serialises");
-        let raw: RawConfig =
-            toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Shape {
-                origin: "configuration (defaults, file and environment merged)".into(),
-                message: e.to_string(),
-            })?;
-        raw.validate()
+        let mut config = validate_table(&table)?;
+        config.origins = origins;
+        config.table = table;
+        Ok(config)
+    }
+
+    /// This configuration with settings saved in the web admin laid over
+    /// it: each `(key, value)` names one of [`LIVE_KEYS`] and is typed like
+    /// the key's default; the result is validated like a config file.
+    pub fn with_ui(&self, values: &[(String, String)]) -> Result<Config, Error> {
+        let mut table = self.table.clone();
+        for (key, value) in values {
+            let unknown = || Error::Shape {
+                origin: "settings saved in the web admin".into(),
+                message: format!("{key} cannot be changed there"),
+            };
+            if !LIVE_KEYS.contains(&key.as_str()) {
+                return Err(unknown());
+            }
+            let (section, name) = key.split_once('.').ok_or_else(unknown)?;
+            let Some(toml::Value::Table(keys)) = table.get_mut(section) else {
+                return Err(unknown());
+            };
+            let current = keys.get(name).ok_or_else(unknown)?;
+            let typed = typed_value(current, value, key)?;
+            keys.insert(name.to_owned(), typed);
+        }
+        let mut config = validate_table(&table)?;
+        config.origins = self.origins.clone();
+        config.table = table;
+        Ok(config)
+    }
+
+    /// A key's value as herald shows it on the settings page (`10.0`, `"0 0 * * * *"` unquoted).
+    pub fn value_text(&self, key: &str) -> Option<String> {
+        let (section, name) = key.split_once('.')?;
+        match self.table.get(section)?.get(name)? {
+            toml::Value::String(s) => Some(s.clone()),
+            v => Some(v.to_string()),
+        }
     }
 
     /// The defaults alone, as used when herald runs without a config file.
@@ -265,8 +326,54 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
     }
 }
 
-/// Applies one `HERALD_SECTION_KEY=value`, typed like the default it replaces.
-fn apply_env(table: &mut toml::Table, name: &str, rest: &str, value: &str) -> Result<(), Error> {
+/// Deserialises and validates a merged table.
+fn validate_table(table: &toml::Table) -> Result<Config, Error> {
+    // Through text, so a type error shows the offending `key = value` line.
+    let merged = toml::to_string(table).expect("a TOML table serialises");
+    let raw: RawConfig = toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Shape {
+        origin: "configuration (defaults, file and environment merged)".into(),
+        message: e.to_string(),
+    })?;
+    raw.validate()
+}
+
+/// `value` typed like `current` (the key's default): a whole number given
+/// for a float key stays a float. `origin` names the variable or key in errors.
+fn typed_value(current: &toml::Value, value: &str, origin: &str) -> Result<toml::Value, Error> {
+    let shape = |message: String| Error::Shape {
+        origin: origin.to_owned(),
+        message,
+    };
+    Ok(match current {
+        toml::Value::String(_) => toml::Value::String(value.to_owned()),
+        toml::Value::Integer(_) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| value.trim().parse::<f64>().map(toml::Value::Float))
+            .map_err(|_| shape(format!("expected a whole number, got {value:?}")))?,
+        toml::Value::Float(_) => value
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| shape(format!("expected a number, got {value:?}")))?,
+        toml::Value::Boolean(_) => value
+            .trim()
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .map_err(|_| shape(format!("expected true or false, got {value:?}")))?,
+        _ => return Err(shape("this key cannot be set this way".into())),
+    })
+}
+
+/// Applies one `HERALD_SECTION_KEY=value`, typed like the default it
+/// replaces. Returns the key it set (`section.key`).
+fn apply_env(
+    table: &mut toml::Table,
+    name: &str,
+    rest: &str,
+    value: &str,
+) -> Result<String, Error> {
     let lower = rest.to_ascii_lowercase();
     for (section, keys) in table.iter_mut() {
         let Some(key_part) = lower.strip_prefix(&format!("{section}_")) else {
@@ -278,40 +385,12 @@ fn apply_env(table: &mut toml::Table, name: &str, rest: &str, value: &str) -> Re
         let Some(current) = keys.get(key_part) else {
             continue;
         };
-        let parsed = match current {
-            toml::Value::String(_) => toml::Value::String(value.to_owned()),
-            toml::Value::Integer(_) => value
-                .trim()
-                .parse::<i64>()
-                .map(toml::Value::Integer)
-                .or_else(|_| value.trim().parse::<f64>().map(toml::Value::Float))
-                .map_err(|_| Error::Shape {
-                    origin: name.to_owned(),
-                    message: format!("expected a whole number, got {value:?}"),
-                })?,
-            // A whole number given for a float key stays a float.
-            toml::Value::Float(_) => value
-                .trim()
-                .parse::<f64>()
-                .map(toml::Value::Float)
-                .map_err(|_| Error::Shape {
-                    origin: name.to_owned(),
-                    message: format!("expected a number, got {value:?}"),
-                })?,
-            toml::Value::Boolean(_) => value
-                .trim()
-                .parse::<bool>()
-                .map(toml::Value::Boolean)
-                .map_err(|_| Error::Shape {
-                    origin: name.to_owned(),
-                    message: format!("expected true or false, got {value:?}"),
-                })?,
-            _ => {
-                return Err(Error::UnknownVariable(name.to_owned()));
-            }
-        };
+        if matches!(current, toml::Value::Table(_) | toml::Value::Array(_)) {
+            return Err(Error::UnknownVariable(name.to_owned()));
+        }
+        let parsed = typed_value(current, value, name)?;
         keys.insert(key_part.to_owned(), parsed);
-        return Ok(());
+        return Ok(format!("{section}.{key_part}"));
     }
     Err(Error::UnknownVariable(name.to_owned()))
 }
@@ -422,6 +501,8 @@ impl RawConfig {
             cleanup_schedule_text: self.cleanup.schedule,
             retention: Duration::from_secs(retention_days * 86_400),
             cleanup_batch_size: cleanup_batch as usize,
+            origins: Default::default(),
+            table: toml::Table::new(),
         })
     }
 }

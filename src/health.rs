@@ -39,14 +39,14 @@ impl Settings {
 /// router when alert events were queued.
 pub async fn run(
     store: Store,
-    settings: Settings,
+    mut live: crate::live::Receiver,
     poke: Arc<Notify>,
     router_wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let tick = settings.tick();
     loop {
-        let s = settings.clone();
+        let s = live.borrow_and_update().health.clone();
+        let tick = s.tick();
         match store
             .run(move |st| st.health_tick(now_ms(), s.pause_after, s.first_alert, s.alert_every))
             .await
@@ -67,6 +67,7 @@ pub async fn run(
         tokio::select! {
             _ = poke.notified() => {}
             _ = tokio::time::sleep(tick) => {}
+            _ = crate::live::changed(&mut live) => {}
             _ = shutdown.cancelled() => return,
         }
     }

@@ -19,7 +19,9 @@
 //! - [`deliver`]: the HTTP client, the success rule, masking, the worker loop.
 //! - [`health`]: pause after long outages, alerts, recovery notices.
 //! - [`cleanup`]: the cron-scheduled retention job.
+//! - [`live`]: settings changed in the web admin while herald runs.
 //! - [`server`]: axum listener: ingest, REST API, `/healthz`.
+//! - [`web`]: the web admin: login, sessions, pages, static assets.
 //! - [`app`]: `herald serve`, wiring all of the above with one shutdown signal.
 //! - [`cli`]: the other subcommands.
 #![forbid(unsafe_code)]
@@ -34,6 +36,7 @@ pub mod config;
 pub mod deliver;
 pub mod event;
 pub mod health;
+pub mod live;
 pub mod render;
 pub mod retry;
 pub mod router;
@@ -41,4 +44,5 @@ pub mod server;
 pub mod sign;
 pub mod store;
 pub mod wake;
+pub mod web;
 pub mod webhook;

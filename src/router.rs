@@ -49,7 +49,7 @@ pub fn route_all(store: &Store, batch_size: usize) -> Result<RouteStats, crate::
 /// notified after every batch that created deliveries.
 pub async fn run(
     store: Store,
-    read_interval: Duration,
+    mut live: crate::live::Receiver,
     batch_size: usize,
     wake: Arc<Notify>,
     routed: Arc<Notify>,
@@ -81,9 +81,12 @@ pub async fn run(
                 }
             }
         }
+        let read_interval = live.borrow().read_interval;
         tokio::select! {
             _ = tokio::time::sleep(read_interval) => {}
             _ = wake.notified() => {}
+            // A new read interval counts from now.
+            _ = crate::live::changed(&mut live) => {}
             _ = shutdown.cancelled() => return,
         }
     }

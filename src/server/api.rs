@@ -220,6 +220,7 @@ pub async fn log(
         failed: q.failed,
         before_id: q.before,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LOG_PAGE),
+        ..LogFilter::default()
     };
     Ok(Json(
         state.store.run(move |s| s.log_entries(&filter)).await?,
@@ -299,6 +300,7 @@ pub async fn list_deliveries(
         state: q.state,
         event_uuid: q.event,
         limit: q.limit.unwrap_or(100).clamp(1, MAX_LOG_PAGE),
+        ..DeliveryFilter::default()
     };
     Ok(Json(state.store.run(move |s| s.deliveries(&filter)).await?))
 }

@@ -39,6 +39,16 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// The status sent.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message sent.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 500, after logging the cause.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed");

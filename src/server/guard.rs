@@ -1,6 +1,8 @@
 //! The gate in front of the API: every `/api/` request needs an API key
-//! (`Authorization: Bearer hk_…`) whose scope allows its method. `/healthz`
-//! stays open for liveness checks.
+//! (`Authorization: Bearer hk_…`) whose scope allows its method, or the web
+//! admin's session cookie (writes then also need the session's CSRF token in
+//! `X-CSRF-Token`, as the admin's pages send it). `/healthz` stays open for
+//! liveness checks.
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -20,9 +22,31 @@ fn bearer(req: &Request) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Lets a request through only with a live API key that allows its method.
+/// Lets a request through only with a live API key that allows its method,
+/// or a live web admin session (with its CSRF token on writes).
 pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(key) = bearer(&req) else {
+        let session = match crate::web::session::current(&state, req.headers()).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        if let Some(session) = session {
+            if crate::web::session::is_safe(req.method()) {
+                return next.run(req).await;
+            }
+            // Only the header counts here: API bodies are JSON, not forms.
+            let sent = req
+                .headers()
+                .get(crate::web::session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if sent.is_some_and(|t| crate::web::session::same_token(t, &session.csrf)) {
+                return next.run(req).await;
+            }
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "a write with the web admin's session needs its CSRF token in X-CSRF-Token",
+            );
+        }
         return refuse(
             StatusCode::UNAUTHORIZED,
             "authentication required: send an API key as `Authorization: Bearer hk_…` (make one with `herald admin api-key create`)",

@@ -1,5 +1,5 @@
-//! The HTTP listener (axum on hyper): event ingest, the REST API and
-//! `/healthz`. Handlers call [`crate::admin`] and the store's read methods;
+//! The HTTP listener (axum on hyper): event ingest, the REST API,
+//! `/healthz`, and the web admin's pages ([`crate::web`]). Handlers call [`crate::admin`] and the store's read methods;
 //! they never write SQL.
 
 mod api;
@@ -28,11 +28,24 @@ pub struct AppState {
     pub deliver_wake: Arc<Notify>,
     /// Sends test events.
     pub deliverer: crate::deliver::Deliverer,
+    /// The configuration as loaded (file and environment over the
+    /// defaults), without the web admin's saved settings.
+    pub config: Arc<crate::config::Config>,
+    /// The settings the running loops read; the settings page replaces them.
+    pub live: Arc<tokio::sync::watch::Sender<crate::live::Live>>,
+    /// The web admin's page templates.
+    pub pages: Arc<crate::web::Pages>,
+    /// Failed logins per client address.
+    pub logins: Arc<crate::web::session::LoginLimiter>,
+    /// Largest accepted request body (`server.max_body_bytes`).
+    pub max_body_bytes: usize,
 }
 
-/// All routes, with the body limit applied: `/healthz` open, everything
-/// under `/api/` behind an API key.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// All routes, with the body limit applied: `/healthz`, `/login` and
+/// `/static/` open; everything under `/api/` behind an API key or a web
+/// admin session; every page behind a session.
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
     let api = Router::new()
         .route("/api/v1/events", post(api::post_event))
         .route(
@@ -70,6 +83,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .merge(api)
+        .merge(crate::web::router(state.clone()))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -422,10 +422,11 @@ impl Store {
                  WHERE (?1 IS NULL OR d.webhook_id = ?1)
                    AND (?2 IS NULL OR d.state = ?2)
                    AND (?3 IS NULL OR e.uuid = ?3)
+                   AND (?5 IS NULL OR d.id = ?5)
                  ORDER BY d.id DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(
-                params![f.webhook_id, f.state, f.event_uuid, f.limit.max(1) as i64],
+                params![f.webhook_id, f.state, f.event_uuid, f.limit.max(1) as i64, f.delivery_id],
                 |r| {
                     let state: String = r.get(6)?;
                     let tries: i64 = r.get(8)?;
@@ -485,6 +486,8 @@ pub struct DeliveryFilter {
     pub state: Option<String>,
     /// Only this event.
     pub event_uuid: Option<String>,
+    /// Only this delivery.
+    pub delivery_id: Option<i64>,
     /// At most this many.
     pub limit: usize,
 }

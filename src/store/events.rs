@@ -1,6 +1,6 @@
 //! The `events` table: the queue producers append to and the router drains.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Error, Store};
 
@@ -8,6 +8,24 @@ use super::{Error, Store};
 /// says (a clock stepped back at boot must not hold deliveries).
 const DUE_NOW: i64 = 0;
 use crate::event::{ValidEvent, now_rfc3339};
+
+/// An event as stored, for the event log's detail page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredEvent {
+    /// Its uuid.
+    pub uuid: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub created_at: String,
+    /// Its ticket id.
+    pub ticket_id: Option<String>,
+    /// Its data as stored (JSON text).
+    pub data: String,
+    /// `queued`, `routed` or `invalid`.
+    pub state: String,
+}
 
 /// A queued row as written by a producer, not yet checked (a plain SQL
 /// INSERT can put anything in it).
@@ -60,6 +78,26 @@ impl Store {
             )?
             .execute(params![e.uuid, e.kind, e.created_at, e.ticket_id, data])?;
             Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// The stored event with this uuid, while the cleanup has not removed it.
+    pub fn event_by_uuid(&self, uuid: &str) -> Result<Option<StoredEvent>, Error> {
+        self.with(|c| {
+            Ok(c.prepare_cached(
+                "SELECT uuid, type, created_at, ticket_id, data, state FROM events WHERE uuid = ?1",
+            )?
+            .query_row([uuid], |r| {
+                Ok(StoredEvent {
+                    uuid: r.get(0)?,
+                    kind: r.get(1)?,
+                    created_at: r.get(2)?,
+                    ticket_id: r.get(3)?,
+                    data: r.get(4)?,
+                    state: r.get(5)?,
+                })
+            })
+            .optional()?)
         })
     }
 

@@ -106,6 +106,19 @@ pub struct LogFilter {
     pub failed: bool,
     /// Only entries with an id below this (paging, newest first).
     pub before_id: Option<i64>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only this ticket id.
+    pub ticket_id: Option<String>,
+    /// Only this status: `delivered`, `retrying` (failed, tried again
+    /// later), `failed` (for good, or an invalid event) or `paused`.
+    pub status: Option<String>,
+    /// Only entries at or after this time (RFC 3339, UTC).
+    pub from: Option<String>,
+    /// Only entries before this time (RFC 3339, UTC).
+    pub to: Option<String>,
+    /// Only attempts of this delivery.
+    pub delivery_id: Option<i64>,
     /// At most this many.
     pub limit: usize,
 }
@@ -196,10 +209,32 @@ impl Store {
                    AND (?2 IS NULL OR event_uuid = ?2)
                    AND (?3 = 0 OR outcome NOT IN ('delivered', 'resumed', 'recovered'))
                    AND (?4 IS NULL OR id < ?4)
+                   AND (?6 IS NULL OR event_type = ?6)
+                   AND (?7 IS NULL OR ticket_id = ?7)
+                   AND (?8 IS NULL
+                        OR (?8 = 'delivered' AND outcome = 'delivered')
+                        OR (?8 = 'retrying' AND outcome = 'failed' AND retry_at IS NOT NULL)
+                        OR (?8 = 'failed' AND ((outcome = 'failed' AND retry_at IS NULL) OR outcome = 'invalid'))
+                        OR (?8 = 'paused' AND outcome = 'paused'))
+                   AND (?9 IS NULL OR at >= ?9)
+                   AND (?10 IS NULL OR at < ?10)
+                   AND (?11 IS NULL OR delivery_id = ?11)
                  ORDER BY id DESC LIMIT ?5",
             )?;
             let rows = stmt.query_map(
-                params![f.webhook_id, f.event_uuid, f.failed, f.before_id, f.limit.max(1) as i64],
+                params![
+                    f.webhook_id,
+                    f.event_uuid,
+                    f.failed,
+                    f.before_id,
+                    f.limit.max(1) as i64,
+                    f.event_type,
+                    f.ticket_id,
+                    f.status,
+                    f.from,
+                    f.to,
+                    f.delivery_id
+                ],
                 |r| {
                     let method: Option<String> = r.get(13)?;
                     Ok(LogEntry {
@@ -233,6 +268,56 @@ impl Store {
                 },
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// The newest log entry's id (0 for an empty log): the event log page's
+    /// live updates watch it.
+    pub fn last_log_id(&self) -> Result<i64, Error> {
+        self.with(|c| {
+            Ok(c.prepare_cached("SELECT coalesce(max(id), 0) FROM log")?
+                .query_row([], |r| r.get(0))?)
+        })
+    }
+
+    /// Log entry `id`.
+    pub fn log_entry(&self, id: i64) -> Result<LogEntry, Error> {
+        self.log_entries(&LogFilter {
+            before_id: Some(id.saturating_add(1)),
+            limit: 1,
+            ..LogFilter::default()
+        })?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| Error::NotFound(format!("log entry {id}")))
+    }
+
+    /// The figures of the web admin's header: queue depth (events not yet
+    /// routed plus deliveries not finished), attempts delivered and failed
+    /// since `since` (RFC 3339), webhooks failing and paused.
+    pub fn header_stats(&self) -> Result<crate::web::HeaderStats, Error> {
+        let since = (chrono::Utc::now() - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let queue = self.queue_depth()? + self.pending_deliveries()?;
+        self.with(|c| {
+            let (ok, failed): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT coalesce(sum(outcome = 'delivered'), 0), coalesce(sum(outcome = 'failed'), 0)
+                     FROM log WHERE at >= ?1 AND test = 0",
+                )?
+                .query_row([&since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (failing, paused): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT coalesce(sum(failure_streak > 0), 0), coalesce(sum(paused_at IS NOT NULL), 0) FROM webhooks",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(crate::web::HeaderStats {
+                queue,
+                ok_last_hour: ok,
+                failed_last_hour: failed,
+                failing,
+                paused,
+            })
         })
     }
 

@@ -9,6 +9,7 @@ mod deliveries;
 mod events;
 mod health;
 mod log;
+mod sessions;
 mod webhooks;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -23,9 +24,10 @@ pub use deliveries::{
     ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
     Replay, Unreadable,
 };
-pub use events::{QueuedEvent, RouteStats, WebhookRoute};
+pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
 pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
 pub use log::{AttemptDetail, LogEntry, LogFilter, NewLogEntry};
+pub use sessions::Session;
 pub use webhooks::ms_to_rfc3339;
 
 /// How long a statement waits for another writer (CLI, appliance) before failing.
@@ -38,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_auth_signing.sql"),
     include_str!("migrations/003_outages.sql"),
     include_str!("migrations/004_access.sql"),
+    include_str!("migrations/005_sessions.sql"),
 ];
 
 /// A storage failure.
