@@ -163,14 +163,7 @@ pub async fn list(
             .render("log_rows.html", serde_json::json!({ "entries": entries }))?;
         return Ok(html.into_response());
     }
-    let notice = match q.notice.as_str() {
-        "retried" => Some(format!(
-            "{} deliver{} queued to be sent again.",
-            q.n.parse::<usize>().unwrap_or(0),
-            if q.n == "1" { "y" } else { "ies" }
-        )),
-        _ => None,
-    };
+    let notice = retried_notice(&q);
     tab_page(
         &state,
         &session,
@@ -191,11 +184,25 @@ pub async fn list(
     .await
 }
 
+/// The notice after a retry (`?notice=retried&n=N`): built from the
+/// number only, so nothing from the URL is shown as text.
+fn retried_notice(q: &LogQuery) -> Option<String> {
+    if q.notice != "retried" {
+        return None;
+    }
+    let n = q.n.parse::<usize>().unwrap_or(0);
+    Some(format!(
+        "{n} deliver{} queued to be sent again.",
+        if n == 1 { "y" } else { "ies" }
+    ))
+}
+
 /// `GET /log/{id}`: one entry, the event's data, and every attempt of its delivery.
 pub async fn entry(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    Query(q): Query<LogQuery>,
 ) -> Result<Response, WebError> {
     let id: i64 = id
         .parse()
@@ -247,6 +254,7 @@ pub async fn entry(
             "event": event,
             "data": data,
             "delivery": delivery,
+            "notice": retried_notice(&q),
         }),
     )
     .await
