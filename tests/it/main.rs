@@ -4,9 +4,11 @@
 mod access;
 mod api;
 mod auth;
+mod browser;
 mod cli;
 mod crash;
 mod delivery;
 mod outages;
 mod templates;
 mod utils;
+mod web;
