@@ -39,6 +39,12 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The initial password file could not be removed.
+    #[error("cannot remove {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What an API key may do.

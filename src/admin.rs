@@ -275,6 +275,17 @@ pub fn set_password(store: &Store, password: &str, keep: Option<&str>) -> Result
     Ok(())
 }
 
+/// Removes the generated first password's file once the admin chose a
+/// password (it no longer logs anyone in).
+pub fn remove_initial_password(database: &std::path::Path) -> Result<(), Error> {
+    let path = crate::access::initial_password_path(database);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Access(crate::access::Error::Remove { path, source })),
+    }
+}
+
 /// On a first start without an admin password: generates one, stores its
 /// hash and writes it to `<database dir>/initial-admin-password` (mode
 /// 0600). Returns that file's path when it did.

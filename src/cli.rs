@@ -734,6 +734,10 @@ pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 );
             }
             let store = Store::open(&config.database_path)?;
+            // The retention saved in the web admin wins, as in `serve`.
+            let config = config
+                .with_ui(&store.ui_settings()?)
+                .context("the settings saved in the web admin are invalid; save them again")?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -766,11 +770,7 @@ fn admin_command(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode>
             let password = line.trim_end_matches(['\r', '\n']);
             let store = Store::open(&config.database_path)?;
             admin::set_password(&store, password, None)?;
-            let initial = crate::access::initial_password_path(&config.database_path);
-            if initial.exists() {
-                std::fs::remove_file(&initial)
-                    .with_context(|| format!("cannot remove {}", initial.display()))?;
-            }
+            admin::remove_initial_password(&config.database_path)?;
             println!("admin password set");
         }
         AdminCommand::ApiKey(ApiKeyCommand::Create { name, scope }) => {

@@ -307,6 +307,7 @@ pub async fn change_password(
     let refuse = |m: &str| m.to_owned();
     let store = state.store.clone();
     let keep = session.digest.clone();
+    let database = state.config.database_path.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<Result<(), String>, WebError> {
         let ok = store
             .admin_password_hash()?
@@ -318,7 +319,10 @@ pub async fn change_password(
             return Ok(Err(refuse("the new password and its repetition differ")));
         }
         match admin::set_password(&store, &f.new, Some(&keep)) {
-            Ok(()) => Ok(Ok(())),
+            Ok(()) => {
+                admin::remove_initial_password(&database)?;
+                Ok(Ok(()))
+            }
             Err(admin::Error::BadRequest(m)) => Ok(Err(m)),
             Err(e) => Err(e.into()),
         }

@@ -598,6 +598,10 @@ async fn changing_the_password_logs_out_other_sessions() {
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(a.get("/webhooks").await.0, 200, "this session stays");
+    assert!(
+        !h.dir.path().join("initial-admin-password").exists(),
+        "the generated password's file is gone"
+    );
     assert_eq!(b.get("/webhooks").await.0, 303, "the other one ended");
     assert_eq!(post_login(&server.url(""), &old).await.status(), 401);
     let c = WebSession::login(&server, "a new password").await;
