@@ -617,6 +617,36 @@ mod tests {
     }
 
     #[test]
+    fn origins_name_file_and_environment_and_ui_values_are_checked_like_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "[router]\nread_interval = 5\n").unwrap();
+        let c = Config::load(Some(&file), env(&[("HERALD_ALERTS_AFTER", "60")])).unwrap();
+        assert!(c.origins["router.read_interval"].starts_with("config file "));
+        assert_eq!(c.origins["alerts.after"], "environment HERALD_ALERTS_AFTER");
+        assert!(!c.origins.contains_key("cleanup.schedule"));
+        let ui = c
+            .with_ui(&[("router.read_interval".into(), "0.5".into())])
+            .unwrap();
+        assert_eq!(ui.read_interval, Duration::from_millis(500));
+        assert_eq!(ui.alert_after, Duration::from_secs(60));
+        assert_eq!(
+            ui.value_text("router.read_interval").as_deref(),
+            Some("0.5")
+        );
+        for (key, value) in [
+            ("router.read_interval", "0"),
+            ("router.read_interval", "soon"),
+            ("cleanup.schedule", "hourly"),
+            ("server.listen", "0.0.0.0:1"),
+            ("nope.key", "1"),
+        ] {
+            let e = c.with_ui(&[(key.into(), value.into())]).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_cron_is_refused() {
         let err =
             Config::load(None, env(&[("HERALD_CLEANUP_SCHEDULE", "every hour")])).unwrap_err();

@@ -84,9 +84,10 @@ try {
   await page.click("button[type=submit]");
   await page.getByText("Wrong password.").waitFor();
 
-  step("log in");
-  await page.fill("#password", password);
-  await page.click("button[type=submit]");
+  step("log in with the keyboard only");
+  await page.focus("#password");
+  await page.keyboard.type(password);
+  await page.keyboard.press("Enter");
   await page.waitForURL(`${base}/webhooks`);
   const cookies = await context.cookies();
   const session = cookies.find((c) => c.name === "herald_session");
