@@ -130,11 +130,23 @@ pub fn update_webhook(store: &Store, id: i64, patch: WebhookPatch) -> Result<Sav
 }
 
 /// Saves a copy of webhook `id` with a patch applied (the appliance's "save
-/// as copy"); without a new name the copy is called "<name> (copy)".
+/// as copy"); without a new name the copy is called "<name> (copy)". A
+/// Standard Webhooks secret is not copied: the copy gets its own.
 pub fn copy_webhook(store: &Store, id: i64, patch: WebhookPatch) -> Result<Saved, Error> {
     let mut spec = store.webhook(id).map_err(webhook_error(id))?.spec;
+    let original = spec.signing.clone();
     let renamed = patch.name.is_some();
     spec.apply(patch)?;
+    // A copy signs with its own new Standard Webhooks secret (shown once),
+    // so the two endpoints can be told apart and rotated apart.
+    if let (
+        crate::sign::Signing::Standard { secrets },
+        crate::sign::Signing::Standard { secrets: old },
+    ) = (&mut spec.signing, &original)
+        && secrets == old
+    {
+        secrets.clear();
+    }
     if !renamed {
         spec.name = format!("{} (copy)", spec.name);
     }

@@ -117,13 +117,15 @@ function liveLog() {
   const table = document.getElementById("log");
   if (!table || !table.dataset.live || !window.EventSource) return;
   const status = document.getElementById("live");
-  const source = new EventSource("/log/stream");
+  // From the newest entry this page shows, so none written meanwhile is missed.
+  const source = new EventSource(`/log/stream?after=${encodeURIComponent(table.dataset.last || "")}`);
   source.addEventListener("open", () => { status.textContent = "Live: new entries appear here."; });
   source.addEventListener("error", () => { status.textContent = "Live updates paused; retrying…"; });
   source.addEventListener("entries", async () => {
     const q = table.dataset.filters;
     const r = await fetch(`/log?${q}${q ? "&" : ""}fragment=rows`, { headers: { Accept: "text/html" } });
-    if (!r.ok) return;
+    // Logged out meanwhile: the answer is the login page, not rows.
+    if (r.redirected || !r.ok) { source.close(); location.reload(); return; }
     const tbody = document.getElementById("log-rows");
     const seen = new Set([...tbody.querySelectorAll("tr[data-entry]")].map((tr) => tr.dataset.entry));
     tbody.innerHTML = await r.text();

@@ -39,6 +39,9 @@ pub struct AppState {
     pub logins: Arc<crate::web::session::LoginLimiter>,
     /// Largest accepted request body (`server.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Cancelled at shutdown: long-lived answers (the event log's live
+    /// stream) end then instead of holding the shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// All routes, with the body limit applied: `/healthz`, `/login` and

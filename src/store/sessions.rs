@@ -64,6 +64,18 @@ impl Store {
         })
     }
 
+    /// Is the session with this digest still live (without extending it)?
+    pub fn session_alive(&self, digest: &str, now: i64) -> Result<bool, Error> {
+        self.with(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM sessions WHERE digest = ?1 AND expires_at > ?2")?
+                    .query_row(params![digest, now], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
+        })
+    }
+
     /// Ends one session (log out).
     pub fn delete_session(&self, digest: &str) -> Result<(), Error> {
         self.with(|c| {
@@ -159,8 +171,10 @@ mod tests {
         assert_eq!(s.delete_other_sessions(Some("a")).unwrap(), 1);
         assert!(s.touch_session("a", 1, 10, 10).unwrap().is_some());
         assert!(s.touch_session("b", 1, 10, 10).unwrap().is_none());
+        assert!(s.session_alive("a", 1).unwrap());
         s.delete_session("a").unwrap();
         assert!(s.touch_session("a", 2, 10, 10).unwrap().is_none());
+        assert!(!s.session_alive("a", 2).unwrap());
     }
 
     #[test]

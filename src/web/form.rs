@@ -242,16 +242,21 @@ pub fn to_patch(form: &FormData) -> Result<WebhookPatch, FieldError> {
 /// The field values a form shows: name → string (or list, for `events`).
 pub type Values = BTreeMap<String, Value>;
 
-/// The values of a posted form, to show it again; typed secrets are blanked
-/// (masked ones kept, as they stand for the stored value).
-pub fn values_from_form(form: &FormData) -> Values {
+/// The values of a posted form, to show it again. Typed secrets are not
+/// echoed: editing a stored webhook they show as the mask again (which
+/// keeps the stored value when saved), on a new one they are blank.
+pub fn values_from_form(form: &FormData, editing: bool) -> Values {
     let mut v = Values::new();
     for (k, val) in &form.0 {
         if k == "events" || k == super::session::CSRF_FIELD {
             continue;
         }
         let shown = if SECRET_FIELDS.contains(&k.as_str()) && val != MASK {
-            String::new()
+            if editing {
+                MASK.to_owned()
+            } else {
+                String::new()
+            }
         } else {
             val.clone()
         };
@@ -282,6 +287,7 @@ pub fn values_from_webhook(w: &Webhook, known: &[String]) -> Values {
         "headers",
         "body_template",
         "body_mime",
+        "updated_at",
     ] {
         set(k, s(&j[k]));
     }
@@ -363,7 +369,11 @@ pub fn values_from_webhook(w: &Webhook, known: &[String]) -> Values {
     set("retry_interval", s(&r["interval"]));
     set("retry_retries", s(&r["retries"]));
     if let Some(j) = r["jitter"].as_f64() {
-        set("retry_jitter", format!("{}", (j * 100.0).round()));
+        // Shown as a percentage without rounding, so a save keeps it exactly.
+        set(
+            "retry_jitter",
+            format!("{}", (j * 100.0 * 1e6).round() / 1e6),
+        );
     }
     if let Some(b) = &w.spec.batch {
         set("batch_on", "on".into());
@@ -463,6 +473,111 @@ mod tests {
         );
     }
 
+    /// Posts the values a stored webhook's form shows; returns the spec after.
+    fn round_trip(spec: &WebhookSpec) -> WebhookSpec {
+        let w = Webhook {
+            id: 1,
+            spec: spec.clone(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            health: Default::default(),
+        };
+        let v = values_from_webhook(&w, &["ticket.login".to_owned()]);
+        let mut pairs = Vec::new();
+        for (k, val) in &v {
+            match val {
+                Value::Array(a) => pairs.extend(
+                    a.iter()
+                        .map(|x| (k.clone(), x.as_str().unwrap().to_owned())),
+                ),
+                Value::String(s) => pairs.push((k.clone(), s.clone())),
+                _ => {}
+            }
+        }
+        let mut again = spec.clone();
+        again.apply(to_patch(&FormData(pairs)).unwrap()).unwrap();
+        again
+    }
+
+    #[test]
+    fn every_kind_of_setting_survives_an_unchanged_save() {
+        use crate::auth::{Auth, OAuth2, Secret, TokenFlow};
+        use crate::retry::RetryPolicy;
+        use crate::sign::{Encoding, Signing, SigningSecret};
+        let mut spec = WebhookSpec::example("http://127.0.0.1:9/x");
+        spec.batch = Some(crate::webhook::Batch {
+            max_events: 7,
+            max_wait: 2.5,
+        });
+        spec.ordered = true;
+        spec.follow_redirects = true;
+        spec.max_in_flight = 3;
+        let auths = [
+            Auth::Basic {
+                username: "u".into(),
+                password: Secret::new("p"),
+            },
+            Auth::Apikey {
+                header: "X-Key".into(),
+                key: Secret::new("k"),
+            },
+            Auth::Custom {
+                header: "X-C".into(),
+                value: Secret::new("v"),
+            },
+            Auth::Token(TokenFlow {
+                url: "http://127.0.0.1:9/auth".into(),
+                method: crate::webhook::Method::Get,
+                headers: "X-A: 1".into(),
+                body_template: "{\"u\": \"<<auth.username>>\"}".into(),
+                body_mime: crate::webhook::BodyFormat::Json,
+                username: "tu".into(),
+                password: Secret::new("tp"),
+                basic: true,
+                token_path: "data.token".into(),
+                refresh_minutes: 12.5,
+            }),
+            Auth::Oauth2(OAuth2 {
+                token_url: "http://127.0.0.1:9/token".into(),
+                client_id: "cid".into(),
+                client_secret: Secret::new("cs"),
+                scope: Some("events".into()),
+                refresh_minutes: 3.0,
+            }),
+        ];
+        let signings = [
+            Signing::Hmac {
+                header: "X-Sig".into(),
+                secret: Secret::new("h"),
+                encoding: Encoding::Base64,
+            },
+            Signing::Standard {
+                secrets: vec![SigningSecret {
+                    secret: crate::sign::generate_secret(),
+                    expires_at: None,
+                }],
+            },
+        ];
+        let retries = [
+            RetryPolicy::Fixed {
+                interval: 7.0,
+                retries: 3,
+                jitter: 0.125,
+            },
+            RetryPolicy::Schedule {
+                delays: vec![1.5, 60.0],
+                jitter: 0.0,
+            },
+            RetryPolicy::Once,
+        ];
+        for (i, auth) in auths.iter().enumerate() {
+            spec.auth = auth.clone();
+            spec.signing = signings[i % 2].clone();
+            spec.retry = retries[i % 3].clone();
+            assert_eq!(round_trip(&spec), spec, "{auth:?}");
+        }
+    }
+
     #[test]
     fn a_stored_webhook_shows_masked_and_comes_back_the_same() {
         let mut spec = WebhookSpec::example("http://127.0.0.1:9/x");
@@ -482,20 +597,7 @@ mod tests {
         assert_eq!(v["events_extra"], "custom.*");
         assert!(!serde_json::to_string(&v).unwrap().contains("tok-secret"));
         // Posting the shown values back changes nothing but keeps the secret.
-        let mut pairs = Vec::new();
-        for (k, val) in &v {
-            match val {
-                Value::Array(a) => pairs.extend(
-                    a.iter()
-                        .map(|x| (k.clone(), x.as_str().unwrap().to_owned())),
-                ),
-                Value::String(s) => pairs.push((k.clone(), s.clone())),
-                _ => {}
-            }
-        }
-        let mut again = spec.clone();
-        again.apply(to_patch(&FormData(pairs)).unwrap()).unwrap();
-        assert_eq!(again, spec);
+        assert_eq!(round_trip(&spec), spec);
     }
 
     #[test]
@@ -504,8 +606,11 @@ mod tests {
         assert_eq!(to_patch(&f).unwrap_err().field, "timeout_ms");
         let f = form(&[("retry_delays", "5, x")]);
         assert_eq!(to_patch(&f).unwrap_err().field, "retry");
-        let v = values_from_form(&form(&[("hmac_secret", "typed"), ("auth_token", MASK)]));
+        let typed = form(&[("hmac_secret", "typed"), ("auth_token", MASK)]);
+        let v = values_from_form(&typed, false);
         assert_eq!(v["hmac_secret"], "");
         assert_eq!(v["auth_token"], MASK);
+        // Editing: the mask again, so saving keeps the stored secret.
+        assert_eq!(values_from_form(&typed, true)["hmac_secret"], MASK);
     }
 }

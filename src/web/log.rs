@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::{WebError, tab_page};
 use crate::admin;
 use crate::server::AppState;
-use crate::store::{DeliveryFilter, LogFilter, Replay, Session};
+use crate::store::{DeliveryFilter, LogFilter, Replay, Session, now_ms};
 
 /// Entries per page.
 const PAGE: usize = 50;
@@ -292,8 +292,8 @@ pub async fn retry(
         .await
         .map_err(WebError::internal)??;
     state.deliver_wake.notify_one();
-    let back = match f.back.as_deref() {
-        Some(b) if b.starts_with("/log") && !b.starts_with("//") => b.to_owned(),
+    let back = match super::session::local_path(f.back.as_deref()) {
+        b if b.starts_with("/log") => b.to_owned(),
         _ => "/log".to_owned(),
     };
     let sep = if back.contains('?') { '&' } else { '?' };
@@ -301,17 +301,42 @@ pub async fn retry(
 }
 
 /// `GET /log/stream`: server-sent events; an `entries` event (data: the
-/// newest id) whenever new log entries were written.
-pub async fn stream(State(state): State<AppState>) -> Result<Response, WebError> {
-    let start = state.store.run(|s| s.last_log_id()).await?;
-    let store = state.store.clone();
-    let events = futures_util::stream::unfold((store, start), |(store, last)| async move {
+/// newest id) whenever new log entries were written. The stream ends when
+/// its session does (logout, expiry, password change) or herald stops.
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Response, WebError> {
+    // From the newest entry the page showed: one written between the page
+    // and this stream is announced at once, not missed.
+    let start = match q.after {
+        Some(id) => id,
+        None => state.store.run(|s| s.last_log_id()).await?,
+    };
+    let watch = Watch {
+        state,
+        digest: session.digest,
+        last: start,
+    };
+    let events = futures_util::stream::unfold(watch, |mut w| async move {
         loop {
-            tokio::time::sleep(STREAM_POLL).await;
-            match store.run(|s| s.last_log_id()).await {
-                Ok(id) if id != last => {
+            tokio::select! {
+                _ = tokio::time::sleep(STREAM_POLL) => {}
+                _ = w.state.shutdown.cancelled() => return None,
+            }
+            let digest = w.digest.clone();
+            let polled = w
+                .state
+                .store
+                .run(move |s| Ok((s.session_alive(&digest, now_ms())?, s.last_log_id()?)))
+                .await;
+            match polled {
+                Ok((false, _)) => return None,
+                Ok((true, id)) if id != w.last => {
+                    w.last = id;
                     let ev = SseEvent::default().event("entries").data(id.to_string());
-                    return Some((Ok::<_, Infallible>(ev), (store, id)));
+                    return Some((Ok::<_, Infallible>(ev), w));
                 }
                 Ok(_) => {}
                 // The page keeps what it has; the next poll tries again.
@@ -322,6 +347,19 @@ pub async fn stream(State(state): State<AppState>) -> Result<Response, WebError>
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// `?after=ID` of the live stream: the newest entry the page has.
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    after: Option<i64>,
+}
+
+/// What the live stream carries from one poll to the next.
+struct Watch {
+    state: AppState,
+    digest: String,
+    last: i64,
 }
 
 #[cfg(test)]

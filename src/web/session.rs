@@ -91,17 +91,25 @@ impl LoginLimiter {
         wait
     }
 
-    /// Counts a failed login from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
+    /// Starts a login attempt from `ip`: `Err(wait)` while it (or everyone)
+    /// has used up its failed logins; otherwise the attempt counts as failed
+    /// until [`LoginLimiter::succeeded`] says otherwise. Counting before the
+    /// password is checked keeps parallel guesses within the limit.
+    pub fn attempt(&self, ip: IpAddr) -> Result<(), Duration> {
+        if let Some(wait) = self.blocked(ip) {
+            return Err(wait);
+        }
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         f.all.push_back(now);
         f.by_address.entry(ip).or_default().push_back(now);
+        Ok(())
     }
 
-    /// A good login clears its address's count.
+    /// A good login: its attempt does not count, and its address starts afresh.
     pub fn succeeded(&self, ip: IpAddr) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.all.pop_back();
         f.by_address.remove(&ip);
     }
 }
@@ -285,10 +293,20 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Only local paths are followed after login (no open redirect).
-fn local_path(next: Option<&str>) -> &str {
+/// Only local paths are followed after login (no open redirect): a single
+/// leading `/`, and no backslash, whitespace or control character (browsers
+/// drop tabs and new lines, so `/\t/evil` would become `//evil`).
+pub fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p,
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
+            p
+        }
         _ => "/webhooks",
     }
 }
@@ -364,7 +382,7 @@ pub async fn login(
         );
     }
     let ip = peer.ip();
-    if let Some(wait) = state.logins.blocked(ip) {
+    if let Err(wait) = state.logins.attempt(ip) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         let mut resp = login_form(
             &state,
@@ -391,7 +409,6 @@ pub async fn login(
         })
         .await?;
     if !ok {
-        state.logins.failed(ip);
         tracing::warn!(client = %ip, "failed web admin login");
         return login_form(
             &state,
@@ -450,10 +467,16 @@ mod tests {
         let l = LoginLimiter::default();
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
+        // A good login does not count.
+        l.attempt(a).unwrap();
+        l.succeeded(a);
         for _ in 0..MAX_FAILURES_PER_ADDRESS {
-            assert!(l.blocked(a).is_none());
-            l.failed(a);
+            assert!(l.attempt(a).is_ok());
         }
+        assert!(
+            l.attempt(a).is_err(),
+            "the sixth attempt is refused before any password check"
+        );
         let wait = l.blocked(a).expect("blocked after five failures");
         assert!(wait <= FAILURE_WINDOW && wait > FAILURE_WINDOW - Duration::from_secs(60));
         assert!(l.blocked(b).is_none());
@@ -465,6 +488,9 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example")), "/webhooks");
         assert_eq!(local_path(Some("https://evil.example")), "/webhooks");
         assert_eq!(local_path(Some("/\\evil")), "/webhooks");
+        assert_eq!(local_path(Some("/\t/evil.example")), "/webhooks");
+        assert_eq!(local_path(Some("/\n/evil.example")), "/webhooks");
+        assert_eq!(local_path(Some("/ /evil.example")), "/webhooks");
         assert_eq!(local_path(None), "/webhooks");
     }
 

@@ -227,7 +227,7 @@ async fn saved_or_form(
                 state,
                 session,
                 id,
-                form::values_from_form(data),
+                form::values_from_form(data, id.is_some()),
                 Some(e),
                 None,
                 None,
@@ -240,7 +240,7 @@ async fn saved_or_form(
                 state,
                 session,
                 id,
-                form::values_from_form(data),
+                form::values_from_form(data, id.is_some()),
                 Some(FieldError::new("form", e.to_string())),
                 None,
                 None,
@@ -271,13 +271,23 @@ pub async fn edit_form(
     let id = parse_id(&id)?;
     let w = state.store.run(move |s| s.webhook(id)).await?;
     let values = form::values_from_webhook(&w, &known());
+    // What the save found worth a word (e.g. a name no event carries),
+    // shown each time the webhook is opened.
+    let warnings = render::check(&w.spec).unwrap_or_default();
+    let notice = notice_text(q.notice.as_deref()).map(|n| {
+        if warnings.is_empty() {
+            n.to_owned()
+        } else {
+            format!("{n} Warning: {}", warnings.join("; "))
+        }
+    });
     form_page(
         &state,
         &session,
         Some(id),
         values,
         None,
-        notice_text(q.notice.as_deref()).map(str::to_owned),
+        notice,
         None,
         StatusCode::OK,
     )
@@ -297,14 +307,18 @@ pub async fn save(
     let saved = match form::to_patch(&data) {
         Ok(mut patch) => {
             let store = state.store.clone();
+            let seen = data.get("updated_at").to_owned();
             tokio::task::spawn_blocking(move || {
+                let current = admin::webhook(&store, id)?;
                 if copy {
                     // An unchanged name gets " (copy)" added.
-                    let current = admin::webhook(&store, id)?;
                     if patch.name.as_deref().map(str::trim) == Some(current.spec.name.as_str()) {
                         patch.name = None;
                     }
                     admin::copy_webhook(&store, id, patch)
+                } else if !seen.is_empty() && seen != current.updated_at {
+                    // Changed (API, CLI, another tab) since this form was loaded.
+                    Err(admin::Error::WebhookConflict(id))
                 } else {
                     admin::update_webhook(&store, id, patch)
                 }
@@ -390,20 +404,16 @@ pub async fn action(
 /// `POST /webhooks/preview`: the exact request the form would send for a
 /// sample event of `sample_type`, or the first template error with its
 /// field, line and column. Answers JSON for the form's script.
-pub async fn preview(
-    State(state): State<AppState>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Response, WebError> {
+pub async fn preview(Form(pairs): Form<Vec<(String, String)>>) -> Result<Response, WebError> {
     let data = FormData(pairs);
     let kind = match data.get("sample_type") {
         "" => "ticket.login".to_owned(),
         k => k.to_owned(),
     };
     let id = data.get("id").parse::<i64>().ok();
-    let out = state
-        .store
-        .run(move |_| Ok(preview_json(&data, &kind, id)))
-        .await?;
+    let out = tokio::task::spawn_blocking(move || preview_json(&data, &kind, id))
+        .await
+        .map_err(WebError::internal)?;
     Ok(Json(out).into_response())
 }
 

@@ -27,11 +27,14 @@ fn the_web_admin_works_in_a_real_browser() {
         );
         return;
     }
+    // Screenshots of this run only.
+    let shots = repo_file("target/screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
     let out = Command::new("node")
         .arg("admin.test.mjs")
         .current_dir(&dir)
         .env("TEST_HERALD_BIN", env!("CARGO_BIN_EXE_herald"))
-        .env("SCREENSHOTS", repo_file("target/screenshots"))
+        .env("SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .output()
         .expect("run node");

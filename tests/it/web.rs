@@ -611,3 +611,175 @@ async fn changing_the_password_logs_out_other_sessions() {
     assert_eq!(a.get("/webhooks").await.0, 303);
     assert_eq!(c.get("/webhooks").await.0, 303);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_outside_a_form_body_or_header_and_foreign_redirects_are_refused() {
+    let h = Herald::new();
+    let server = h.serve();
+    let id = h.add("w", "http://127.0.0.1:9/", &[]);
+    let s = WebSession::login(&server, &initial_password(&h)).await;
+    let disable = server.url(&format!("/webhooks/{id}/disable"));
+    let cookie = format!("herald_session={}", s.cookie);
+    // The right token, but in a body type a cross-site form could send as it likes.
+    let r = s
+        .http
+        .post(&disable)
+        .header(COOKIE, &cookie)
+        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+        .body(format!("csrf={}", s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .post(&disable)
+        .header(COOKIE, &cookie)
+        .header("X-CSRF-Token", "guessed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        h.sql_count(&format!("SELECT enabled FROM webhooks WHERE id = {id}")),
+        1
+    );
+    // After login only local paths are followed; a tab would let a browser
+    // read `/<TAB>/evil` as `//evil`.
+    for next in [
+        "/%09/evil.example",
+        "//evil.example",
+        "https://evil.example",
+    ] {
+        let r = s
+            .http
+            .get(server.url(&format!("/login?next={next}")))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()[LOCATION], "/webhooks", "next={next}");
+    }
+    let r = s
+        .post(
+            "/log/retry",
+            &[("webhook", &id.to_string()), ("back", "/\t/evil.example")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/log?notice=retried")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_older_than_the_webhook_is_refused_and_a_copy_signs_with_its_own_secret() {
+    let h = Herald::new();
+    let server = h.serve();
+    let (status, created) = server
+        .send(
+            Method::POST,
+            server.url("/api/v1/webhooks"),
+            Some(
+                &json!({"name": "signed", "url": "http://127.0.0.1:9/", "events": ["ticket.login"],
+                        "signing": {"kind": "standard"}})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = created["webhook"]["id"].as_i64().unwrap();
+    let original_secret = created["new_secret"].as_str().unwrap().to_owned();
+    let s = WebSession::login(&server, &initial_password(&h)).await;
+    let (_, form) = s.get(&format!("/webhooks/{id}")).await;
+    let fields = form_fields(&form);
+    // Someone else renames it after the form was loaded.
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            server.url(&format!("/api/v1/webhooks/{id}")),
+            Some(r#"{"name": "renamed by the API"}"#),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let pairs = |action: &'static str| -> Vec<(String, String)> {
+        fields
+            .iter()
+            .filter(|(k, _)| k != "csrf")
+            .cloned()
+            .chain([("action".to_owned(), action.to_owned())])
+            .collect()
+    };
+    let save = pairs("save");
+    let save: Vec<(&str, &str)> = save.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = s.post(&format!("/webhooks/{id}"), &save, true).await;
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("changed by someone else"));
+    assert_eq!(
+        h.sql_rows(&format!("SELECT name FROM webhooks WHERE id = {id}")),
+        ["renamed by the API"]
+    );
+    // Save as copy: a new webhook with its own secret, shown once.
+    let copy = pairs("copy");
+    let copy: Vec<(&str, &str)> = copy.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = s.post(&format!("/webhooks/{id}"), &copy, true).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    let shown = page
+        .split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|p| p.split('<').next())
+        .expect("the copy's secret is shown once");
+    assert!(shown.starts_with("whsec_"));
+    assert_ne!(shown, original_secret);
+    assert_eq!(h.sql_count("SELECT count(*) FROM webhooks"), 2);
+    let (_, again) = s.get(&format!("/webhooks/{}", id + 1)).await;
+    assert!(!again.contains(shown), "shown once only");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_log_stream_tells_of_new_entries_and_ends_with_the_session() {
+    let h = Herald::new();
+    let server = h.serve();
+    let rx = Receiver::start().await;
+    h.add("w", &rx.url("/"), &[]);
+    let s = WebSession::login(&server, &initial_password(&h)).await;
+    // An entry written before the stream opens but after the page the
+    // stream continues (`after=0`: the page showed none) is announced.
+    h.ok(&["emit", "ticket.login", "--ticket", "T-1"]);
+    h.wait_log(&[], 1);
+    let mut resp = s
+        .http
+        .get(server.url("/log/stream?after=0"))
+        .header(COOKIE, format!("herald_session={}", s.cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut seen = String::new();
+    tokio::time::timeout(PATIENCE, async {
+        while !seen.contains("event: entries") {
+            let chunk = resp.chunk().await.unwrap().expect("stream open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("an entries event");
+    s.post("/logout", &[], true).await;
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(_)) = resp.chunk().await {}
+    })
+    .await
+    .expect("the stream ends after logout");
+}
