@@ -29,6 +29,17 @@ pub const SECRET_FIELDS: &[&str] = &[
 pub struct FormData(pub Vec<(String, String)>);
 
 impl FormData {
+    /// A form from literal pairs, for tests.
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> FormData {
+        FormData(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// The first value of `name`, or "".
     pub fn get(&self, name: &str) -> &str {
         self.0
@@ -421,12 +432,7 @@ mod tests {
     use crate::webhook::WebhookSpec;
 
     fn form(pairs: &[(&str, &str)]) -> FormData {
-        FormData(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        FormData::from_pairs(pairs)
     }
 
     #[test]

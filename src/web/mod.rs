@@ -145,26 +145,10 @@ impl IntoResponse for WebError {
         let body = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>herald: {status}</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main class=\"narrow\"><h1>{status}</h1><p class=\"error\" role=\"alert\">{message}</p><p><a href=\"/webhooks\">Back to the admin</a></p></main></body></html>",
             status = self.status,
-            message = escape_html(&self.message),
+            message = minijinja::HtmlEscape(&self.message),
         );
         (self.status, Html(body)).into_response()
     }
-}
-
-/// Escapes text for HTML outside templates.
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The figures in every page's header.
