@@ -98,6 +98,11 @@ pub fn new_api_key() -> Result<String, Error> {
     Ok(format!("{KEY_PREFIX}{}", random_text(32)?))
 }
 
+/// A new session cookie or CSRF token: 32 random bytes.
+pub fn new_token() -> Result<String, Error> {
+    random_text(32)
+}
+
 /// A new admin password for first start: 18 random bytes (24 characters).
 pub fn new_password() -> Result<String, Error> {
     random_text(18)

@@ -114,15 +114,24 @@ pub fn create_webhook(store: &Store, patch: WebhookPatch) -> Result<Saved, Error
     })
 }
 
-/// Changes the fields a patch names; the rest keep their values.
-pub fn update_webhook(store: &Store, id: i64, patch: WebhookPatch) -> Result<Saved, Error> {
+/// Changes the fields a patch names; the rest keep their values. With
+/// `seen` (the `updated_at` the caller's copy was read at, e.g. a web form),
+/// a webhook changed since then is refused with [`Error::WebhookConflict`]
+/// instead of overwriting that change.
+pub fn update_webhook(
+    store: &Store,
+    id: i64,
+    patch: WebhookPatch,
+    seen: Option<&str>,
+) -> Result<Saved, Error> {
     let current = store.webhook(id).map_err(webhook_error(id))?;
+    let expected = seen.unwrap_or(&current.updated_at).to_owned();
     let mut spec = current.spec;
     spec.apply(patch)?;
     let (warnings, new_secret) = prepare(&mut spec)?;
     Ok(Saved {
         webhook: store
-            .update_webhook(id, &current.updated_at, &spec)
+            .update_webhook(id, &expected, &spec)
             .map_err(webhook_error(id))?,
         warnings,
         new_secret,
@@ -216,16 +225,11 @@ pub fn replay(store: &Store, which: &store::Replay) -> Result<usize, Error> {
     let normal = |name: &str, t: &Option<String>| -> Result<Option<String>, Error> {
         t.as_deref()
             .map(|t| {
-                chrono::DateTime::parse_from_rfc3339(t.trim())
-                    .map(|d| {
-                        d.with_timezone(&chrono::Utc)
-                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    })
-                    .map_err(|_| {
-                        Error::BadRequest(format!(
-                            "{name} {t:?} is not an RFC 3339 time such as 2026-11-20T08:00:00Z"
-                        ))
-                    })
+                crate::event::to_stored_time(t).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "{name} {t:?} is not an RFC 3339 time such as 2026-11-20T08:00:00Z"
+                    ))
+                })
             })
             .transpose()
     };

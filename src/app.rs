@@ -179,7 +179,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         live,
         pages: Arc::new(crate::web::Pages::new()),
         logins: Default::default(),
-        max_body_bytes: config.max_body_bytes,
         shutdown: shutdown.clone(),
     });
     let http_shutdown = shutdown.clone();

@@ -1080,7 +1080,7 @@ fn webhook(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
         }
         WebhookCommand::Edit { id, args } => {
             report_saved(
-                &admin::update_webhook(&store, id, args.into_patch()?)?,
+                &admin::update_webhook(&store, id, args.into_patch()?, None)?,
                 "updated",
             );
         }

@@ -115,6 +115,17 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An RFC 3339 time in any offset as herald stores times (UTC, milliseconds,
+/// `Z`), so stored times compare as text; `None` when it is not one.
+pub fn to_stored_time(text: &str) -> Option<String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
+}
+
 /// Checks an event type name.
 pub fn check_type(kind: &str) -> Result<(), Error> {
     let ok = !kind.is_empty()

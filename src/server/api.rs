@@ -139,7 +139,7 @@ pub async fn update_webhook(
     let body = read_body(body)?;
     let patch: WebhookPatch = parse_json(&body, "webhook fields")?;
     Ok(Json(
-        blocking(&state, move |s| admin::update_webhook(s, id, patch)).await?,
+        blocking(&state, move |s| admin::update_webhook(s, id, patch, None)).await?,
     ))
 }
 

@@ -37,8 +37,6 @@ pub struct AppState {
     pub pages: Arc<crate::web::Pages>,
     /// Failed logins per client address.
     pub logins: Arc<crate::web::session::LoginLimiter>,
-    /// Largest accepted request body (`server.max_body_bytes`).
-    pub max_body_bytes: usize,
     /// Cancelled at shutdown: long-lived answers (the event log's live
     /// stream) end then instead of holding the shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -48,7 +46,7 @@ pub struct AppState {
 /// `/static/` open; everything under `/api/` behind an API key or a web
 /// admin session; every page behind a session.
 pub fn router(state: AppState) -> Router {
-    let max_body_bytes = state.max_body_bytes;
+    let max_body_bytes = state.config.max_body_bytes;
     let api = Router::new()
         .route("/api/v1/events", post(api::post_event))
         .route(

@@ -479,16 +479,20 @@ mod tests {
         );
     }
 
-    /// Posts the values a stored webhook's form shows; returns the spec after.
-    fn round_trip(spec: &WebhookSpec) -> WebhookSpec {
-        let w = Webhook {
+    /// `spec` as a stored webhook.
+    fn stored(spec: WebhookSpec) -> Webhook {
+        Webhook {
             id: 1,
-            spec: spec.clone(),
+            spec,
             created_at: String::new(),
             updated_at: String::new(),
             health: Default::default(),
-        };
-        let v = values_from_webhook(&w, &["ticket.login".to_owned()]);
+        }
+    }
+
+    /// Posts the values a stored webhook's form shows; returns the spec after.
+    fn round_trip(spec: &WebhookSpec) -> WebhookSpec {
+        let v = values_from_webhook(&stored(spec.clone()), &["ticket.login".to_owned()]);
         let mut pairs = Vec::new();
         for (k, val) in &v {
             match val {
@@ -591,14 +595,7 @@ mod tests {
             token: crate::auth::Secret::new("tok-secret"),
         };
         spec.events = vec!["ticket.login".into(), "custom.*".into()];
-        let w = Webhook {
-            id: 1,
-            spec: spec.clone(),
-            created_at: String::new(),
-            updated_at: String::new(),
-            health: Default::default(),
-        };
-        let v = values_from_webhook(&w, &["ticket.login".to_owned()]);
+        let v = values_from_webhook(&stored(spec.clone()), &["ticket.login".to_owned()]);
         assert_eq!(v["auth_token"], MASK);
         assert_eq!(v["events_extra"], "custom.*");
         assert!(!serde_json::to_string(&v).unwrap().contains("tok-secret"));

@@ -58,22 +58,24 @@ fn opt(s: &str) -> Option<String> {
 /// as stored times are written.
 fn time_filter(field: &str, text: &str) -> Result<Option<String>, WebError> {
     let Some(t) = opt(text) else { return Ok(None) };
-    let parsed = chrono::DateTime::parse_from_rfc3339(&t)
-        .map(|d| d.with_timezone(&chrono::Utc))
-        .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M")
-                .or_else(|_| chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S"))
-                .map(|n| n.and_utc())
-        })
-        .map_err(|_| {
+    // A browser's date-time field has no offset: it is taken as UTC.
+    let local = || {
+        chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S"))
+            .ok()
+            .and_then(|n| {
+                crate::event::to_stored_time(&format!("{}Z", n.format("%Y-%m-%dT%H:%M:%S")))
+            })
+    };
+    crate::event::to_stored_time(&t)
+        .or_else(local)
+        .map(Some)
+        .ok_or_else(|| {
             WebError::new(
                 StatusCode::BAD_REQUEST,
                 format!("{field}: {t:?} is not a time (e.g. 2026-11-23T10:00, UTC)"),
             )
-        })?;
-    Ok(Some(
-        parsed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    ))
+        })
 }
 
 impl LogQuery {

@@ -67,7 +67,7 @@ fn forget_old(q: &mut VecDeque<Instant>, now: Instant) {
 
 impl LoginLimiter {
     /// `Some(wait)` while `ip` (or everyone) has used up its failed logins.
-    pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
+    fn blocked(&self, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         forget_old(&mut f.all, now);
@@ -114,12 +114,9 @@ impl LoginLimiter {
     }
 }
 
-/// 32 random bytes as base64url: session cookies and CSRF tokens.
+/// A session cookie or CSRF token ([`crate::access::new_token`]).
 fn random_token() -> Result<String, WebError> {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| WebError::internal(e.to_string()))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    crate::access::new_token().map_err(WebError::internal)
 }
 
 /// Compares two tokens in time that does not depend on where they differ.
@@ -273,7 +270,7 @@ pub async fn require_session(State(state): State<AppState>, req: Request, next: 
     };
     let mut req = req;
     if !is_safe(req.method()) {
-        req = match check_csrf(&session, req, state.max_body_bytes).await {
+        req = match check_csrf(&session, req, state.config.max_body_bytes).await {
             Ok(r) => r,
             Err(resp) => return resp,
         };

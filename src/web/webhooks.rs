@@ -309,18 +309,17 @@ pub async fn save(
             let store = state.store.clone();
             let seen = data.get("updated_at").to_owned();
             tokio::task::spawn_blocking(move || {
-                let current = admin::webhook(&store, id)?;
                 if copy {
                     // An unchanged name gets " (copy)" added.
+                    let current = admin::webhook(&store, id)?;
                     if patch.name.as_deref().map(str::trim) == Some(current.spec.name.as_str()) {
                         patch.name = None;
                     }
                     admin::copy_webhook(&store, id, patch)
-                } else if !seen.is_empty() && seen != current.updated_at {
-                    // Changed (API, CLI, another tab) since this form was loaded.
-                    Err(admin::Error::WebhookConflict(id))
                 } else {
-                    admin::update_webhook(&store, id, patch)
+                    // Refused if changed (API, CLI, another tab) since the form was loaded.
+                    let seen = Some(seen.as_str()).filter(|s| !s.is_empty());
+                    admin::update_webhook(&store, id, patch, seen)
                 }
             })
             .await

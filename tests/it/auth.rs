@@ -135,27 +135,16 @@ async fn a_masked_secret_sent_back_keeps_the_stored_one() {
         &[],
     );
     let server = h.serve();
-    let w: Value = server
-        .client()
-        .get(server.url(&format!("/api/v1/webhooks/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = server.url(&format!("/api/v1/webhooks/{id}"));
+    let (_, w) = server.send(reqwest::Method::GET, url.clone(), None).await;
     assert_eq!(w["auth"]["token"], "***");
     // Send the GET body back with a changed name: the token stays.
     let mut back = w.clone();
     back["name"] = "renamed".into();
-    let resp = server
-        .client()
-        .put(server.url(&format!("/api/v1/webhooks/{id}")))
-        .json(&back)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let (status, answer) = server
+        .send(reqwest::Method::PUT, url, Some(&back.to_string()))
+        .await;
+    assert_eq!(status, 200, "{answer}");
     h.ok(&["emit", "system.start"]);
     assert_eq!(
         rx.wait_for(1).await[0].headers["authorization"],
@@ -739,37 +728,32 @@ async fn no_token_error_does_not_quote_the_answer_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_rotation_new_secret_and_kind_changes() {
+    use reqwest::Method;
     let h = Herald::new();
-    let s = h.serve();
-    let http = s.client();
-    let created: Value = http
-        .post(s.url("/api/v1/webhooks"))
-        .json(&json!({"name": "s", "url": "http://127.0.0.1:9/", "events": ["*"], "signing": {"kind": "standard"},
-                      "auth": {"kind": "bearer", "token": "t0ken-one"}}))
-        .send().await.unwrap().json().await.unwrap();
+    let server = h.serve();
+    let s = &server;
+    let send = |m: Method, path: String, body: Value| {
+        let text = (!body.is_null()).then(|| body.to_string());
+        let url = s.url(&path);
+        async move { s.send(m, url, text.as_deref()).await }
+    };
+    let (status, created) = send(
+        Method::POST,
+        "/api/v1/webhooks".into(),
+        json!({"name": "s", "url": "http://127.0.0.1:9/", "events": ["*"], "signing": {"kind": "standard"},
+               "auth": {"kind": "bearer", "token": "t0ken-one"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
     let first = created["new_secret"].as_str().unwrap().to_owned();
     assert!(first.starts_with("whsec_"), "{created}");
     assert_eq!(created["webhook"]["signing"]["secrets"][0]["secret"], "***");
     let id = created["webhook"]["id"].as_i64().unwrap();
+    let webhook = format!("/api/v1/webhooks/{id}");
 
     // Sending the masked GET body back keeps everything; no new secret.
-    let w: Value = http
-        .get(s.url(&format!("/api/v1/webhooks/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let back: Value = http
-        .put(s.url(&format!("/api/v1/webhooks/{id}")))
-        .json(&w)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, w) = send(Method::GET, webhook.clone(), Value::Null).await;
+    let (_, back) = send(Method::PUT, webhook.clone(), w).await;
     assert!(back.get("new_secret").is_none(), "{back}");
     let shown = h.ok(&["webhook", "show", &id.to_string(), "--json", "--reveal"]);
     assert!(
@@ -778,14 +762,13 @@ async fn api_rotation_new_secret_and_kind_changes() {
     );
 
     // "***" with another kind: refused, nothing changed.
-    let resp = http
-        .put(s.url(&format!("/api/v1/webhooks/{id}")))
-        .json(&json!({"auth": {"kind": "apikey", "key": "***"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let e: Value = resp.json().await.unwrap();
+    let (status, e) = send(
+        Method::PUT,
+        webhook.clone(),
+        json!({"auth": {"kind": "apikey", "key": "***"}}),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert!(
         e["error"]
             .as_str()
@@ -795,15 +778,8 @@ async fn api_rotation_new_secret_and_kind_changes() {
     );
 
     // Rotation through the API.
-    let rotated: Value = http
-        .post(s.url(&format!("/api/v1/webhooks/{id}/rotate-secret")))
-        .json(&json!({"overlap_hours": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rotate = format!("/api/v1/webhooks/{id}/rotate-secret");
+    let (_, rotated) = send(Method::POST, rotate.clone(), json!({"overlap_hours": 2})).await;
     let second = rotated["new_secret"].as_str().unwrap();
     assert!(second.starts_with("whsec_") && second != first, "{rotated}");
     assert_eq!(
@@ -813,13 +789,8 @@ async fn api_rotation_new_secret_and_kind_changes() {
             .len(),
         2
     );
-    let resp = http
-        .post(s.url(&format!("/api/v1/webhooks/{id}/rotate-secret")))
-        .json(&json!({"overlap_hours": -1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (status, _) = send(Method::POST, rotate, json!({"overlap_hours": -1})).await;
+    assert_eq!(status, 400);
     // <<auth.token>> without a token kind, and a signature header over the credential: refused.
     for (patch, words) in [
         (
@@ -831,14 +802,8 @@ async fn api_rotation_new_secret_and_kind_changes() {
             "would replace the credential header",
         ),
     ] {
-        let resp = http
-            .put(s.url(&format!("/api/v1/webhooks/{id}")))
-            .json(&patch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400);
-        let e: Value = resp.json().await.unwrap();
+        let (status, e) = send(Method::PUT, webhook.clone(), patch).await;
+        assert_eq!(status, 400);
         assert!(e["error"].as_str().unwrap().contains(words), "{e}");
     }
 }

@@ -212,15 +212,14 @@ async fn log_records_success_500_refused_and_timeout() {
     let failed = h.log(&["--failed"]);
     assert_eq!(failed.len(), 3);
     // The same through the API.
-    let api: Vec<serde_json::Value> = _server
-        .client()
-        .get(_server.url(&format!("/api/v1/log?failed=true&webhook={w_refused}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, api) = _server
+        .send(
+            reqwest::Method::GET,
+            _server.url(&format!("/api/v1/log?failed=true&webhook={w_refused}")),
+            None,
+        )
+        .await;
+    let api = api.as_array().unwrap();
     assert_eq!(api.len(), 1);
     assert_eq!(api[0]["webhook_name"], "refused");
 }

@@ -783,3 +783,60 @@ async fn the_live_log_stream_tells_of_new_entries_and_ends_with_the_session() {
     .await
     .expect("the stream ends after logout");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_cleanup_schedule_applies_at_once_and_cleanup_now_uses_the_saved_retention() {
+    let h = Herald::new();
+    let server = h.serve();
+    let old_entry = "INSERT INTO log (at, outcome, error) VALUES ('2020-01-01T00:00:00.000Z', 'invalid', 'old')";
+    h.sql(old_entry);
+    let s = WebSession::login(&server, &initial_password(&h)).await;
+    // Hourly by default: only the new schedule (every second) can run it while the test waits.
+    let r = s
+        .post(
+            "/settings",
+            &[
+                ("router.read_interval", "0.2"),
+                ("cleanup.schedule", "* * * * * *"),
+                ("cleanup.retention_days", "30"),
+                ("delivery.pause_after", "86400"),
+                ("alerts.after", "300"),
+                ("alerts.interval", "3600"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    eventually("the cleanup ran on its new schedule", || {
+        h.sql_count("SELECT count(*) FROM log WHERE error = 'old'") == 0
+    });
+    // `cleanup --now` takes the retention saved in the page, not the default 7.
+    h.sql(old_entry);
+    let out = h.ok(&["cleanup", "--now"]);
+    assert!(out.contains("older than 30 days"), "{out}");
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM log WHERE error = 'old'"),
+        0
+    );
+}
+
+#[test]
+fn saved_settings_this_version_refuses_leave_herald_running_on_the_config() {
+    let h = Herald::new();
+    h.api_key("read"); // creates the database
+    h.sql(
+        "INSERT INTO settings (key, value, updated_at) VALUES ('ui:router.read_interval', '0', '2026-11-23T10:00:00Z')",
+    );
+    let server = h.serve();
+    assert!(
+        server
+            .log()
+            .contains("settings saved in the web admin are invalid"),
+        "{}",
+        server.log()
+    );
+    // `cleanup --now` refuses them with a way out instead of guessing.
+    let out = h.cli(&["cleanup", "--now"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("save them again"));
+}
