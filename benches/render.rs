@@ -8,8 +8,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use herald::render::{CompiledRequest, samples};
-use herald::webhook::{BodyFormat, WebhookSpec};
+use herald::engines::render::{CompiledRequest, samples};
+use herald::spec::request::BodyFormat;
+use herald::spec::webhook::WebhookSpec;
 
 const TARGET_PER_SEC: f64 = 300_000.0;
 const RUN_FOR: Duration = Duration::from_secs(3);

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::deliver::{Deliverer, Settings};
-use crate::server::{AppState, router};
+use crate::base::config::Config;
+use crate::pipeline::deliver::{Deliverer, Settings};
+use crate::surfaces::shared::AppState;
 use crate::store::Store;
 
 /// Why herald could not start.
@@ -30,10 +30,10 @@ pub enum Error {
     },
     /// The first admin password could not be made.
     #[error("cannot set the first admin password: {0}")]
-    Admin(crate::admin::Error),
+    Admin(crate::surfaces::shared::ops::Error),
     /// HTTPS cannot be set up.
     #[error(transparent)]
-    Client(#[from] crate::deliver::client::SetupError),
+    Client(#[from] crate::engines::http::SetupError),
     /// Another I/O failure at start.
     #[error("{what}: {source}")]
     Io {
@@ -85,7 +85,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     })?;
     let _lock = lock_instance(&config.database_path)?;
     let store = Store::open(&config.database_path)?;
-    match crate::admin::ensure_admin_password(&store, &config.database_path) {
+    match crate::surfaces::shared::ops::ensure_admin_password(&store, &config.database_path) {
         Ok(Some(path)) => tracing::warn!(
             file = %path.display(),
             "no admin password was set: generated one and wrote it to this file (readable only by herald's user); change it with `herald admin set-password`"
@@ -103,10 +103,10 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let routed = Arc::new(Notify::new());
-    if let Err(e) = crate::wake::listen(&config.database_path, wake.clone(), shutdown.clone()) {
+    if let Err(e) = crate::pipeline::wake::listen(&config.database_path, wake.clone(), shutdown.clone()) {
         // Not fatal: `herald emit` events are then routed on the next read.
         tracing::warn!(
-            socket = %crate::wake::socket_path(&config.database_path).display(),
+            socket = %crate::pipeline::wake::socket_path(&config.database_path).display(),
             error = %e,
             "cannot bind the wake socket; events from `herald emit` wait for the next read_interval"
         );
@@ -134,9 +134,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             config.clone()
         }
     };
-    let (live, live_rx) = tokio::sync::watch::channel(crate::live::Live::from_config(&effective));
+    let (live, live_rx) = tokio::sync::watch::channel(crate::base::live::Live::from_config(&effective));
     let live = Arc::new(live);
-    let router_task = tokio::spawn(crate::router::run(
+    let router_task = tokio::spawn(crate::pipeline::router::run(
         store.clone(),
         live_rx.clone(),
         config.router_batch_size,
@@ -157,30 +157,30 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         health_poke.clone(),
     )?;
     let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone()));
-    let health_task = tokio::spawn(crate::health::run(
+    let health_task = tokio::spawn(crate::pipeline::health::run(
         store.clone(),
         live_rx.clone(),
         health_poke,
         wake.clone(),
         shutdown.clone(),
     ));
-    let cleanup_task = tokio::spawn(crate::cleanup::run(
+    let cleanup_task = tokio::spawn(crate::pipeline::cleanup::run(
         store.clone(),
         live_rx,
         config.cleanup_batch_size,
         shutdown.clone(),
     ));
-    let app = router(AppState {
+    let state = AppState {
         store: store.clone(),
         wake,
         deliver_wake: routed,
         deliverer,
         config: Arc::new(config.clone()),
         live,
-        pages: Arc::new(crate::web::Pages::new()),
         logins: Default::default(),
         shutdown: shutdown.clone(),
-    });
+    };
+    let app = listener_routes(state);
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         // With the client's address: failed logins are counted per address.
@@ -205,4 +205,16 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let _ = tokio::time::timeout(config.shutdown_grace, http_task).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every route of the listener, with the body limit applied: `/healthz`,
+/// `/login` and `/static/` open; everything under `/api/` behind an API key
+/// or a web admin session; every page behind a session.
+pub fn listener_routes(state: AppState) -> axum::Router {
+    let max_body_bytes = state.config.max_body_bytes;
+    axum::Router::new()
+        .merge(crate::surfaces::api::router(state.clone()))
+        .merge(crate::surfaces::web::router(state.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
 }

@@ -3,46 +3,60 @@
 //! that subscribes to its type; logs every attempt.
 //!
 //! # Layout
-//! In data-path order:
-//! - [`config`]: `config/herald.toml` defaults, the admin's file, `HERALD_*` env → [`config::Config`].
-//! - [`event`]: events, their checks, and event-type patterns (`ticket.*`).
-//! - [`store`]: SQLite (queue, webhooks, deliveries, log); the only module with SQL.
-//! - [`access`]: the admin password and API keys: who may use the listener.
-//! - [`admin`]: queueing events and managing webhooks, shared by CLI and API.
-//! - [`wake`]: lets `herald emit` wake a running server at once.
-//! - [`router`]: the polling loop turning queued events into deliveries.
-//! - [`webhook`]: a webhook's settings and their validation.
-//! - [`render`]: templates with `<< >>` placeholders and format-aware escaping.
-//! - [`auth`]: outgoing authentication, fetched tokens and their cache, secrets.
-//! - [`sign`]: Standard Webhooks and plain HMAC signatures.
-//! - [`retry`]: retry policies and the decision after a failed attempt.
-//! - [`deliver`]: the HTTP client, the success rule, masking, the worker loop.
-//! - [`health`]: pause after long outages, alerts, recovery notices.
-//! - [`cleanup`]: the cron-scheduled retention job.
-//! - [`live`]: settings changed in the web admin while herald runs.
-//! - [`server`]: axum listener: ingest, REST API, `/healthz`.
-//! - [`web`]: the web admin: login, sessions, pages, static assets.
-//! - [`app`]: `herald serve`, wiring all of the above with one shutdown signal.
-//! - [`cli`]: the other subcommands.
+//! The data path, one way: queue ([`store`]) → [`pipeline::router`] →
+//! deliveries ([`store`]) → [`pipeline::deliver`] (rendered by
+//! [`engines::render`], authenticated by [`engines::auth`], signed by
+//! [`engines::sign`], sent by [`engines::http`]) → endpoint → event log
+//! ([`store`]). Admins reach it through the [`surfaces`]; [`app`] wires it.
+//!
+//! The crate is in layers; each imports only from the layers below it, and
+//! no two files import each other, directly or round about. `.ci/run` checks
+//! both with `.ci/check-layers.py`, which reads this table (top layer first):
+//!
+//! ```text
+//! wiring:   app
+//! surfaces: surfaces surfaces::api surfaces::web surfaces::cli
+//! shared:   surfaces::shared
+//! pipeline: pipeline
+//! store:    store
+//! engines:  engines
+//! spec:     spec
+//! base:     base
+//! ```
+//!
+//! - **base** — [`base::config`] (defaults, file, `HERALD_*` env →
+//!   [`base::config::Config`]), [`base::event`] (events, their checks, type
+//!   patterns, stored times), [`base::secret`] (values that never print),
+//!   [`base::live`] (settings the web admin changes while herald runs).
+//! - **spec** — what an admin configures, validated field by field with no
+//!   engine, client or store: [`spec::webhook`], [`spec::auth`],
+//!   [`spec::signing`], [`spec::retry`].
+//! - **engines** — pure or self-contained machinery over the spec:
+//!   [`engines::render`] (templates, escaping), [`engines::auth`] (credentials
+//!   on the wire, the token flow), [`engines::sign`], [`engines::retry`]
+//!   (the decision after a failure), [`engines::http`] (the one HTTP client,
+//!   which the token flow and the deliverer both use), [`engines::mask`],
+//!   [`engines::access`] (password and key hashing), [`engines::check`] (the
+//!   whole save-time check).
+//! - **store** — [`store`]: the only module that names a database crate;
+//!   operations named for what herald does, errors in its own words.
+//! - **pipeline** — [`pipeline::router`], [`pipeline::deliver`],
+//!   [`pipeline::health`], [`pipeline::cleanup`], [`pipeline::wake`].
+//! - **shared** — [`surfaces::shared`]: the operations every surface offers
+//!   ([`surfaces::shared::ops`]), the listener's [`surfaces::shared::AppState`],
+//!   the API's error shape, the session lookup, the login limiter. None of
+//!   the surfaces owns it.
+//! - **surfaces** — [`surfaces::api`] (REST, ingest, `/healthz`),
+//!   [`surfaces::web`] (the web admin), [`surfaces::cli`] (every subcommand
+//!   but `serve`).
+//! - **wiring** — [`app`] (`herald serve`: everything above, one shutdown
+//!   signal) and `main.rs` (parses the command line, calls in here).
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod admin;
 pub mod app;
-pub mod auth;
-pub mod cleanup;
-pub mod cli;
-pub mod config;
-pub mod deliver;
-pub mod event;
-pub mod health;
-pub mod live;
-pub mod render;
-pub mod retry;
-pub mod router;
-pub mod server;
-pub mod sign;
+pub mod base;
+pub mod engines;
+pub mod pipeline;
+pub mod spec;
 pub mod store;
-pub mod wake;
-pub mod web;
-pub mod webhook;
+pub mod surfaces;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use herald::cli::{Cli, Command};
+use herald::surfaces::cli::{Cli, Command};
 
 /// Output to a closed pipe (`herald log | head`) ends herald quietly, as a
 /// SIGPIPE ends other Unix tools (status 141), instead of with a panic
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match herald::cli::load_config(&cli) {
+    let config = match herald::surfaces::cli::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("herald: invalid configuration: {e:#}");
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
                     .map_err(anyhow::Error::from)
             })
             .map(|()| ExitCode::SUCCESS),
-        _ => herald::cli::run(cli, config),
+        _ => herald::surfaces::cli::run(cli, config),
     };
     match result {
         Ok(code) => code,
@@ -61,11 +61,11 @@ fn main() -> ExitCode {
             eprintln!("herald: {e:#}");
             // Refused input (a bad event or webhook setting) is the user's to fix.
             let user_error = e
-                .downcast_ref::<herald::admin::Error>()
-                .is_some_and(|a| !matches!(a, herald::admin::Error::Store(_)))
-                || e.downcast_ref::<herald::event::Error>().is_some()
-                || e.downcast_ref::<herald::render::Error>().is_some()
-                || e.downcast_ref::<herald::webhook::FieldError>().is_some();
+                .downcast_ref::<herald::surfaces::shared::ops::Error>()
+                .is_some_and(|a| !matches!(a, herald::surfaces::shared::ops::Error::Store(_)))
+                || e.downcast_ref::<herald::base::event::Error>().is_some()
+                || e.downcast_ref::<herald::engines::render::Error>().is_some()
+                || e.downcast_ref::<herald::spec::field::FieldError>().is_some();
             ExitCode::from(if user_error { 2 } else { 1 })
         }
     }

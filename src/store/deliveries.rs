@@ -11,8 +11,8 @@ use rusqlite::{Transaction, params};
 
 use super::log::NewLogEntry;
 use super::{Error, Store, now_ms};
-use crate::event::{Event, now_rfc3339};
-use crate::webhook::Batch;
+use crate::base::event::{Event, now_rfc3339};
+use crate::spec::webhook::Batch;
 
 /// The log's error for an attempt cut short by a stop.
 pub const INTERRUPTED: &str =
@@ -107,7 +107,7 @@ const ROW_COLUMNS: &str = "d.id, d.attempts, d.tries, d.claimed, d.next_attempt_
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let data: String = r.get(11)?;
-    let event = crate::event::parse_stored_data(&data)
+    let event = crate::base::event::parse_stored_data(&data)
         .map_err(|e| e.to_string())
         .and_then(|data| {
             Ok(Event {

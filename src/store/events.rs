@@ -7,7 +7,7 @@ use super::{Error, Store};
 /// `next_attempt_at` of a first attempt: due at once, whatever the wall clock
 /// says (a clock stepped back at boot must not hold deliveries).
 const DUE_NOW: i64 = 0;
-use crate::event::{ValidEvent, now_rfc3339};
+use crate::base::event::{ValidEvent, now_rfc3339};
 
 /// An event as stored, for the event log's detail page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,14 +69,21 @@ pub struct RouteStats {
 
 impl Store {
     /// Appends a checked event to the queue. A uuid already queued is refused
-    /// with [`Error::Sqlite`] (constraint), which callers report as a duplicate.
+    /// with [`Error::Duplicate`].
     pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
         let data = serde_json::Value::Object(e.data.clone()).to_string();
         self.with(|c| {
             c.prepare_cached(
                 "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![e.uuid, e.kind, e.created_at, e.ticket_id, data])?;
+            .execute(params![e.uuid, e.kind, e.created_at, e.ticket_id, data])
+            .map_err(|err| {
+                if super::is_duplicate(&err) {
+                    Error::Duplicate(format!("event {}", e.uuid))
+                } else {
+                    err.into()
+                }
+            })?;
             Ok(c.last_insert_rowid())
         })
     }
@@ -178,7 +185,7 @@ impl Store {
                         Err(reason) => {
                             stats.invalid += 1;
                             invalid.execute(params![row.id, reason, now])?;
-                            super::log::insert_invalid(&tx, row, &reason, &now)?;
+                            super::log::insert_invalid(&tx, row.id, &row.uuid, &row.kind, row.ticket_id.as_deref(), &reason, &now)?;
                         }
                     }
                 }

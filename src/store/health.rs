@@ -10,7 +10,7 @@ use serde_json::json;
 use super::log::insert_notice;
 use super::webhooks::ms_to_rfc3339;
 use super::{Error, Store, now_ms};
-use crate::event::now_rfc3339;
+use crate::base::event::now_rfc3339;
 
 /// Event type of the hourly alert while a webhook fails.
 pub const EVENT_FAILING: &str = "herald.webhook.failing";
@@ -338,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("h.db")).unwrap();
         let w = s
-            .insert_webhook(&crate::webhook::WebhookSpec::example("http://127.0.0.1:9/"))
+            .insert_webhook(&crate::spec::webhook::WebhookSpec::example("http://127.0.0.1:9/"))
             .unwrap();
         (dir, s, w.id)
     }

@@ -3,7 +3,6 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::events::QueuedEvent;
 use super::{Error, Store};
 
 /// An attempt to record.
@@ -164,14 +163,17 @@ pub(super) fn insert_entry(
 /// Inserts the log row of an event the router found invalid.
 pub(super) fn insert_invalid(
     c: &Connection,
-    row: &QueuedEvent,
+    queue_id: i64,
+    uuid: &str,
+    kind: &str,
+    ticket_id: Option<&str>,
     reason: &str,
     at: &str,
 ) -> Result<(), Error> {
     c.prepare_cached(
         "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, error) VALUES (?1, 'invalid', ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![at, row.uuid, row.kind, row.ticket_id, format!("invalid event (queue id {}): {reason}", row.id)])?;
+    .execute(params![at, uuid, kind, ticket_id, format!("invalid event (queue id {queue_id}): {reason}")])?;
     Ok(())
 }
 
@@ -189,6 +191,21 @@ pub(super) fn insert_notice(
     )?
     .execute(params![at, outcome, message, webhook_id])?;
     Ok(())
+}
+
+/// The figures in every page's header.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderStats {
+    /// Events and deliveries waiting.
+    pub queue: i64,
+    /// Attempts delivered in the last hour.
+    pub ok_last_hour: i64,
+    /// Attempts failed in the last hour.
+    pub failed_last_hour: i64,
+    /// Webhooks whose last attempts failed.
+    pub failing: i64,
+    /// Webhooks paused.
+    pub paused: i64,
 }
 
 impl Store {
@@ -295,7 +312,7 @@ impl Store {
     /// The figures of the web admin's header: queue depth (events not yet
     /// routed plus deliveries not finished), attempts delivered and failed
     /// since `since` (RFC 3339), webhooks failing and paused.
-    pub fn header_stats(&self) -> Result<crate::web::HeaderStats, Error> {
+    pub fn header_stats(&self) -> Result<HeaderStats, Error> {
         let since = (chrono::Utc::now() - chrono::Duration::hours(1))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let queue = self.queue_depth()? + self.pending_deliveries()?;
@@ -311,7 +328,7 @@ impl Store {
                     "SELECT coalesce(sum(failure_streak > 0), 0), coalesce(sum(paused_at IS NOT NULL), 0) FROM webhooks",
                 )?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(crate::web::HeaderStats {
+            Ok(HeaderStats {
                 queue,
                 ok_last_hour: ok,
                 failed_last_hour: failed,

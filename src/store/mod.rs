@@ -26,7 +26,7 @@ pub use deliveries::{
 };
 pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
 pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
-pub use log::{AttemptDetail, LogEntry, LogFilter, NewLogEntry};
+pub use log::{AttemptDetail, HeaderStats, LogEntry, LogFilter, NewLogEntry};
 pub use sessions::Session;
 pub use webhooks::ms_to_rfc3339;
 
@@ -60,15 +60,40 @@ pub enum Error {
         "database schema version {found} is newer than this herald supports ({supported}); upgrade herald"
     )]
     TooNew { found: i64, supported: i64 },
-    /// SQLite refused a statement.
+    /// A row with this key already exists (an event uuid queued twice).
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// The database refused a statement or could not run it.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(DbError),
     /// Stored data cannot be read back (e.g. a webhook row edited by hand).
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// A blocking task panicked or was cancelled.
     #[error("database task failed: {0}")]
     Task(String),
+}
+
+/// The database engine's own error, kept whole for its message but opaque
+/// outside the store: no caller can match on an engine's error codes.
+#[derive(Debug)]
+pub struct DbError(rusqlite::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Database(DbError(e))
+    }
+}
+
+/// Is `e` a unique or primary key violation?
+fn is_duplicate(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
 /// A cheap, cloneable handle on the database.
@@ -198,7 +223,7 @@ fn not_found(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
     let what = what.into();
     move |e| match e {
         rusqlite::Error::QueryReturnedNoRows => Error::NotFound(what),
-        e => Error::Sqlite(e),
+        e => e.into(),
     }
 }
 
@@ -234,7 +259,7 @@ mod tests {
     fn stale_webhook_update_is_a_conflict_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("h.db")).unwrap();
-        let spec = crate::webhook::WebhookSpec::example("http://127.0.0.1:9/");
+        let spec = crate::spec::webhook::WebhookSpec::example("http://127.0.0.1:9/");
         let w = store.insert_webhook(&spec).unwrap();
         let mut first = spec.clone();
         first.name = "first".into();
@@ -280,7 +305,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let w = store.webhook(1).unwrap();
-        assert_eq!(w.spec.retry, crate::retry::RetryPolicy::default());
+        assert_eq!(w.spec.retry, crate::spec::retry::RetryPolicy::default());
         assert_eq!(w.spec.max_in_flight, 4);
         assert!(w.health.paused_at.is_none());
         let log = store

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Error, Store};
-use crate::event::now_rfc3339;
+use crate::base::event::now_rfc3339;
 
 /// Prefix of the `settings` keys saved from the web admin's General
 /// settings page (`ui:router.read_interval`), apart from herald's own keys.

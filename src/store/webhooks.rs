@@ -5,8 +5,8 @@ use std::time::Duration;
 use rusqlite::params;
 
 use super::{Error, Store};
-use crate::event::now_rfc3339;
-use crate::webhook::{Health, Webhook, WebhookSpec};
+use crate::base::event::now_rfc3339;
+use crate::spec::webhook::{Health, Webhook, WebhookSpec};
 
 /// Unix milliseconds as herald shows times: RFC 3339 UTC.
 pub fn ms_to_rfc3339(ms: i64) -> String {
@@ -37,13 +37,13 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
             url: r.get(2)?,
             method: method
                 .parse()
-                .map_err(|e: crate::webhook::FieldError| corrupt("method", e.message))?,
+                .map_err(|e: crate::spec::field::FieldError| corrupt("method", e.message))?,
             events: serde_json::from_str(&events).map_err(|e| corrupt("events", e.to_string()))?,
             headers: r.get(5)?,
             body_template: r.get(6)?,
             body_format: mime
                 .parse()
-                .map_err(|e: crate::webhook::FieldError| corrupt("body_mime", e.message))?,
+                .map_err(|e: crate::spec::field::FieldError| corrupt("body_mime", e.message))?,
             log_bodies: r.get(8)?,
             enabled: r.get(9)?,
             timeout: Duration::from_millis(r.get::<_, i64>(10)?.max(1) as u64),
@@ -66,7 +66,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
     })();
     let spec = match spec {
         Ok(s) => s,
-        Err(Error::Sqlite(e)) => return Err(e),
+        Err(Error::Database(super::DbError(e))) => return Err(e),
         Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(Webhook {

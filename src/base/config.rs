@@ -1,0 +1,655 @@
+//! Configuration: the embedded default `config/herald.toml`, the admin's file
+//! laid over it, then `HERALD_<SECTION>_<KEY>` environment variables.
+//!
+//! Parsing ("as written", [`RawConfig`]) and validation ("as used", [`Config`])
+//! are kept apart: everything herald reads at run time is a typed, checked
+//! value, and every mistake is reported with the key that holds it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default configuration, which is also the documentation of every key.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/herald.toml");
+
+/// Environment variables starting with `HERALD_` that are not config keys.
+const NON_KEY_VARIABLES: &[&str] = &["HERALD_CONFIG", "HERALD_LOG"];
+
+/// Why a configuration could not be loaded; each message names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A key is unknown or has the wrong type.
+    #[error("{origin}: {message}")]
+    Shape { origin: String, message: String },
+    /// A `HERALD_*` variable names no key.
+    #[error(
+        "environment variable {0} is not a herald setting (see config/herald.toml for the keys)"
+    )]
+    UnknownVariable(String),
+    /// A value is out of range or malformed.
+    #[error("{key} = {value}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The configuration as written: every section and key, unvalidated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    pub server: RawServer,
+    /// `[database]`
+    pub database: RawDatabase,
+    /// `[router]`
+    pub router: RawRouter,
+    /// `[delivery]`
+    pub delivery: RawDelivery,
+    /// `[cleanup]`
+    pub cleanup: RawCleanup,
+    /// `[alerts]`
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    #[serde(deserialize_with = "number")]
+    pub after: f64,
+    #[serde(deserialize_with = "number")]
+    pub interval: f64,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: String,
+    pub max_body_bytes: u64,
+}
+
+/// `[database]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    pub path: String,
+}
+
+/// `[router]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouter {
+    #[serde(deserialize_with = "number")]
+    pub read_interval: f64,
+    pub batch_size: u64,
+}
+
+/// `[delivery]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    pub concurrency: u64,
+    #[serde(deserialize_with = "number")]
+    pub shutdown_grace: f64,
+    pub max_logged_body_bytes: u64,
+    #[serde(deserialize_with = "number")]
+    pub max_retry_after: f64,
+    #[serde(deserialize_with = "number")]
+    pub pause_after: f64,
+}
+
+/// `[cleanup]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCleanup {
+    pub schedule: String,
+    pub retention_days: u64,
+    pub batch_size: u64,
+}
+
+/// The validated configuration herald runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP listener binds.
+    pub listen: SocketAddr,
+    /// Largest accepted request body on the listener.
+    pub max_body_bytes: usize,
+    /// SQLite database file.
+    pub database_path: PathBuf,
+    /// Interval between reads of the queue when nothing wakes the router.
+    pub read_interval: Duration,
+    /// Events routed per transaction.
+    pub router_batch_size: usize,
+    /// Requests in flight at once.
+    pub delivery_concurrency: usize,
+    /// How long in-flight requests may finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Largest body stored in the event log.
+    pub max_logged_body_bytes: usize,
+    /// Longest wait a `Retry-After` answer can ask for.
+    pub max_retry_after: Duration,
+    /// Pause a webhook whose deliveries failed this long; `None`: never.
+    pub pause_after: Option<Duration>,
+    /// Raise the first alert once a webhook has failed this long.
+    pub alert_after: Duration,
+    /// Repeat the alert for a failing webhook this often.
+    pub alert_interval: Duration,
+    /// When the cleanup job runs.
+    pub cleanup_schedule: cron::Schedule,
+    /// The cleanup schedule as written, for display.
+    pub cleanup_schedule_text: String,
+    /// Age past which log entries and finished events are deleted.
+    pub retention: Duration,
+    /// Rows deleted per cleanup transaction.
+    pub cleanup_batch_size: usize,
+    /// Where each key not left at its default came from (`section.key` →
+    /// "config file PATH" or "environment VAR"), for the settings page.
+    pub origins: std::collections::BTreeMap<String, String>,
+    /// The merged table (defaults, file, environment) this was validated
+    /// from, so web-saved settings can be laid over it and checked the same way.
+    table: toml::Table,
+}
+
+/// The keys an admin may change in the web admin while herald runs (see
+/// [`crate::base::live`]); saved values win over the config file.
+pub const LIVE_KEYS: &[&str] = &[
+    "router.read_interval",
+    "cleanup.schedule",
+    "cleanup.retention_days",
+    "delivery.pause_after",
+    "alerts.after",
+    "alerts.interval",
+];
+
+impl Config {
+    /// Loads the defaults, then `file` (if any), then the `HERALD_*` variables
+    /// in `env`, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let mut table: toml::Table =
+            toml::from_str(DEFAULT_CONFIG).expect("embedded default config is valid TOML");
+        let mut origins = std::collections::BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let overlay: toml::Table = toml::from_str(&text).map_err(|e| Error::Syntax {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+            // Check the file on its own first, so an unknown key is reported
+            // against the file that holds it.
+            check_shape(&table, &overlay, &path.display().to_string())?;
+            for (section, keys) in &overlay {
+                if let toml::Value::Table(keys) = keys {
+                    for key in keys.keys() {
+                        origins.insert(
+                            format!("{section}.{key}"),
+                            format!("config file {}", path.display()),
+                        );
+                    }
+                }
+            }
+            merge(&mut table, overlay);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("HERALD_") else {
+                continue;
+            };
+            if NON_KEY_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            let key = apply_env(&mut table, &name, rest, &value)?;
+            origins.insert(key, format!("environment {name}"));
+        }
+        let mut config = validate_table(&table)?;
+        config.origins = origins;
+        config.table = table;
+        Ok(config)
+    }
+
+    /// This configuration with settings saved in the web admin laid over
+    /// it: each `(key, value)` names one of [`LIVE_KEYS`] and is typed like
+    /// the key's default; the result is validated like a config file.
+    pub fn with_ui(&self, values: &[(String, String)]) -> Result<Config, Error> {
+        let mut table = self.table.clone();
+        for (key, value) in values {
+            let unknown = || Error::Shape {
+                origin: "settings saved in the web admin".into(),
+                message: format!("{key} cannot be changed there"),
+            };
+            if !LIVE_KEYS.contains(&key.as_str()) {
+                return Err(unknown());
+            }
+            let (section, name) = key.split_once('.').ok_or_else(unknown)?;
+            let Some(toml::Value::Table(keys)) = table.get_mut(section) else {
+                return Err(unknown());
+            };
+            let current = keys.get(name).ok_or_else(unknown)?;
+            let typed = typed_value(current, value, key)?;
+            keys.insert(name.to_owned(), typed);
+        }
+        let mut config = validate_table(&table)?;
+        config.origins = self.origins.clone();
+        config.table = table;
+        Ok(config)
+    }
+
+    /// A key's value as herald shows it on the settings page (`10.0`, `"0 0 * * * *"` unquoted).
+    pub fn value_text(&self, key: &str) -> Option<String> {
+        let (section, name) = key.split_once('.')?;
+        match self.table.get(section)?.get(name)? {
+            toml::Value::String(s) => Some(s.clone()),
+            v => Some(v.to_string()),
+        }
+    }
+
+    /// The defaults alone, as used when herald runs without a config file.
+    pub fn defaults() -> Config {
+        Config::load(None, std::iter::empty()).expect("embedded default config validates")
+    }
+}
+
+/// Reads a number written either as `10` or `10.0`: admins write both.
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Float(f64),
+    }
+    Ok(match Number::deserialize(d)? {
+        Number::Int(i) => i as f64,
+        Number::Float(f) => f,
+    })
+}
+
+/// Rejects keys of `overlay` that the defaults do not have.
+fn check_shape(defaults: &toml::Table, overlay: &toml::Table, origin: &str) -> Result<(), Error> {
+    for (section, value) in overlay {
+        let Some(toml::Value::Table(known)) = defaults.get(section) else {
+            return Err(Error::Shape {
+                origin: origin.into(),
+                message: format!(
+                    "unknown section [{section}]; known sections: {}",
+                    defaults.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        };
+        let toml::Value::Table(keys) = value else {
+            return Err(Error::Shape {
+                origin: origin.into(),
+                message: format!("[{section}] must be a table"),
+            });
+        };
+        for key in keys.keys() {
+            if !known.contains_key(key) {
+                return Err(Error::Shape {
+                    origin: origin.into(),
+                    message: format!(
+                        "unknown key `{key}` in [{section}]; known keys: {}",
+                        known.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lays `overlay` over `base`, section by section.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Deserialises and validates a merged table.
+fn validate_table(table: &toml::Table) -> Result<Config, Error> {
+    // Through text, so a type error shows the offending `key = value` line.
+    let merged = toml::to_string(table).expect("a TOML table serialises");
+    let raw: RawConfig = toml::from_str(&merged).map_err(|e: toml::de::Error| Error::Shape {
+        origin: "configuration (defaults, file and environment merged)".into(),
+        message: e.to_string(),
+    })?;
+    raw.validate()
+}
+
+/// `value` typed like `current` (the key's default): a whole number given
+/// for a float key stays a float. `origin` names the variable or key in errors.
+fn typed_value(current: &toml::Value, value: &str, origin: &str) -> Result<toml::Value, Error> {
+    let shape = |message: String| Error::Shape {
+        origin: origin.to_owned(),
+        message,
+    };
+    Ok(match current {
+        toml::Value::String(_) => toml::Value::String(value.to_owned()),
+        toml::Value::Integer(_) => value
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| value.trim().parse::<f64>().map(toml::Value::Float))
+            .map_err(|_| shape(format!("expected a whole number, got {value:?}")))?,
+        toml::Value::Float(_) => value
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| shape(format!("expected a number, got {value:?}")))?,
+        toml::Value::Boolean(_) => value
+            .trim()
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .map_err(|_| shape(format!("expected true or false, got {value:?}")))?,
+        _ => return Err(shape("this key cannot be set this way".into())),
+    })
+}
+
+/// Applies one `HERALD_SECTION_KEY=value`, typed like the default it
+/// replaces. Returns the key it set (`section.key`).
+fn apply_env(
+    table: &mut toml::Table,
+    name: &str,
+    rest: &str,
+    value: &str,
+) -> Result<String, Error> {
+    let lower = rest.to_ascii_lowercase();
+    for (section, keys) in table.iter_mut() {
+        let Some(key_part) = lower.strip_prefix(&format!("{section}_")) else {
+            continue;
+        };
+        let toml::Value::Table(keys) = keys else {
+            continue;
+        };
+        let Some(current) = keys.get(key_part) else {
+            continue;
+        };
+        if matches!(current, toml::Value::Table(_) | toml::Value::Array(_)) {
+            return Err(Error::UnknownVariable(name.to_owned()));
+        }
+        let parsed = typed_value(current, value, name)?;
+        keys.insert(key_part.to_owned(), parsed);
+        return Ok(format!("{section}.{key_part}"));
+    }
+    Err(Error::UnknownVariable(name.to_owned()))
+}
+
+/// Checks `min <= value <= max`, naming the key when it is not.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, Error> {
+    // Written so that NaN (which compares false with everything) is refused.
+    if !(min..=max).contains(&value) {
+        return Err(Error::Invalid {
+            key,
+            value: value.to_string(),
+            reason: format!("must be between {min} and {max}"),
+        });
+    }
+    Ok(value)
+}
+
+impl RawConfig {
+    /// Checks every value and converts it to the type herald uses.
+    pub fn validate(self) -> Result<Config, Error> {
+        let listen: SocketAddr = self.server.listen.parse().map_err(|_| Error::Invalid {
+            key: "server.listen",
+            value: self.server.listen.clone(),
+            reason: "expected an address with port, e.g. 127.0.0.1:8470 or [::1]:8470".into(),
+        })?;
+        let max_body_bytes = in_range(
+            "server.max_body_bytes",
+            self.server.max_body_bytes,
+            1024,
+            64 << 20,
+        )? as usize;
+        if self.database.path.trim().is_empty() {
+            return Err(Error::Invalid {
+                key: "database.path",
+                value: String::new(),
+                reason: "must name a file".into(),
+            });
+        }
+        let read_interval = in_range(
+            "router.read_interval",
+            self.router.read_interval,
+            0.1,
+            3600.0,
+        )?;
+        let router_batch_size = in_range("router.batch_size", self.router.batch_size, 1, 10_000)?;
+        let concurrency = in_range("delivery.concurrency", self.delivery.concurrency, 1, 1024)?;
+        let grace = in_range(
+            "delivery.shutdown_grace",
+            self.delivery.shutdown_grace,
+            0.0,
+            300.0,
+        )?;
+        let max_logged = in_range(
+            "delivery.max_logged_body_bytes",
+            self.delivery.max_logged_body_bytes,
+            0,
+            16 << 20,
+        )?;
+        let max_retry_after = in_range(
+            "delivery.max_retry_after",
+            self.delivery.max_retry_after,
+            0.0,
+            86_400.0,
+        )?;
+        let pause_after = in_range(
+            "delivery.pause_after",
+            self.delivery.pause_after,
+            0.0,
+            30.0 * 86_400.0,
+        )?;
+        let alert_after = in_range("alerts.after", self.alerts.after, 0.0, 7.0 * 86_400.0)?;
+        let alert_interval =
+            in_range("alerts.interval", self.alerts.interval, 0.1, 7.0 * 86_400.0)?;
+        let cleanup_schedule: cron::Schedule =
+            self.cleanup.schedule.parse().map_err(|e| Error::Invalid {
+                key: "cleanup.schedule",
+                value: self.cleanup.schedule.clone(),
+                reason: format!(
+                    "not a cron expression with seconds (sec min hour day month weekday): {e}"
+                ),
+            })?;
+        let retention_days = in_range(
+            "cleanup.retention_days",
+            self.cleanup.retention_days,
+            1,
+            3650,
+        )?;
+        let cleanup_batch = in_range("cleanup.batch_size", self.cleanup.batch_size, 1, 100_000)?;
+        Ok(Config {
+            listen,
+            max_body_bytes,
+            database_path: PathBuf::from(self.database.path),
+            read_interval: Duration::from_secs_f64(read_interval),
+            router_batch_size: router_batch_size as usize,
+            delivery_concurrency: concurrency as usize,
+            shutdown_grace: Duration::from_secs_f64(grace),
+            max_logged_body_bytes: max_logged as usize,
+            max_retry_after: Duration::from_secs_f64(max_retry_after),
+            pause_after: (pause_after > 0.0).then(|| Duration::from_secs_f64(pause_after)),
+            alert_after: Duration::from_secs_f64(alert_after),
+            alert_interval: Duration::from_secs_f64(alert_interval),
+            cleanup_schedule,
+            cleanup_schedule_text: self.cleanup.schedule,
+            retention: Duration::from_secs(retention_days * 86_400),
+            cleanup_batch_size: cleanup_batch as usize,
+            origins: Default::default(),
+            table: toml::Table::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = Config::defaults();
+        assert_eq!(c.listen, "127.0.0.1:8470".parse().unwrap());
+        assert_eq!(c.read_interval, Duration::from_secs(10));
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.database_path, PathBuf::from("data/herald.db"));
+    }
+
+    #[test]
+    fn env_overrides_are_typed_by_the_default() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HERALD_ROUTER_READ_INTERVAL", "0.5"),
+                ("HERALD_SERVER_LISTEN", "127.0.0.1:9"),
+                ("HERALD_DELIVERY_CONCURRENCY", "4"),
+                ("HERALD_DELIVERY_SHUTDOWN_GRACE", "0.5"),
+                ("HERALD_LOG", "debug"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.read_interval, Duration::from_millis(500));
+        assert_eq!(c.listen.port(), 9);
+        assert_eq!(c.delivery_concurrency, 4);
+        assert_eq!(c.shutdown_grace, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn unknown_variable_is_named() {
+        let err = Config::load(None, env(&[("HERALD_ROUTER_READ_INTERVALL", "1")])).unwrap_err();
+        assert!(
+            err.to_string().contains("HERALD_ROUTER_READ_INTERVALL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_env_value_is_named() {
+        let err = Config::load(None, env(&[("HERALD_ROUTER_BATCH_SIZE", "many")])).unwrap_err();
+        assert!(
+            err.to_string().contains("HERALD_ROUTER_BATCH_SIZE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_value_names_key() {
+        let err = Config::load(None, env(&[("HERALD_ROUTER_READ_INTERVAL", "0.01")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("router.read_interval = 0.01"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_with_unknown_key_is_refused_with_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, "[router]\nread_intervall = 1.0\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown key `read_intervall` in [router]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_overlays_defaults_and_wrong_type_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, "[database]\npath = \"/tmp/x.db\"\n").unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.database_path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(c.read_interval, Duration::from_secs(10));
+
+        std::fs::write(&path, "[router]\nbatch_size = \"ten\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn nan_is_refused() {
+        let err = Config::load(None, env(&[("HERALD_ROUTER_READ_INTERVAL", "nan")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("router.read_interval = NaN"),
+            "{err}"
+        );
+        let err =
+            Config::load(None, env(&[("HERALD_DELIVERY_SHUTDOWN_GRACE", "inf")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("delivery.shutdown_grace"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn origins_name_file_and_environment_and_ui_values_are_checked_like_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "[router]\nread_interval = 5\n").unwrap();
+        let c = Config::load(Some(&file), env(&[("HERALD_ALERTS_AFTER", "60")])).unwrap();
+        assert!(c.origins["router.read_interval"].starts_with("config file "));
+        assert_eq!(c.origins["alerts.after"], "environment HERALD_ALERTS_AFTER");
+        assert!(!c.origins.contains_key("cleanup.schedule"));
+        let ui = c
+            .with_ui(&[("router.read_interval".into(), "0.5".into())])
+            .unwrap();
+        assert_eq!(ui.read_interval, Duration::from_millis(500));
+        assert_eq!(ui.alert_after, Duration::from_secs(60));
+        assert_eq!(
+            ui.value_text("router.read_interval").as_deref(),
+            Some("0.5")
+        );
+        for (key, value) in [
+            ("router.read_interval", "0"),
+            ("router.read_interval", "soon"),
+            ("cleanup.schedule", "hourly"),
+            ("server.listen", "0.0.0.0:1"),
+            ("nope.key", "1"),
+        ] {
+            let e = c.with_ui(&[(key.into(), value.into())]).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_cron_is_refused() {
+        let err =
+            Config::load(None, env(&[("HERALD_CLEANUP_SCHEDULE", "every hour")])).unwrap_err();
+        assert!(err.to_string().starts_with("cleanup.schedule"), "{err}");
+    }
+}

@@ -1,0 +1,50 @@
+//! The health monitor: looks at failing webhooks when an attempt starts or
+//! ends a failure streak, and on a short tick, to pause a webhook after a
+//! long outage, repeat the alert once per interval while it fails, and
+//! announce its recovery once. Alerts are logged and queued as
+//! `herald.webhook.*` events, which reach any webhook subscribed to them.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, now_ms};
+
+/// The loop. `poke` is notified by the deliverer; `routed_wake` wakes the
+/// router when alert events were queued.
+pub async fn run(
+    store: Store,
+    mut live: crate::base::live::Receiver,
+    poke: Arc<Notify>,
+    router_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let s = live.borrow_and_update().health.clone();
+        let tick = s.tick();
+        match store
+            .run(move |st| st.health_tick(now_ms(), s.pause_after, s.first_alert, s.alert_every))
+            .await
+        {
+            Ok(notices) => {
+                for n in &notices {
+                    match n.kind {
+                        "recovered" => tracing::info!(webhook = n.webhook_id, "{}", n.message),
+                        _ => tracing::warn!(webhook = n.webhook_id, "{}", n.message),
+                    }
+                }
+                if !notices.is_empty() {
+                    router_wake.notify_one();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "health check failed; trying again"),
+        }
+        tokio::select! {
+            _ = poke.notified() => {}
+            _ = tokio::time::sleep(tick) => {}
+            _ = crate::base::live::changed(&mut live) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

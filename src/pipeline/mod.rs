@@ -1,0 +1,10 @@
+//! The running pipeline: the [`router`] turns queued events into deliveries,
+//! the [`deliver`]er sends them, the [`health`] monitor pauses and alerts,
+//! [`cleanup`] keeps the log within retention, [`wake`] lets another
+//! process nudge the router.
+
+pub mod cleanup;
+pub mod deliver;
+pub mod health;
+pub mod router;
+pub mod wake;

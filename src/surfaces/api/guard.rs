@@ -1,0 +1,82 @@
+//! The gate in front of the API: every `/api/` request needs an API key
+//! (`Authorization: Bearer hk_…`) whose scope allows its method, or the web
+//! admin's session cookie (writes then also need the session's CSRF token in
+//! `X-CSRF-Token`, as the admin's pages send it). `/healthz` stays open for
+//! liveness checks.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::surfaces::shared::{ApiError, AppState};
+use crate::engines::access;
+
+/// The bearer token of a request, if it sent one.
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Lets a request through only with a live API key that allows its method,
+/// or a live web admin session (with its CSRF token on writes).
+pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = bearer(&req) else {
+        let session = match crate::surfaces::shared::session::current(&state, req.headers()).await {
+            Ok(s) => s,
+            Err(e) => return ApiError::internal(e).into_response(),
+        };
+        if let Some(session) = session {
+            if crate::surfaces::shared::session::is_safe(req.method()) {
+                return next.run(req).await;
+            }
+            // Only the header counts here: API bodies are JSON, not forms.
+            let sent = req
+                .headers()
+                .get(crate::surfaces::shared::session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if sent.is_some_and(|t| crate::surfaces::shared::session::same_token(t, &session.csrf)) {
+                return next.run(req).await;
+            }
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "a write with the web admin's session needs its CSRF token in X-CSRF-Token",
+            );
+        }
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: send an API key as `Authorization: Bearer hk_…` (make one with `herald admin api-key create`)",
+        );
+    };
+    let digest = access::key_digest(key);
+    let scope = match state.store.run(move |s| s.api_key_scope(&digest)).await {
+        Ok(scope) => scope,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    match scope {
+        None => refuse(
+            StatusCode::UNAUTHORIZED,
+            "the API key is unknown or revoked",
+        ),
+        Some(scope) if !scope.allows(req.method()) => refuse(
+            StatusCode::FORBIDDEN,
+            "this API key is read-only (scope read): it may only GET",
+        ),
+        Some(_) => next.run(req).await,
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let mut r = ApiError::new(status, message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"herald\""),
+        );
+    }
+    r
+}

@@ -1,0 +1,84 @@
+//! The web admin's session as every surface sees it: the cookie, the CSRF
+//! token a write must carry, and the lookup of a live session. The REST API's
+//! gate accepts a session as well as an API key, so this sits below both the
+//! API and the pages.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method, header};
+
+use crate::store::{Session, now_ms};
+use crate::surfaces::shared::AppState;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "herald_session";
+/// Header a script sends the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Form field a page sends the CSRF token in.
+pub const CSRF_FIELD: &str = "csrf";
+/// A session unused this long ends.
+pub const IDLE: Duration = Duration::from_secs(8 * 3600);
+/// A session ends this long after login, used or not.
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
+/// Compares two tokens in time that does not depend on where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The live session of a request, if its cookie names one (and extends it).
+pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, crate::store::Error> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let digest = crate::engines::access::key_digest(token);
+    let session = state
+        .store
+        .run(move |s| {
+            s.touch_session(
+                &digest,
+                now_ms(),
+                IDLE.as_millis() as i64,
+                MAX_AGE.as_millis() as i64,
+            )
+        })
+        .await?;
+    Ok(session)
+}
+
+/// Is `method` one that changes nothing (and so needs no CSRF token)?
+pub fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; herald_session=abc".parse().unwrap());
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "b"), None);
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "ab"));
+    }
+}

@@ -1,0 +1,347 @@
+//! The General settings tab: the settings that change while herald runs
+//! (validated like the config file, saved in the database, winning over the
+//! config file, applied at once), API keys, and the admin password.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use serde::{Deserialize, Serialize};
+
+use super::form::FormData;
+use super::{WebError, tab_page};
+use crate::surfaces::shared::ops;
+use crate::base::config::{Config, LIVE_KEYS};
+use crate::base::live::Live;
+use crate::surfaces::shared::AppState;
+use crate::store::Session;
+
+/// How each live setting is labelled and explained on the page.
+fn describe(key: &str) -> (&'static str, &'static str) {
+    match key {
+        "router.read_interval" => (
+            "Read interval (seconds)",
+            "How often the queue is read for events other software added; events sent through herald are routed at once. 0.1 to 3600.",
+        ),
+        "cleanup.schedule" => (
+            "Cleanup schedule (cron with seconds)",
+            "When old log entries and finished events are deleted: sec min hour day month weekday, e.g. 0 0 * * * * for hourly.",
+        ),
+        "cleanup.retention_days" => (
+            "Retention (days)",
+            "Log entries and finished events older than this are deleted. 1 to 3650.",
+        ),
+        "delivery.pause_after" => (
+            "Pause a failing webhook after (seconds)",
+            "A webhook that failed without a success for this long is paused until resumed; its events wait. 0 never pauses.",
+        ),
+        "alerts.after" => (
+            "First alert after (seconds)",
+            "How long a webhook must fail before the first alert, so short blips stay quiet. 0 to 604800.",
+        ),
+        "alerts.interval" => (
+            "Repeat the alert every (seconds)",
+            "While a webhook keeps failing, the alert is raised again this often. Alerts reach webhooks subscribed to herald.*.",
+        ),
+        _ => ("", ""),
+    }
+}
+
+/// One row of the settings form.
+#[derive(Debug, Serialize)]
+struct Row {
+    key: &'static str,
+    label: &'static str,
+    help: &'static str,
+    value: String,
+    source: String,
+}
+
+/// The rows: value shown (as typed, or effective) and where it comes from.
+fn rows(base: &Config, saved: &[(String, String)], typed: Option<&FormData>) -> Vec<Row> {
+    let effective = base.with_ui(saved).unwrap_or_else(|_| base.clone());
+    LIVE_KEYS
+        .iter()
+        .map(|key| {
+            let (label, help) = describe(key);
+            let source = if saved.iter().any(|(k, _)| k == key) {
+                "saved here (wins over the config file)".to_owned()
+            } else {
+                base.origins
+                    .get(*key)
+                    .cloned()
+                    .unwrap_or_else(|| "built-in default".to_owned())
+            };
+            let value = match typed {
+                Some(f) => f.get(key).to_owned(),
+                None => effective.value_text(key).unwrap_or_default(),
+            };
+            Row {
+                key,
+                label,
+                help,
+                value,
+                source,
+            }
+        })
+        .collect()
+}
+
+/// Renders the page with an optional notice, error, and a new API key shown once.
+async fn render(
+    state: &AppState,
+    session: &Session,
+    typed: Option<&FormData>,
+    notice: Option<String>,
+    error: Option<String>,
+    new_key: Option<String>,
+    status: StatusCode,
+) -> Result<Response, WebError> {
+    let (saved, keys) = state
+        .store
+        .run(|s| Ok((s.ui_settings()?, s.api_keys()?)))
+        .await?;
+    let mut resp = tab_page(
+        state,
+        session,
+        "settings.html",
+        "settings",
+        serde_json::json!({
+            "rows": rows(&state.config, &saved, typed),
+            "keys": keys,
+            "notice": notice,
+            "error": error,
+            "new_key": new_key,
+        }),
+    )
+    .await?;
+    *resp.status_mut() = status;
+    Ok(resp)
+}
+
+/// `?notice=` codes of this page.
+#[derive(Debug, Default, Deserialize)]
+pub struct SettingsQuery {
+    notice: Option<String>,
+}
+
+fn notice_text(code: Option<&str>) -> Option<String> {
+    Some(
+        match code? {
+            "saved" => "Settings saved and applied.",
+            "revoked" => "API key revoked: it is refused from now on.",
+            "password" => "Password changed. Other sessions were logged out.",
+            _ => return None,
+        }
+        .to_owned(),
+    )
+}
+
+/// `GET /settings`.
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    axum::extract::Query(q): axum::extract::Query<SettingsQuery>,
+) -> Result<Response, WebError> {
+    render(
+        &state,
+        &session,
+        None,
+        notice_text(q.notice.as_deref()),
+        None,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The values to store: every key whose value differs from the config
+/// file's (typed, so `10` equals `10.0`); an equal one follows the file again.
+fn changed_values(base: &Config, form: &FormData) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for key in LIVE_KEYS {
+        let text = form.get(key).trim().to_owned();
+        if text.is_empty() {
+            return Err(format!("{key}: a value is required"));
+        }
+        let one = base
+            .with_ui(&[(key.to_string(), text.clone())])
+            .map_err(|e| e.to_string())?;
+        if one.value_text(key) != base.value_text(key) {
+            out.push((key.to_string(), text));
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /settings`: validates all values together, stores them, applies them.
+pub async fn save(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    let form = FormData(pairs);
+    let checked = changed_values(&state.config, &form).and_then(|values| {
+        state
+            .config
+            .with_ui(&values)
+            .map(|c| (values, c))
+            .map_err(|e| e.to_string())
+    });
+    let (values, effective) = match checked {
+        Ok(v) => v,
+        Err(message) => {
+            return render(
+                &state,
+                &session,
+                Some(&form),
+                None,
+                Some(message),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    };
+    let v = values.clone();
+    state.store.run(move |s| s.replace_ui_settings(&v)).await?;
+    state.live.send_replace(Live::from_config(&effective));
+    tracing::info!(?values, "settings saved in the web admin and applied");
+    Ok(Redirect::to("/settings?notice=saved").into_response())
+}
+
+/// The new-key form.
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    name: String,
+    scope: String,
+}
+
+/// `POST /settings/api-keys`: makes a key and shows it this once.
+pub async fn create_key(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(f): Form<KeyForm>,
+) -> Result<Response, WebError> {
+    let scope = match f.scope.parse::<crate::engines::access::Scope>() {
+        Ok(s) => s,
+        Err(_) => {
+            return render(
+                &state,
+                &session,
+                None,
+                None,
+                Some("scope: choose read or admin".into()),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    };
+    let store = state.store.clone();
+    let name = f.name.clone();
+    let made = tokio::task::spawn_blocking(move || ops::create_api_key(&store, &name, scope))
+        .await
+        .map_err(WebError::internal)?;
+    match made {
+        Ok((listed, key)) => {
+            render(
+                &state,
+                &session,
+                None,
+                Some(format!(
+                    "API key \"{}\" created. Copy it now: it is not shown again.",
+                    listed.name
+                )),
+                None,
+                Some(key),
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(ops::Error::BadRequest(m)) => {
+            render(
+                &state,
+                &session,
+                None,
+                None,
+                Some(m),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /settings/api-keys/{id}/revoke`.
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| WebError::not_found(format!("API key {id:?}")))?;
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || ops::revoke_api_key(&store, id))
+        .await
+        .map_err(WebError::internal)??;
+    Ok(Redirect::to("/settings?notice=revoked").into_response())
+}
+
+/// The password form.
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    current: String,
+    new: String,
+    repeat: String,
+}
+
+/// `POST /settings/password`: needs the current password; ends every other session.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, WebError> {
+    let refuse = |m: &str| m.to_owned();
+    let store = state.store.clone();
+    let keep = session.digest.clone();
+    let database = state.config.database_path.clone();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Result<(), String>, WebError> {
+        let ok = store
+            .admin_password_hash()?
+            .is_some_and(|h| crate::engines::access::verify_password(&h, &f.current));
+        if !ok {
+            return Ok(Err(refuse("the current password is wrong")));
+        }
+        if f.new != f.repeat {
+            return Ok(Err(refuse("the new password and its repetition differ")));
+        }
+        match ops::set_password(&store, &f.new, Some(&keep)) {
+            Ok(()) => {
+                ops::remove_initial_password(&database)?;
+                Ok(Ok(()))
+            }
+            Err(ops::Error::BadRequest(m)) => Ok(Err(m)),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+    .map_err(WebError::internal)??;
+    match outcome {
+        Ok(()) => Ok(Redirect::to("/settings?notice=password").into_response()),
+        Err(m) => {
+            render(
+                &state,
+                &session,
+                None,
+                None,
+                Some(format!("Password not changed: {m}.")),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await
+        }
+    }
+}
