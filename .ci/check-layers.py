@@ -15,8 +15,11 @@ fails when:
 4. a database crate (rusqlite, tokio_postgres, deadpool_postgres, postgres)
    is named outside src/store/.
 
-Run: python3 .ci/check-layers.py        (exit 1 with each finding on stderr)
-     python3 .ci/check-layers.py --graph (also print the file graph)
+Run: python3 .ci/check-layers.py             (exit 1 with each finding on stderr)
+     python3 .ci/check-layers.py --graph      (also print the file graph)
+     python3 .ci/check-layers.py --self-test  (plants each kind of violation in
+                                               a copy of src/ and fails unless
+                                               every one is reported)
 """
 
 import os
@@ -337,5 +340,40 @@ def rel(path):
     return os.path.relpath(path, ROOT)
 
 
+def self_test():
+    """Plants one violation of each rule in a copy of src/ and checks that
+    the checker reports it (and that the clean copy passes)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    plants = [
+        ("a cycle through a store file", "src/store/events.rs", "\nfn _planted() { let _ = crate::pipeline::router::route_all; }\n", "import cycle"),
+        ("an import up a layer", "src/spec/field.rs", "\nfn _planted() { let _ = crate::engines::render::check; }\n", "a layer above it"),
+        ("a cycle inside one layer", "src/spec/field.rs", "\nuse crate::spec::webhook::DEFAULT_TIMEOUT;\n", "import cycle"),
+        ("a database crate outside the store", "src/pipeline/router.rs", "\nfn _planted(_: rusqlite::Error) {}\n", "database crate"),
+        ("a module in no layer", "src/lib.rs", "\npub mod planted;\n", "in no layer"),
+    ]
+    me = os.path.abspath(__file__)
+    failures = 0
+    for label, path, text, expect in [("the clean tree", None, None, None)] + plants:
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(SRC, os.path.join(tmp, "src"))
+            os.makedirs(os.path.join(tmp, ".ci"))
+            shutil.copy(me, os.path.join(tmp, ".ci", "check-layers.py"))
+            if path:
+                with open(os.path.join(tmp, path), "a", encoding="utf-8") as f:
+                    f.write(text)
+                if path == "src/lib.rs":
+                    open(os.path.join(tmp, "src", "planted.rs"), "w").close()
+            r = subprocess.run([sys.executable, os.path.join(tmp, ".ci", "check-layers.py")], capture_output=True, text=True)
+            ok = r.returncode == 0 if expect is None else (r.returncode == 1 and expect in r.stderr)
+            print(f"{'ok  ' if ok else 'FAIL'} {label}")
+            if not ok:
+                failures += 1
+                print(r.stdout + r.stderr, file=sys.stderr)
+    return 1 if failures else 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(self_test() if "--self-test" in sys.argv else main())

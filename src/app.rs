@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::base::config::Config;
 use crate::pipeline::deliver::{Deliverer, Settings};
-use crate::surfaces::shared::AppState;
 use crate::store::Store;
+use crate::surfaces::shared::AppState;
 
 /// Why herald could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let routed = Arc::new(Notify::new());
-    if let Err(e) = crate::pipeline::wake::listen(&config.database_path, wake.clone(), shutdown.clone()) {
+    if let Err(e) =
+        crate::pipeline::wake::listen(&config.database_path, wake.clone(), shutdown.clone())
+    {
         // Not fatal: `herald emit` events are then routed on the next read.
         tracing::warn!(
             socket = %crate::pipeline::wake::socket_path(&config.database_path).display(),
@@ -134,7 +136,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             config.clone()
         }
     };
-    let (live, live_rx) = tokio::sync::watch::channel(crate::base::live::Live::from_config(&effective));
+    let (live, live_rx) =
+        tokio::sync::watch::channel(crate::base::live::Live::from_config(&effective));
     let live = Arc::new(live);
     let router_task = tokio::spawn(crate::pipeline::router::run(
         store.clone(),

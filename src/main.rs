@@ -65,7 +65,8 @@ fn main() -> ExitCode {
                 .is_some_and(|a| !matches!(a, herald::surfaces::shared::ops::Error::Store(_)))
                 || e.downcast_ref::<herald::base::event::Error>().is_some()
                 || e.downcast_ref::<herald::engines::render::Error>().is_some()
-                || e.downcast_ref::<herald::spec::field::FieldError>().is_some();
+                || e.downcast_ref::<herald::spec::field::FieldError>()
+                    .is_some();
             ExitCode::from(if user_error { 2 } else { 1 })
         }
     }

@@ -63,7 +63,6 @@ pub fn decide(
     Decision::RetryIn(wait)
 }
 
-
 /// Parses a `Retry-After` value: delay seconds or an HTTP date, as a wait
 /// from `now`. A date in the past means no wait; garbage means none asked.
 pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {

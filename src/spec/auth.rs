@@ -201,16 +201,21 @@ impl Auth {
                 }
                 Ok(())
             }
-            Auth::Bearer { token } if !secret_ok(token) => err("bearer: the token is empty (or \"***\" with no stored token to keep)".into()),
-            Auth::Bearer { token } if http::HeaderValue::from_str(token.expose()).is_err() => {
-                err("bearer: the token is not a valid header value (printable ASCII, no line breaks)".into())
+            Auth::Bearer { token } if !secret_ok(token) => {
+                err("bearer: the token is empty (or \"***\" with no stored token to keep)".into())
             }
+            Auth::Bearer { token } if http::HeaderValue::from_str(token.expose()).is_err() => err(
+                "bearer: the token is not a valid header value (printable ASCII, no line breaks)"
+                    .into(),
+            ),
             Auth::Apikey { header, key } => {
                 if !header_ok(header) {
                     return err(format!("apikey: {header:?} is not a valid header name"));
                 }
                 if !secret_ok(key) {
-                    return err("apikey: the key is empty (or \"***\" with no stored key to keep)".into());
+                    return err(
+                        "apikey: the key is empty (or \"***\" with no stored key to keep)".into(),
+                    );
                 }
                 if http::HeaderValue::from_str(key.expose()).is_err() {
                     return err("apikey: the key is not a valid header value (printable ASCII, no line breaks)".into());
@@ -221,9 +226,7 @@ impl Auth {
                 if !header_ok(header) {
                     return err(format!("custom: {header:?} is not a valid header name"));
                 }
-                if http::HeaderValue::from_str(value.expose()).is_err()
-                    || !secret_ok(value)
-                {
+                if http::HeaderValue::from_str(value.expose()).is_err() || !secret_ok(value) {
                     return err("custom: the value is empty or not a valid header value".into());
                 }
                 Ok(())
@@ -232,7 +235,9 @@ impl Auth {
             Auth::Token(t) => {
                 check_url("token", &t.url)?;
                 if t.basic && t.username.contains(':') {
-                    return err("token: with basic credentials the username cannot contain ':'".into());
+                    return err(
+                        "token: with basic credentials the username cannot contain ':'".into(),
+                    );
                 }
                 if t.password.is_mask() {
                     return err("token: the password is \"***\" (a masked value) but there is no stored one to keep".into());

@@ -2,7 +2,6 @@
 //! delays, a fixed interval, or once; and its checks. The decision after a
 //! failed attempt is [`crate::engines::retry`].
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::spec::field::FieldError;

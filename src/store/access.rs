@@ -5,8 +5,8 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Error, Store};
-use crate::engines::access::Scope;
 use crate::base::event::now_rfc3339;
+use crate::engines::access::Scope;
 
 /// Settings key of the admin password's argon2 hash.
 const ADMIN_PASSWORD: &str = "admin_password_hash";

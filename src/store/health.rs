@@ -338,7 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("h.db")).unwrap();
         let w = s
-            .insert_webhook(&crate::spec::webhook::WebhookSpec::example("http://127.0.0.1:9/"))
+            .insert_webhook(&crate::spec::webhook::WebhookSpec::example(
+                "http://127.0.0.1:9/",
+            ))
             .unwrap();
         (dir, s, w.id)
     }

@@ -11,10 +11,10 @@ use serde_json::Value as Json;
 
 use super::{basic_header, set_header};
 use crate::base::secret::Secret;
-use crate::spec::auth::{Auth, OAuth2, Step, TokenFlow, parse_path};
 use crate::engines::http as client;
 use crate::engines::mask;
 use crate::engines::render::{CompiledRequest, RenderedRequest};
+use crate::spec::auth::{Auth, OAuth2, Step, TokenFlow, parse_path};
 use crate::spec::request::Method;
 use crate::spec::webhook::WebhookSpec;
 
@@ -56,7 +56,6 @@ pub enum Error {
         excerpt: String,
     },
 }
-
 
 /// The token at `path` in a JSON answer: a string, or a number as text.
 pub fn lookup_json(answer: &Json, path: &str) -> Option<String> {

@@ -5,6 +5,7 @@
 //! Knows nothing of HTTP clients or storage: it turns a [`WebhookSpec`] and an
 //! [`Event`] into a [`RenderedRequest`].
 
+pub mod check;
 pub mod context;
 pub mod escape;
 pub mod lexer;
@@ -16,11 +17,12 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::base::event::Event;
-use crate::spec::field::FieldError;
 use crate::spec::request::{BodyFormat, Method};
 use crate::spec::webhook::WebhookSpec;
 use escape::Slot;
 use lexer::Format;
+
+pub use check::{Warnings, check};
 
 /// Instruction budget of one render: stops runaway loops in admin templates.
 const FUEL: u64 = 5_000_000;
@@ -427,77 +429,6 @@ fn header_line(text: &str, index: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// Top-level names every context has, besides the data fields.
-const CONTEXT_NAMES: &[&str] = &["event", "webhook", "auth"];
-
-/// What a save-time check found that is worth telling but not refusing.
-/// A template error as a refused field, with its line and column.
-impl From<Error> for FieldError {
-    fn from(e: Error) -> Self {
-        let message = match (e.line, e.column) {
-            (Some(l), Some(c)) => format!("line {l}, column {c}: {}", e.message),
-            (Some(l), None) => format!("line {l}: {}", e.message),
-            _ => e.message,
-        };
-        FieldError::new(e.field, message)
-    }
-}
-
-pub type Warnings = Vec<String>;
-
-/// Checks a webhook's templates as the save path does: they compile, and for
-/// a sample of every known event type its patterns select, the rendered URL
-/// is an http(s) URL, header values are valid and the body is well-formed.
-/// Returns warnings about names no known event carries.
-pub fn check(spec: &WebhookSpec) -> Result<Warnings, Error> {
-    let compiled = CompiledRequest::compile(spec, None)?;
-    let mut types: Vec<String> = crate::base::event::known_types_matching(&spec.events)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    if types.is_empty() {
-        // Only custom types: check with a generic event of the first pattern's type.
-        types.push(
-            spec.events
-                .first()
-                .map(|p| p.trim_end_matches(".*").to_owned())
-                .unwrap_or_else(|| "custom".into()),
-        );
-    }
-    if spec.batch.is_some() {
-        // A batch of one and of every type: both must come out well-formed.
-        let all: Vec<Arc<Event>> = types
-            .iter()
-            .map(|k| Arc::new(samples::sample_event(k)))
-            .collect();
-        for batch in [&all[..1], &all[..]] {
-            compiled.render_batch(batch, None).map_err(|mut e| {
-                e.message = format!(
-                    "rendering a batch of {} sample event(s): {}",
-                    batch.len(),
-                    e.message
-                );
-                e
-            })?;
-        }
-        let mut warnings = unknown_names(spec);
-        if !spec.body_template.contains("events") {
-            warnings.push(
-                "the webhook batches events, but the body does not use `events`: iterate them with <% for e in events %> … <% endfor %>".into(),
-            );
-        }
-        return Ok(warnings);
-    }
-    for kind in &types {
-        let event = samples::sample_event(kind);
-        compiled.render(&event).map_err(|mut e| {
-            e.message = format!("rendering a sample {kind} event: {}", e.message);
-            e
-        })?;
-    }
-    Ok(unknown_names(spec))
-}
-
 /// Checks what a rendered request must be for herald to send it.
 pub fn check_rendered(
     req: &RenderedRequest,
@@ -637,27 +568,6 @@ pub fn check_xml(body: &str) -> Result<(), String> {
         return Err("the body holds characters XML 1.0 does not allow".into());
     }
     Ok(())
-}
-
-/// Names used by the templates that neither herald nor any known event provides.
-fn unknown_names(spec: &WebhookSpec) -> Warnings {
-    let known_fields = samples::known_data_fields();
-    let env = environment();
-    let mut names = std::collections::BTreeSet::new();
-    let mut sources = vec![spec.url.as_str(), spec.body_template.as_str()];
-    let headers = parse_headers(&spec.headers).unwrap_or_default();
-    sources.extend(headers.iter().map(|h| h.value.as_str()));
-    for src in sources {
-        if let Ok(t) = env.template_from_str(src) {
-            names.extend(t.undeclared_variables(false));
-        }
-    }
-    names
-        .into_iter()
-        .filter(|n| !CONTEXT_NAMES.contains(&n.as_str()) && !known_fields.contains(n.as_str()))
-        .filter(|n| !(spec.batch.is_some() && n == "events"))
-        .map(|n| format!("no known event carries a field named {n:?}; it will render empty unless your events have it"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! policy, and records the attempt in the event log together with the
 //! deliveries' new state and the webhook's health.
 
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,16 +11,16 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::engines::auth::{self, token::TokenCache};
 use crate::base::event::{Event, now_rfc3339};
+use crate::engines::auth::{self, token::TokenCache};
 use crate::engines::render::{CompiledRequest, RenderedRequest};
 use crate::engines::retry::{self, Decision, Failure};
 use crate::engines::sign;
 use crate::engines::{http as client, mask};
+use crate::spec::webhook::Webhook;
 use crate::store::{
     AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store, now_ms,
 };
-use crate::spec::webhook::Webhook;
 
 /// Longest wait between looks for due deliveries when nothing wakes us.
 const IDLE: Duration = Duration::from_secs(1);

@@ -9,8 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::surfaces::shared::{ApiError, AppState};
 use crate::engines::access;
+use crate::surfaces::shared::{ApiError, AppState};
 
 /// The bearer token of a request, if it sent one.
 fn bearer(req: &Request) -> Option<&str> {
@@ -39,7 +39,8 @@ pub async fn require_api_key(State(state): State<AppState>, req: Request, next: 
                 .headers()
                 .get(crate::surfaces::shared::session::CSRF_HEADER)
                 .and_then(|v| v.to_str().ok());
-            if sent.is_some_and(|t| crate::surfaces::shared::session::same_token(t, &session.csrf)) {
+            if sent.is_some_and(|t| crate::surfaces::shared::session::same_token(t, &session.csrf))
+            {
                 return next.run(req).await;
             }
             return refuse(

@@ -8,52 +8,41 @@ mod guard;
 
 use axum::Json;
 use axum::Router;
-use axum::routing::{delete, get, post};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::surfaces::shared::{ApiError, AppState};
-use crate::surfaces::shared::ops;
 use crate::base::event::NewEvent;
-use crate::store::{DeliveryFilter, LogFilter, Replay};
 use crate::spec::webhook::WebhookPatch;
+use crate::store::{DeliveryFilter, LogFilter, Replay};
+use crate::surfaces::shared::ops;
+use crate::surfaces::shared::{ApiError, AppState};
 
 /// The REST API's routes: `/healthz` open, everything under `/api/` behind
 /// an API key or a web admin session ([`guard::require_api_key`]).
 pub fn router(state: AppState) -> Router<AppState> {
     let api = Router::new()
         .route("/api/v1/events", post(post_event))
-        .route(
-            "/api/v1/webhooks",
-            get(list_webhooks).post(create_webhook),
-        )
+        .route("/api/v1/webhooks", get(list_webhooks).post(create_webhook))
         .route(
             "/api/v1/webhooks/{id}",
-            get(get_webhook)
-                .put(update_webhook)
-                .delete(delete_webhook),
+            get(get_webhook).put(update_webhook).delete(delete_webhook),
         )
         .route("/api/v1/webhooks/{id}/copy", post(copy_webhook))
-        .route(
-            "/api/v1/webhooks/{id}/rotate-secret",
-            post(rotate_secret),
-        )
+        .route("/api/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
         .route("/api/v1/webhooks/{id}/test", post(test_webhook))
         .route("/api/v1/webhooks/{id}/pause", post(pause_webhook))
         .route("/api/v1/webhooks/{id}/resume", post(resume_webhook))
         .route("/api/v1/deliveries", get(list_deliveries))
         .route("/api/v1/deliveries/retry", post(retry_deliveries))
         .route("/api/v1/log", get(log))
-        .route(
-            "/api/v1/api-keys",
-            get(list_api_keys).post(create_api_key),
-        )
+        .route("/api/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api/v1/api-keys/{id}", delete(revoke_api_key))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -172,9 +161,7 @@ pub async fn get_webhook(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(
-        blocking(&state, move |s| ops::webhook(s, id)).await?,
-    ))
+    Ok(Json(blocking(&state, move |s| ops::webhook(s, id)).await?))
 }
 
 /// `PUT /api/v1/webhooks/{id}`: fields left out keep their values.

@@ -82,9 +82,7 @@ impl From<ops::Error> for ApiError {
             ops::Error::WebhookNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             ops::Error::WebhookConflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             ops::Error::BadRequest(m) => ApiError::bad_request(m),
-            ops::Error::DeliveryNotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
-            }
+            ops::Error::DeliveryNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             ops::Error::DeliveryPending(_) | ops::Error::NotPaused(_) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }

@@ -2,12 +2,12 @@
 //! managing webhooks. Each validates whole, then stores in one statement, so
 //! a refused change leaves nothing behind.
 
-use crate::base::secret::Secret;
 use crate::base::event::{NewEvent, ValidEvent};
+use crate::base::secret::Secret;
 use crate::engines::render::Warnings;
-use crate::store::{self, Store};
 use crate::spec::field::FieldError;
 use crate::spec::webhook::{Webhook, WebhookPatch, WebhookSpec};
+use crate::store::{self, Store};
 
 /// Why an operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -295,7 +295,10 @@ pub fn remove_initial_password(database: &std::path::Path) -> Result<(), Error> 
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Access(crate::engines::access::Error::Remove { path, source })),
+        Err(source) => Err(Error::Access(crate::engines::access::Error::Remove {
+            path,
+            source,
+        })),
     }
 }
 

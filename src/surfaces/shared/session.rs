@@ -43,7 +43,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The live session of a request, if its cookie names one (and extends it).
-pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, crate::store::Error> {
+pub async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, crate::store::Error> {
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };

@@ -29,4 +29,3 @@ pub struct AppState {
     /// stream) end then instead of holding the shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
-

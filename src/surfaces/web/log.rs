@@ -14,9 +14,9 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use super::{WebError, tab_page};
-use crate::surfaces::shared::ops;
-use crate::surfaces::shared::AppState;
 use crate::store::{DeliveryFilter, LogFilter, Replay, Session, now_ms};
+use crate::surfaces::shared::AppState;
+use crate::surfaces::shared::ops;
 
 /// Entries per page.
 const PAGE: usize = 50;
@@ -160,7 +160,8 @@ pub async fn list(
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     if q.fragment == "rows" {
-        let html = super::pages().render("log_rows.html", serde_json::json!({ "entries": entries }))?;
+        let html =
+            super::pages().render("log_rows.html", serde_json::json!({ "entries": entries }))?;
         return Ok(html.into_response());
     }
     let notice = retried_notice(&q);

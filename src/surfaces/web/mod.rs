@@ -21,8 +21,8 @@ use axum::routing::{get, post};
 use minijinja::{Environment, Value};
 use serde::Serialize;
 
-use crate::surfaces::shared::AppState;
 use crate::store::Session;
+use crate::surfaces::shared::AppState;
 
 /// The page templates, compiled on first use and kept for the process's
 /// life. They are embedded at build time and never change, so one shared
@@ -40,8 +40,14 @@ pub struct Pages {
 
 /// Each page template, by name, as embedded.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../../templates/web/base.html")),
-    ("login.html", include_str!("../../../templates/web/login.html")),
+    (
+        "base.html",
+        include_str!("../../../templates/web/base.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../../templates/web/login.html"),
+    ),
     (
         "webhooks.html",
         include_str!("../../../templates/web/webhooks.html"),

@@ -19,12 +19,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::WebError;
-pub use crate::surfaces::shared::limiter::{FAILURE_WINDOW, LoginLimiter, MAX_FAILURES_PER_ADDRESS};
+use crate::store::{Session, now_ms};
+use crate::surfaces::shared::AppState;
+pub use crate::surfaces::shared::limiter::{
+    FAILURE_WINDOW, LoginLimiter, MAX_FAILURES_PER_ADDRESS,
+};
 pub use crate::surfaces::shared::session::{
     CSRF_FIELD, CSRF_HEADER, IDLE, MAX_AGE, SESSION_COOKIE, cookie, current, is_safe, same_token,
 };
-use crate::store::{Session, now_ms};
-use crate::surfaces::shared::AppState;
 
 /// Name of the cookie holding the login form's CSRF token (before a session exists).
 const LOGIN_COOKIE: &str = "herald_login";
@@ -185,8 +187,7 @@ pub async fn login_page(
     if current(&state, &headers).await?.is_some() {
         return Ok(Redirect::to(local_path(q.next.as_deref())).into_response());
     }
-    login_form(
-            &headers, q.next.as_deref(), None, StatusCode::OK)
+    login_form(&headers, q.next.as_deref(), None, StatusCode::OK)
 }
 
 /// The login form with `error`, setting a new login token.

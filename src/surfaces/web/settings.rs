@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::form::FormData;
 use super::{WebError, tab_page};
-use crate::surfaces::shared::ops;
 use crate::base::config::{Config, LIVE_KEYS};
 use crate::base::live::Live;
-use crate::surfaces::shared::AppState;
 use crate::store::Session;
+use crate::surfaces::shared::AppState;
+use crate::surfaces::shared::ops;
 
 /// How each live setting is labelled and explained on the page.
 fn describe(key: &str) -> (&'static str, &'static str) {

@@ -13,14 +13,14 @@ use serde_json::json;
 
 use super::form::{self, FormData, Values};
 use super::{WebError, tab_page};
-use crate::surfaces::shared::ops;
 use crate::base::event::KNOWN_TYPES;
 use crate::engines::render::{self, CompiledRequest, samples};
-use crate::surfaces::shared::AppState;
-use crate::store::Session;
 use crate::spec::field::FieldError;
 use crate::spec::request::BodyFormat;
 use crate::spec::webhook::WebhookSpec;
+use crate::store::Session;
+use crate::surfaces::shared::AppState;
+use crate::surfaces::shared::ops;
 
 /// Body presets from `templates/presets/`: file name, label, body.
 const PRESETS: &[(&str, &str, &str)] = &[

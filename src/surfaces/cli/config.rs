@@ -1,0 +1,47 @@
+//! `herald check-config`: the configuration as herald will use it.
+
+use std::process::ExitCode;
+
+use crate::base::config::Config;
+
+/// Prints the validated configuration.
+pub fn check_config(config: &Config) -> ExitCode {
+    println!("configuration is valid");
+    println!("  server.listen            = {}", config.listen);
+    println!("  server.max_body_bytes    = {}", config.max_body_bytes);
+    println!(
+        "  database.path            = {}",
+        config.database_path.display()
+    );
+    println!("  router.read_interval     = {:?}", config.read_interval);
+    println!("  router.batch_size        = {}", config.router_batch_size);
+    println!(
+        "  delivery.concurrency     = {}",
+        config.delivery_concurrency
+    );
+    println!("  delivery.shutdown_grace  = {:?}", config.shutdown_grace);
+    println!(
+        "  delivery.max_logged_body_bytes = {}",
+        config.max_logged_body_bytes
+    );
+    println!(
+        "  cleanup.schedule         = {}",
+        config.cleanup_schedule_text
+    );
+    println!(
+        "  cleanup.retention_days   = {}",
+        config.retention.as_secs() / 86_400
+    );
+    println!("  cleanup.batch_size       = {}", config.cleanup_batch_size);
+    println!("  delivery.max_retry_after = {:?}", config.max_retry_after);
+    println!(
+        "  delivery.pause_after     = {}",
+        config
+            .pause_after
+            .map(|d| format!("{d:?}"))
+            .unwrap_or_else(|| "never".into())
+    );
+    println!("  alerts.after             = {:?}", config.alert_after);
+    println!("  alerts.interval          = {:?}", config.alert_interval);
+    ExitCode::SUCCESS
+}
