@@ -136,6 +136,41 @@ pub fn hash_password(password: &str) -> Result<String, Error> {
         .map_err(|e| Error::Hash(e.to_string()))
 }
 
+/// A device cookie for a browser that just logged in: `<id>.<mac>`, the mac
+/// keyed with the admin password's stored hash, so changing the password
+/// forgets every device. See `crate::surfaces::shared::limiter`.
+pub fn new_device_cookie(password_hash: &str) -> Result<String, Error> {
+    let id = random_text(18)?;
+    let mac = device_mac(password_hash, &id);
+    Ok(format!("{id}.{mac}"))
+}
+
+/// The device id of `cookie` if this password hash issued it.
+pub fn device_id(password_hash: &str, cookie: &str) -> Option<String> {
+    let (id, mac) = cookie.split_once('.')?;
+    let expected = device_mac(password_hash, id);
+    let same = expected.len() == mac.len()
+        && expected
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0;
+    same.then(|| id.to_owned())
+}
+
+fn device_mac(password_hash: &str, id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(password_hash.as_bytes())
+        .expect("HMAC takes any key length");
+    m.update(b"herald-device:");
+    m.update(id.as_bytes());
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Does `password` match the stored `hash`? A malformed hash matches nothing.
 pub fn verify_password(hash: &str, password: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
@@ -182,6 +217,16 @@ pub fn write_initial_password(path: &Path, password: &str) -> Result<(), Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_cookies_are_bound_to_the_password_hash() {
+        let c = new_device_cookie("hash-1").unwrap();
+        let id = device_id("hash-1", &c).expect("issued by this hash");
+        assert!(c.starts_with(&id));
+        assert_eq!(device_id("hash-2", &c), None, "a new password forgets it");
+        assert_eq!(device_id("hash-1", &format!("{id}.00")), None);
+        assert_eq!(device_id("hash-1", "no-dot"), None);
+    }
 
     #[test]
     fn passwords_hash_and_verify() {

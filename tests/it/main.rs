@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod outages;
+mod security;
 mod templates;
 mod utils;
 mod web;

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::utils::*;
 
 /// Form bodies as a browser sends them (reqwest's own `form` is not built in).
-trait FormBody {
+pub(crate) trait FormBody {
     fn form<T: serde::Serialize + ?Sized>(self, fields: &T) -> Self;
 }
 
@@ -24,15 +24,15 @@ impl FormBody for reqwest::RequestBuilder {
 }
 
 /// A logged-in browser, by hand: the session cookie and the CSRF token.
-struct WebSession {
-    http: reqwest::Client,
-    base: String,
-    cookie: String,
-    csrf: String,
+pub(crate) struct WebSession {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 /// A client that shows redirects instead of following them.
-fn plain_client() -> reqwest::Client {
+pub(crate) fn plain_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -40,7 +40,7 @@ fn plain_client() -> reqwest::Client {
 }
 
 /// The value of `name=` in the response's Set-Cookie headers.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
     resp.headers().get_all(SET_COOKIE).iter().find_map(|v| {
         let text = v.to_str().ok()?;
         let value = text.strip_prefix(&format!("{name}="))?;
@@ -49,7 +49,7 @@ fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> 
 }
 
 /// The `value` of the first hidden `csrf` input or csrf meta tag in a page.
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     for marker in ["name=\"csrf\" value=\"", "name=\"csrf-token\" content=\""] {
         if let Some(rest) = html.split(marker).nth(1) {
             return rest.split('"').next().unwrap().to_owned();
@@ -59,13 +59,32 @@ fn csrf_in(html: &str) -> String {
 }
 
 /// Posts the login form; returns the response.
-async fn post_login(base: &str, password: &str) -> reqwest::Response {
-    let http = plain_client();
+pub(crate) async fn post_login(base: &str, password: &str) -> reqwest::Response {
+    post_login_as(base, password, None, None).await
+}
+
+/// Posts the login form from source address `from` (any 127.x address),
+/// sending the device cookie `device` if given.
+pub(crate) async fn post_login_as(
+    base: &str,
+    password: &str,
+    from: Option<std::net::IpAddr>,
+    device: Option<&str>,
+) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(from)
+        .build()
+        .unwrap();
     let page = http.get(format!("{base}/login")).send().await.unwrap();
     let (login_cookie, _) = set_cookie(&page, "herald_login").expect("login cookie");
     let token = csrf_in(&page.text().await.unwrap());
+    let mut cookies = format!("herald_login={login_cookie}");
+    if let Some(d) = device {
+        cookies.push_str(&format!("; herald_device={d}"));
+    }
     http.post(format!("{base}/login"))
-        .header(COOKIE, format!("herald_login={login_cookie}"))
+        .header(COOKIE, cookies)
         .form(&[
             ("password", password),
             ("csrf", &token),
@@ -78,7 +97,7 @@ async fn post_login(base: &str, password: &str) -> reqwest::Response {
 
 impl WebSession {
     /// Logs in with `password`.
-    async fn login(server: &Server, password: &str) -> WebSession {
+    pub(crate) async fn login(server: &Server, password: &str) -> WebSession {
         let base = server.url("");
         let resp = post_login(&base, password).await;
         assert_eq!(resp.status(), 303, "login should redirect");
@@ -99,7 +118,7 @@ impl WebSession {
         s
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -111,7 +130,12 @@ impl WebSession {
     }
 
     /// Posts a form (the CSRF token added unless `csrf` is false).
-    async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> reqwest::Response {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: bool,
+    ) -> reqwest::Response {
         let mut fields: Vec<(&str, &str)> = fields.to_vec();
         if csrf {
             fields.push(("csrf", &self.csrf));
@@ -126,7 +150,7 @@ impl WebSession {
     }
 }
 
-fn initial_password(h: &Herald) -> String {
+pub(crate) fn initial_password(h: &Herald) -> String {
     std::fs::read_to_string(h.dir.path().join("initial-admin-password"))
         .unwrap()
         .trim()

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, Method, header};
 
 use crate::store::{Session, now_ms};
 use crate::surfaces::shared::AppState;
+use crate::surfaces::shared::limiter::Guesser;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "herald_session";
@@ -68,6 +69,28 @@ pub async fn current(
 /// Is `method` one that changes nothing (and so needs no CSRF token)?
 pub fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Name of the cookie that marks a browser which logged in before (see
+/// [`crate::surfaces::shared::limiter`]).
+pub const DEVICE_COOKIE: &str = "herald_device";
+/// How long a device cookie lasts.
+pub const DEVICE_MAX_AGE: Duration = Duration::from_secs(365 * 86_400);
+
+/// Who is guessing a password in this request: the browser's device id when
+/// its device cookie is valid for the current password, else its address.
+pub async fn guesser(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<Guesser, crate::store::Error> {
+    let Some(cookie) = cookie(headers, DEVICE_COOKIE).map(str::to_owned) else {
+        return Ok(Guesser::Address(ip));
+    };
+    let hash = state.store.run(|s| s.admin_password_hash()).await?;
+    Ok(hash
+        .and_then(|h| crate::engines::access::device_id(&h, &cookie))
+        .map_or(Guesser::Address(ip), Guesser::Device))
 }
 
 #[cfg(test)]

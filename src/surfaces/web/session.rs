@@ -21,11 +21,10 @@ use serde::Deserialize;
 use super::WebError;
 use crate::store::{Session, now_ms};
 use crate::surfaces::shared::AppState;
-pub use crate::surfaces::shared::limiter::{
-    FAILURE_WINDOW, LoginLimiter, MAX_FAILURES_PER_ADDRESS,
-};
+use crate::surfaces::shared::limiter::{Guesser, wait_message};
 pub use crate::surfaces::shared::session::{
-    CSRF_FIELD, CSRF_HEADER, IDLE, MAX_AGE, SESSION_COOKIE, cookie, current, is_safe, same_token,
+    CSRF_FIELD, CSRF_HEADER, DEVICE_COOKIE, DEVICE_MAX_AGE, IDLE, MAX_AGE, SESSION_COOKIE, cookie,
+    current, guesser, is_safe, same_token,
 };
 
 /// Name of the cookie holding the login form's CSRF token (before a session exists).
@@ -247,15 +246,12 @@ pub async fn login(
         );
     }
     let ip = peer.ip();
-    if let Err(wait) = state.logins.attempt(ip) {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
+    let who = guesser(&state, &headers, ip).await?;
+    if let Err(wait) = state.logins.attempt(&who) {
         let mut resp = login_form(
             &headers,
             form.next.as_deref(),
-            Some(format!(
-                "Too many failed logins. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            )),
+            Some(wait_message(wait)),
             StatusCode::TOO_MANY_REQUESTS,
         )?;
         resp.headers_mut().insert(
@@ -265,14 +261,14 @@ pub async fn login(
         return Ok(resp);
     }
     let password = form.password;
-    let ok = state
+    let hash = state
         .store
         .run(move |s| {
             Ok(s.admin_password_hash()?
-                .is_some_and(|h| crate::engines::access::verify_password(&h, &password)))
+                .filter(|h| crate::engines::access::verify_password(h, &password)))
         })
         .await?;
-    if !ok {
+    let Some(hash) = hash else {
         tracing::warn!(client = %ip, "failed web admin login");
         return login_form(
             &headers,
@@ -280,8 +276,15 @@ pub async fn login(
             Some("Wrong password.".into()),
             StatusCode::UNAUTHORIZED,
         );
-    }
-    state.logins.succeeded(ip);
+    };
+    state.logins.succeeded(&who);
+    // A browser that knows the password is a known device from now on.
+    let device = match who {
+        Guesser::Device(_) => None,
+        Guesser::Address(_) => {
+            Some(crate::engines::access::new_device_cookie(&hash).map_err(WebError::internal)?)
+        }
+    };
     let token = random_token()?;
     let csrf = random_token()?;
     let digest = crate::engines::access::key_digest(&token);
@@ -302,6 +305,12 @@ pub async fn login(
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, "", Duration::ZERO, secure),
     );
+    if let Some(device) = device {
+        h.append(
+            header::SET_COOKIE,
+            set_cookie(DEVICE_COOKIE, &device, DEVICE_MAX_AGE, secure),
+        );
+    }
     Ok(resp)
 }
 

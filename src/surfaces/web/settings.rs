@@ -2,8 +2,10 @@
 //! (validated like the config file, saved in the database, winning over the
 //! config file, applied at once), API keys, and the admin password.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,9 @@ use crate::base::config::{Config, LIVE_KEYS};
 use crate::base::live::Live;
 use crate::store::Session;
 use crate::surfaces::shared::AppState;
+use crate::surfaces::shared::limiter::wait_message;
 use crate::surfaces::shared::ops;
+use crate::surfaces::shared::session::guesser;
 
 /// How each live setting is labelled and explained on the page.
 fn describe(key: &str) -> (&'static str, &'static str) {
@@ -301,34 +305,59 @@ pub struct PasswordForm {
 /// `POST /settings/password`: needs the current password; ends every other session.
 pub async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Extension(session): Extension<Session>,
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, WebError> {
-    let refuse = |m: &str| m.to_owned();
+    // The current password is a guess like a login's: a stolen session
+    // must not be able to try passwords without limit.
+    let who = guesser(&state, &headers, peer.ip()).await?;
+    if let Err(wait) = state.logins.attempt(&who) {
+        return render(
+            &state,
+            &session,
+            None,
+            None,
+            Some(format!("Password not changed: {}", wait_message(wait))),
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+    }
     let store = state.store.clone();
     let keep = session.digest.clone();
     let database = state.config.database_path.clone();
-    let outcome = tokio::task::spawn_blocking(move || -> Result<Result<(), String>, WebError> {
-        let ok = store
-            .admin_password_hash()?
-            .is_some_and(|h| crate::engines::access::verify_password(&h, &f.current));
-        if !ok {
-            return Ok(Err(refuse("the current password is wrong")));
-        }
-        if f.new != f.repeat {
-            return Ok(Err(refuse("the new password and its repetition differ")));
-        }
-        match ops::set_password(&store, &f.new, Some(&keep)) {
-            Ok(()) => {
-                ops::remove_initial_password(&database)?;
-                Ok(Ok(()))
-            }
-            Err(ops::Error::BadRequest(m)) => Ok(Err(m)),
-            Err(e) => Err(e.into()),
-        }
+    let current = f.current.clone();
+    let right = tokio::task::spawn_blocking(move || {
+        store
+            .admin_password_hash()
+            .map(|h| h.is_some_and(|h| crate::engines::access::verify_password(&h, &current)))
     })
     .await
     .map_err(WebError::internal)??;
+    let outcome = if !right {
+        tracing::warn!(client = %peer.ip(), "wrong current password in a password change");
+        Err("the current password is wrong".to_owned())
+    } else {
+        state.logins.succeeded(&who);
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || -> Result<Result<(), String>, WebError> {
+            if f.new != f.repeat {
+                return Ok(Err("the new password and its repetition differ".into()));
+            }
+            match ops::set_password(&store, &f.new, Some(&keep)) {
+                Ok(()) => {
+                    ops::remove_initial_password(&database)?;
+                    Ok(Ok(()))
+                }
+                Err(ops::Error::BadRequest(m)) => Ok(Err(m)),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+        .map_err(WebError::internal)??
+    };
     match outcome {
         Ok(()) => Ok(Redirect::to("/settings?notice=password").into_response()),
         Err(m) => {

@@ -1,0 +1,91 @@
+//! Security hardening (issue 16), each test against the real binary: what an
+//! attacker on the same box could do before, and must not be able to now.
+
+use std::net::IpAddr;
+
+use crate::utils::*;
+use crate::web::{WebSession, initial_password, post_login, post_login_as, set_cookie};
+
+/// A stolen session may not guess the current password without limit: the
+/// password change counts wrong guesses like the login does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_change_limits_guesses_of_the_current_password() {
+    let h = Herald::new();
+    let server = h.serve();
+    let right = initial_password(&h);
+    let s = WebSession::login(&server, &right).await;
+    let hash_sql = "SELECT value FROM settings WHERE key = 'admin_password_hash'";
+    let before = h.sql_rows(hash_sql);
+    assert_eq!(before.len(), 1);
+    let change = |current: String| {
+        let s = &s;
+        async move {
+            let fields = [
+                ("current", current.as_str()),
+                ("new", "a new password, long enough"),
+                ("repeat", "a new password, long enough"),
+            ];
+            let r = s.post("/settings/password", &fields, true).await;
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for i in 0..5 {
+        let (status, page) = change(format!("guess {i}")).await;
+        assert_eq!(status, 400, "guess {i}");
+        assert!(page.contains("the current password is wrong"), "{page}");
+    }
+    // The sixth try is refused before any check, even with the right password.
+    let (status, page) = change(right.clone()).await;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("Too many failed logins"), "{page}");
+    assert_eq!(h.sql_rows(hash_sql), before, "the password did not change");
+    assert!(
+        server
+            .log()
+            .contains("wrong current password in a password change")
+    );
+}
+
+/// Failed logins from many addresses slow guessing down, but do not lock the
+/// admin's own browser out: a browser that logged in before carries a device
+/// cookie, and the limit on all addresses together does not apply to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_from_many_addresses_do_not_lock_out_a_known_browser() {
+    let h = Herald::new();
+    let server = h.serve();
+    let base = server.url("");
+    let right = initial_password(&h);
+    // The admin's browser logs in once and keeps its device cookie.
+    let first = post_login(&base, &right).await;
+    assert_eq!(first.status(), 303);
+    let (device, attributes) = set_cookie(&first, "herald_device").expect("a device cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(attributes.contains(attr), "{attributes} lacks {attr}");
+    }
+    // Fifty failures from ten other loopback addresses.
+    for a in 0..10u8 {
+        let from: IpAddr = format!("127.0.3.{}", a + 1).parse().unwrap();
+        for _ in 0..5 {
+            let r = post_login_as(&base, "wrong", Some(from), None).await;
+            assert_eq!(r.status(), 401);
+        }
+    }
+    // An unknown address is held off, right password or not ...
+    let stranger: IpAddr = "127.0.4.1".parse().unwrap();
+    let r = post_login_as(&base, &right, Some(stranger), None).await;
+    assert_eq!(r.status(), 429);
+    // ... a forged device cookie counts as no cookie ...
+    let r = post_login_as(&base, &right, Some(stranger), Some("forged.00ff")).await;
+    assert_eq!(r.status(), 429);
+    // ... but the admin's browser, from any address, logs in.
+    let r = post_login_as(&base, &right, Some(stranger), Some(&device)).await;
+    assert_eq!(r.status(), 303, "the known browser is not locked out");
+    assert!(set_cookie(&r, "herald_session").is_some());
+    // The device has a limit of its own: five wrong guesses, then it waits.
+    for _ in 0..5 {
+        let r = post_login_as(&base, "wrong", None, Some(&device)).await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = post_login_as(&base, &right, None, Some(&device)).await;
+    assert_eq!(r.status(), 429);
+}
