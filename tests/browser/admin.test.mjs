@@ -70,6 +70,15 @@ const browser = await chromium.launch({
   ],
 });
 const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+// Every page must work under its Content-Security-Policy: a violation or a
+// script error on any page fails the test.
+const violations = [];
+context.on("page", (p) => {
+  p.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
+  });
+  p.on("pageerror", (e) => violations.push(String(e)));
+});
 const page = await context.newPage();
 page.setDefaultTimeout(TIMEOUT);
 const shot = (name, p = page) => p.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
@@ -77,8 +86,12 @@ const step = (name) => console.log(`- ${name}`);
 
 try {
   step("a page without a session goes to the login; a wrong password is refused");
-  await page.goto(`${base}/webhooks`);
+  const loginPage = await page.goto(`${base}/webhooks`);
   assert.match(page.url(), /\/login\?next=%2Fwebhooks$/);
+  const policy = loginPage.headers()["content-security-policy"] || "";
+  assert.match(policy, /script-src 'self'/, "the login page has its CSP");
+  assert.match(policy, /frame-ancestors 'none'/);
+  assert.equal(loginPage.headers()["x-frame-options"], "DENY");
   await shot("login");
   await page.fill("#password", "not the password");
   await page.click("button[type=submit]");
@@ -220,6 +233,8 @@ try {
   await shot("webhook-form-phone", phone);
   assert.ok(overflow <= 1, `the form fits a phone's width (overflow ${overflow}px: ${wide})`);
   await phone.close();
+
+  assert.deepEqual(violations, [], "no page broke its Content-Security-Policy");
 
   step("log out");
   await page.click("text=Log out");

@@ -89,3 +89,49 @@ async fn failures_from_many_addresses_do_not_lock_out_a_known_browser() {
     let r = post_login_as(&base, &right, None, Some(&device)).await;
     assert_eq!(r.status(), 429);
 }
+
+/// Every answer of the web admin carries the browser-side protections: a
+/// CSP without inline script and without framing, no sniffing, no referrer.
+#[tokio::test(flavor = "multi_thread")]
+async fn html_answers_carry_security_headers() {
+    let h = Herald::new();
+    let server = h.serve();
+    let s = WebSession::login(&server, &initial_password(&h)).await;
+    let http = crate::web::plain_client();
+    let cookie = format!("herald_session={}", s.cookie);
+    for path in [
+        "/login",
+        "/webhooks",
+        "/log",
+        "/settings",
+        "/webhooks/999999",
+        "/static/app.css",
+    ] {
+        let r = http
+            .get(server.url(path))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        let csp = h
+            .get("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP"))
+            .to_str()
+            .unwrap();
+        for part in [
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: CSP {csp} lacks {part}");
+        }
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+}
