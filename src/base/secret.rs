@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Shortest secret herald accepts (in bytes): anything shorter could not be
+/// scrubbed from logged answers without garbling them, so it is refused at
+/// save rather than logged in clear.
+pub const MIN_SECRET_LEN: usize = 4;
+
 /// What every API and CLI output shows instead of a secret.
 pub const MASK: &str = "***";
 

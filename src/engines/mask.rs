@@ -114,8 +114,9 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Shortest secret value scrubbed from logged text: shorter ones would
-/// garble the log (and are not worth much as secrets).
-const MIN_SCRUBBED_LEN: usize = 4;
+/// garble the log. Saving refuses shorter secrets, so every stored one is
+/// scrubbed.
+const MIN_SCRUBBED_LEN: usize = crate::base::secret::MIN_SECRET_LEN;
 
 /// `text` with every occurrence of the given secret values replaced by [`MASK`].
 pub fn scrub(text: &str, secrets: &[String]) -> String {

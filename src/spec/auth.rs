@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::base::secret::{MASK, Secret};
+use crate::base::secret::{MASK, MIN_SECRET_LEN, Secret};
 use crate::spec::field::FieldError;
 use crate::spec::request::{BodyFormat, Method};
 
@@ -184,6 +184,23 @@ impl Auth {
     /// Checks the settings (not the token flow's templates, which need the
     /// template engine); `field` errors name `auth`.
     pub fn check(&self) -> Result<(), FieldError> {
+        self.check_fields()?;
+        // Every secret must be long enough to be scrubbed from the log.
+        match self.secret_values().first() {
+            Some(s) if !s.is_empty() && s.len() < MIN_SECRET_LEN => Err(FieldError::new(
+                "auth",
+                format!(
+                    "{}: the secret is {} characters; herald needs at least {MIN_SECRET_LEN} to keep it out of the event log",
+                    self.kind(),
+                    s.chars().count()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The checks of each kind's own fields.
+    fn check_fields(&self) -> Result<(), FieldError> {
         let err = |m: String| Err(FieldError::new("auth", m));
         let header_ok = |h: &str| http::HeaderName::from_bytes(h.as_bytes()).is_ok();
         let secret_ok = |s: &Secret| !s.expose().is_empty() && !s.is_mask();
@@ -412,6 +429,14 @@ mod tests {
             (
                 r#"{"kind":"oauth2","token_url":"http://127.0.0.1:1/","client_id":"","client_secret":"s"}"#,
                 "client_id",
+            ),
+            (
+                r#"{"kind":"apikey","key":"abc"}"#,
+                "the secret is 3 characters; herald needs at least 4",
+            ),
+            (
+                r#"{"kind":"basic","username":"u","password":"pw"}"#,
+                "at least 4",
             ),
         ];
         for (b, words) in bad {

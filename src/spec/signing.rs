@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::base::secret::{MASK, Secret};
+use crate::base::secret::{MASK, MIN_SECRET_LEN, Secret};
 use crate::spec::field::FieldError;
 
 /// Prefix of Standard Webhooks secrets.
@@ -193,6 +193,12 @@ impl Signing {
                 }
                 if secret.expose().is_empty() || secret.is_mask() {
                     return err("hmac: the secret is empty".into());
+                }
+                if secret.expose().len() < MIN_SECRET_LEN {
+                    return err(format!(
+                        "hmac: the secret is {} characters; herald needs at least {MIN_SECRET_LEN} to keep it out of the event log",
+                        secret.expose().chars().count()
+                    ));
                 }
                 Ok(())
             }

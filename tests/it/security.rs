@@ -135,3 +135,66 @@ async fn html_answers_carry_security_headers() {
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
     }
 }
+
+/// A credential too short to scrub from logged answers is refused at save
+/// (API, CLI); one just long enough is scrubbed even from an answer that
+/// echoes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_secrets_are_refused_and_the_shortest_accepted_is_scrubbed() {
+    let h = Herald::new();
+    let server = h.serve();
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            server.url("/api/v1/webhooks"),
+            Some(
+                r#"{"name": "n", "url": "http://127.0.0.1:9/", "events": ["*"],
+                    "auth": {"kind": "apikey", "key": "abc"}}"#,
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "auth");
+    assert!(
+        body["error"].as_str().unwrap().contains("at least 4"),
+        "{body}"
+    );
+    let out = h.cli(&[
+        "webhook",
+        "add",
+        "--name",
+        "n",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--events",
+        "*",
+        "--signing",
+        r#"{"kind": "hmac", "secret": "xy"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 4"));
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM webhooks"),
+        0,
+        "nothing stored"
+    );
+
+    // Four characters are accepted, and scrubbed from an echoing answer.
+    let rx = Receiver::start_with_body("you sent key=abcd, thanks").await;
+    let id = h.add(
+        "echo",
+        &rx.url("/hook"),
+        &[
+            "--log-bodies",
+            "true",
+            "--auth",
+            r#"{"kind": "apikey", "key": "abcd"}"#,
+        ],
+    );
+    let out = h.cli(&["test", &id.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    let entry = &h.wait_log(&["--webhook", &id.to_string()], 1)[0];
+    let answer = entry["detail"]["response_body"].as_str().unwrap();
+    assert_eq!(answer, "you sent key=***, thanks");
+    assert!(!entry.to_string().contains("abcd"), "{entry}");
+}
