@@ -176,6 +176,33 @@ impl Auth {
         vec![s.expose().to_owned()]
     }
 
+    /// Where this kind's stored secret is sent: the webhook's own URL for
+    /// fixed credentials, the auth URL for the token flow, the token URL for
+    /// OAuth2; `None` without a secret.
+    pub fn secret_goes_to<'a>(&'a self, webhook_url: &'a str) -> Option<&'a str> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { .. }
+            | Auth::Bearer { .. }
+            | Auth::Apikey { .. }
+            | Auth::Custom { .. } => Some(webhook_url),
+            Auth::Token(t) => Some(&t.url),
+            Auth::Oauth2(o) => Some(&o.token_url),
+        }
+    }
+
+    /// The name of this kind's secret field, for messages.
+    pub fn secret_name(&self) -> &'static str {
+        match self {
+            Auth::None => "secret",
+            Auth::Basic { .. } | Auth::Token(_) => "password",
+            Auth::Bearer { .. } => "token",
+            Auth::Apikey { .. } => "key",
+            Auth::Custom { .. } => "value",
+            Auth::Oauth2(_) => "client_secret",
+        }
+    }
+
     /// Does this kind fetch a token?
     pub fn fetches_token(&self) -> bool {
         matches!(self, Auth::Token(_) | Auth::Oauth2(_))
@@ -301,6 +328,26 @@ fn check_refresh(kind: &str, minutes: f64) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// The origin (scheme, host, port) a URL or URL template points at, for
+/// comparing: `https://pms.example:443/a` and `https://PMS.example/b` are
+/// the same. A template whose host is not plain text is compared by its
+/// text up to the path.
+pub fn origin(url: &str) -> String {
+    let url = url.trim();
+    if let Ok(u) = url::Url::parse(url)
+        && u.host().is_some()
+    {
+        return u.origin().ascii_serialization();
+    }
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
+}
+
 /// Headers herald sets itself, which no credential or signature may use.
 pub const RESERVED_HEADERS: &[&str] = &["host", "content-length", "content-type"];
 
@@ -381,6 +428,30 @@ mod tests {
         );
         // Storage keeps the value.
         assert!(serde_json::to_string(&a).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert_eq!(
+            origin("https://PMS.example:443/a"),
+            origin("https://pms.example/b?x")
+        );
+        assert_ne!(
+            origin("http://pms.example/"),
+            origin("https://pms.example/")
+        );
+        assert_ne!(
+            origin("http://127.0.0.1:8000/"),
+            origin("http://127.0.0.1:8001/")
+        );
+        assert_eq!(
+            origin("https://<<h>>.example/x"),
+            origin("https://<<h>>.example/y")
+        );
+        assert_ne!(
+            origin("https://<<h>>.example/x"),
+            origin("https://<<h>>.other/x")
+        );
     }
 
     #[test]

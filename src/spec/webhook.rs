@@ -273,6 +273,10 @@ impl WebhookSpec {
 
     /// Applies a patch field by field (unchecked; call [`WebhookSpec::check`]).
     pub fn apply(&mut self, patch: WebhookPatch) -> Result<(), FieldError> {
+        // Stored secrets stay with the origin they were given for: kept
+        // (left out, or sent back as "***") only while that origin stays.
+        let keeps_stored_secret = patch.auth.as_ref().is_none_or(Auth::has_mask);
+        let stored_for = self.auth.secret_goes_to(&self.url).map(auth::origin);
         if let Some(v) = patch.name {
             self.name = v;
         }
@@ -316,6 +320,24 @@ impl WebhookSpec {
             }
             v.keep_secrets_from(&self.auth);
             self.auth = v;
+        }
+        let has_secret = self.auth.secret_values().iter().any(|s| !s.is_empty());
+        if keeps_stored_secret
+            && has_secret
+            && let (Some(old), Some(new)) = (
+                stored_for,
+                self.auth.secret_goes_to(&self.url).map(auth::origin),
+            )
+            && old != new
+        {
+            let name = self.auth.secret_name();
+            return Err(FieldError::new(
+                "auth",
+                format!(
+                    "the stored {kind} {name} was given for {old}, and it would now go to {new}: enter the {name} again (a stored secret never follows a change of host)",
+                    kind = self.auth.kind()
+                ),
+            ));
         }
         if let Some(mut v) = patch.signing {
             if v.has_mask() && std::mem::discriminant(&v) != std::mem::discriminant(&self.signing) {

@@ -198,3 +198,128 @@ async fn short_secrets_are_refused_and_the_shortest_accepted_is_scrubbed() {
     assert_eq!(answer, "you sent key=***, thanks");
     assert!(!entry.to_string().contains("abcd"), "{entry}");
 }
+
+/// A stored secret stays with the origin it was given for: moving a webhook
+/// (or its auth URL) to another host with the secret left out or masked is
+/// refused, naming the secret to enter again; same-origin edits keep it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_secret_does_not_follow_a_url_to_another_host() {
+    use reqwest::Method;
+    let h = Herald::new();
+    let server = h.serve();
+    let home = Receiver::start().await;
+    let other = Receiver::start().await;
+    let (status, created) = server
+        .send(
+            Method::POST,
+            server.url("/api/v1/webhooks"),
+            Some(
+                &serde_json::json!({"name": "crm", "url": home.url("/hook"), "events": ["*"],
+                    "auth": {"kind": "apikey", "header": "X-Api-Key", "key": "key-SECRET-1"}})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["webhook"]["id"].as_i64().unwrap();
+    let put = |body: serde_json::Value| {
+        let server = &server;
+        async move {
+            server
+                .send(
+                    Method::PUT,
+                    server.url(&format!("/api/v1/webhooks/{id}")),
+                    Some(&body.to_string()),
+                )
+                .await
+        }
+    };
+    // Another port is another origin: left out, or masked, the key is not kept.
+    for body in [
+        serde_json::json!({"url": other.url("/hook")}),
+        serde_json::json!({"url": other.url("/hook"), "auth": {"kind": "apikey", "header": "X-Api-Key", "key": "***"}}),
+    ] {
+        let (status, answer) = put(body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["field"], "auth");
+        let message = answer["error"].as_str().unwrap();
+        assert!(message.contains("enter the key again"), "{message}");
+    }
+    // A copy to another host is refused the same way.
+    let (status, answer) = server
+        .send(
+            Method::POST,
+            server.url(&format!("/api/v1/webhooks/{id}/copy")),
+            Some(&serde_json::json!({"url": other.url("/hook")}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    // The CLI too.
+    let out = h.cli(&[
+        "webhook",
+        "edit",
+        &id.to_string(),
+        "--url",
+        &other.url("/x"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enter the key again"));
+    // Nothing moved: a test send still goes home, with the key.
+    let (status, report) = server
+        .send(
+            Method::POST,
+            server.url(&format!("/api/v1/webhooks/{id}/test")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        home.wait_for(1).await[0].headers["x-api-key"],
+        "key-SECRET-1"
+    );
+    assert!(
+        other.received().is_empty(),
+        "nothing reached the other host"
+    );
+    // Same origin, another path: the key is kept.
+    let (status, _) = put(serde_json::json!({"url": home.url("/elsewhere")})).await;
+    assert_eq!(status, 200);
+    // Another host with the key given again: saved, and sent there.
+    let (status, answer) = put(serde_json::json!({"url": other.url("/hook"),
+        "auth": {"kind": "apikey", "header": "X-Api-Key", "key": "key-SECRET-2"}}))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // The token flow's password stays with its auth URL.
+    let (status, created) = server
+        .send(
+            Method::POST,
+            server.url("/api/v1/webhooks"),
+            Some(
+                &serde_json::json!({"name": "pms", "url": home.url("/hook"), "events": ["*"],
+                    "auth": {"kind": "token", "url": home.url("/login"), "username": "u", "password": "pw-SECRET-3"}})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token_id = created["webhook"]["id"].as_i64().unwrap();
+    let (status, answer) = server
+        .send(
+            Method::PUT,
+            server.url(&format!("/api/v1/webhooks/{token_id}")),
+            Some(
+                &serde_json::json!({"auth": {"kind": "token", "url": other.url("/login"), "username": "u", "password": "***"}})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("enter the password again"),
+        "{answer}"
+    );
+}
