@@ -183,6 +183,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         logins: Default::default(),
         shutdown: shutdown.clone(),
     };
+    crate::surfaces::web::compile_pages();
     let app = listener_routes(state);
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

@@ -271,7 +271,8 @@ impl WebhookSpec {
         Ok(spec)
     }
 
-    /// Applies a patch field by field (unchecked; call [`WebhookSpec::check`]).
+    /// Applies a patch field by field (unchecked but for where stored secrets
+    /// may go; save through [`crate::engines::check::webhook`]).
     pub fn apply(&mut self, patch: WebhookPatch) -> Result<(), FieldError> {
         // Stored secrets stay with the origin they were given for: kept
         // (left out, or sent back as "***") only while that origin stays.

@@ -91,7 +91,7 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-/// Is `e` a unique or primary key violation?
+/// Is `e` a constraint violation (on the events table: its unique uuid)?
 fn is_duplicate(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }

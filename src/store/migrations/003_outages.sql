@@ -1,7 +1,7 @@
 -- herald schema, version 3: retries, per-webhook concurrency and ordering,
 -- batching, pause and alerts (issue 4).
 
--- Delivery settings (see src/retry.rs and src/webhook.rs for the shapes).
+-- Delivery settings (see src/spec/retry.rs and src/spec/webhook.rs for the shapes).
 -- Existing webhooks get the default retry schedule.
 ALTER TABLE webhooks ADD COLUMN retry TEXT NOT NULL DEFAULT '{"kind":"schedule","delays":[5.0,30.0,120.0,600.0,3600.0],"jitter":0.1}';
 ALTER TABLE webhooks ADD COLUMN max_in_flight INTEGER NOT NULL DEFAULT 4;

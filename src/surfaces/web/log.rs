@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::Deserialize;
 
-use super::{WebError, tab_page};
+use super::page::{WebError, tab_page};
 use crate::store::{DeliveryFilter, LogFilter, Replay, Session, now_ms};
 use crate::surfaces::shared::AppState;
 use crate::surfaces::shared::ops;
@@ -160,8 +160,8 @@ pub async fn list(
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     if q.fragment == "rows" {
-        let html =
-            super::pages().render("log_rows.html", serde_json::json!({ "entries": entries }))?;
+        let html = super::page::pages()
+            .render("log_rows.html", serde_json::json!({ "entries": entries }))?;
         return Ok(html.into_response());
     }
     let notice = retried_notice(&q);

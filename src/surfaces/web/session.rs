@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::WebError;
+use super::page::WebError;
 use crate::store::{Session, now_ms};
 use crate::surfaces::shared::AppState;
 use crate::surfaces::shared::limiter::{Guesser, wait_message};
@@ -197,7 +197,7 @@ fn login_form(
     status: StatusCode,
 ) -> Result<Response, WebError> {
     let token = random_token()?;
-    let html = super::pages().render(
+    let html = super::page::pages().render(
         "login.html",
         serde_json::json!({
             "csrf": token,

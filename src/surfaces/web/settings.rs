@@ -11,7 +11,7 @@ use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 
 use super::form::FormData;
-use super::{WebError, tab_page};
+use super::page::{WebError, tab_page};
 use crate::base::config::{Config, LIVE_KEYS};
 use crate::base::live::Live;
 use crate::store::Session;

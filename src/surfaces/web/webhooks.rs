@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::form::{self, FormData, Values};
-use super::{WebError, tab_page};
+use super::page::{WebError, tab_page};
 use crate::base::event::KNOWN_TYPES;
 use crate::engines::render::{self, CompiledRequest, samples};
 use crate::spec::field::FieldError;
