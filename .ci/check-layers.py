@@ -96,7 +96,7 @@ def module_of(path):
 
 def expand_use(tree):
     """`crate::{a::B, c::{d, e as f}}` -> ['crate::a::B', 'crate::c::d', 'crate::c::e']."""
-    tree = re.sub(r"\s+", "", re.sub(r"\s+as\s+\w+", "", tree))
+    tree = re.sub(r"\s+", "", re.sub(r"\s+as\s+(\w+)", r"@\1", tree))
     depth, start = 0, None
     for k, ch in enumerate(tree):
         if ch == "{":
@@ -173,7 +173,7 @@ def main():
             f.children.add(m.group(1))
         for m in re.finditer(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", f.code):
             for p in expand_use(m.group(1)):
-                segs = [s for s in p.split("::") if s]
+                segs = [s for s in p.split("@")[0].split("::") if s]
                 if segs and segs[0] == "self":
                     segs = segs[1:]
                 if len(segs) >= 2 and segs[0] in f.children:
@@ -201,23 +201,25 @@ def main():
             is_pub_reexport = re.search(r"\bpub(\([^)]*\))?\s+$", f.code[max(0, m.start() - 20) : m.start()])
             for p in expand_use(m.group(1)):
                 uses.append((m.start(), p, bool(is_pub_reexport)))
-        for m in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:::\w+)+)(?!\w|::\{|::\*)", f.code):
+        for m in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:::\w+)+)(?!\w|::)", f.code):
             uses.append((m.start(), m.group(1), False))
         # A parent naming its own child in code (`webhooks::list`): an import.
         if f.children:
             names = "|".join(sorted(f.children))
             use_spans = [(m.start(), m.end()) for m in re.finditer(r"\buse\s+[^;]+;", f.code)]
-            for m in re.finditer(r"(?<![\w:])((?:%s)(?:::\w+)+)(?!\w|::\{|::\*)" % names, f.code):
+            for m in re.finditer(r"(?<![\w:])((?:%s)(?:::\w+)+)(?!\w|::)" % names, f.code):
                 if not any(a <= m.start() < b for a, b in use_spans):
                     uses.append((m.start(), m.group(1), False))
-        for off, p, reexport in uses:
+        def absolute(off, p):
+            """A path as written at `off` -> segments below the crate root, or
+            None for a path outside the crate (std, other crates)."""
             segs = [s for s in p.split("::") if s and s != "*"]
             if not segs:
-                continue
+                return None
             base = list(f.module)
             if segs[0] == "crate":
-                segs = segs[1:]
-            elif segs[0] in ("super", "self"):
+                return segs[1:]
+            if segs[0] in ("super", "self"):
                 inline = depths[off]
                 while segs and segs[0] in ("super", "self"):
                     if segs[0] == "super":
@@ -227,11 +229,29 @@ def main():
                             base = base[:-1]
                     segs = segs[1:]
                 if inline:  # a path inside an inline test module that stays inside it
-                    continue
-                segs = base + segs
-            elif f.is_mod_rs and segs[0] in f.children:
-                segs = list(f.module) + segs
-            else:
+                    return None
+                return base + segs
+            if f.is_mod_rs and segs[0] in f.children:
+                return list(f.module) + segs
+            return None
+
+        # A `use` that names a module makes its name (or alias) a path of
+        # its own: `use crate::spec; … spec::webhook::X`.
+        aliases = {}
+        for off, p, reexport in uses:
+            path, _, alias = p.partition("@")
+            segs = absolute(off, path)
+            if segs and not reexport and tuple(segs) in files and tuple(segs) != f.module:
+                aliases[alias or segs[-1]] = segs
+        if aliases:
+            use_spans = [(m.start(), m.end()) for m in re.finditer(r"\buse\s+[^;]+;", f.code)]
+            pattern = r"(?<![\w:])(%s)((?:::\w+)+)(?!\w|::)" % "|".join(map(re.escape, sorted(aliases)))
+            for m in re.finditer(pattern, f.code):
+                if not any(a <= m.start() < b for a, b in use_spans):
+                    uses.append((m.start(), "crate::" + "::".join(aliases[m.group(1)]) + m.group(2), False))
+        for off, p, reexport in uses:
+            segs = absolute(off, p.partition("@")[0])
+            if segs is None:
                 continue
             target = resolve(segs)
             if target == f.module or target not in files:
@@ -362,6 +382,9 @@ def self_test():
         ("a module in no layer", "src/lib.rs", "\npub mod planted;\n", "in no layer"),
         ("a database crate by absolute path", "src/app.rs", "\nuse ::rusqlite as db;\n", "database crate"),
         ("a child reaching back into a parent that calls it", "src/surfaces/cli/input.rs", "\nfn _planted() { let _ = super::run; }\n", "import cycle"),
+        ("a grouped use tree inside one layer (no finding)", "src/surfaces/shared/state.rs", "\n#[allow(unused_imports)]\nuse crate::surfaces::shared::{error::ApiError as _Planted};\n", None),
+        ("a cycle through a module alias", "src/spec/field.rs", "\nuse crate::spec;\nfn _planted() { let _ = spec::webhook::DEFAULT_TIMEOUT; }\n", "import cycle"),
+        ("a cycle through a renamed module", "src/spec/field.rs", "\nuse crate::spec::webhook as w;\nfn _planted() { let _ = w::DEFAULT_TIMEOUT; }\n", "import cycle"),
         ("a grouped use tree up a layer", "src/base/event.rs", "\nuse crate::spec::{field::FieldError, webhook::DEFAULT_TIMEOUT};\n", "a layer above it"),
     ]
     me = os.path.abspath(__file__)

@@ -148,14 +148,16 @@ pub fn new_device_cookie(password_hash: &str) -> Result<String, Error> {
 /// The device id of `cookie` if this password hash issued it.
 pub fn device_id(password_hash: &str, cookie: &str) -> Option<String> {
     let (id, mac) = cookie.split_once('.')?;
-    let expected = device_mac(password_hash, id);
-    let same = expected.len() == mac.len()
-        && expected
-            .bytes()
-            .zip(mac.bytes())
+    same_secret(&device_mac(password_hash, id), mac).then(|| id.to_owned())
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0;
-    same.then(|| id.to_owned())
+            == 0
 }
 
 fn device_mac(password_hash: &str, id: &str) -> String {

@@ -13,11 +13,13 @@ use crate::spec::webhook::WebhookSpec;
 /// Checks (and normalises) `spec` whole. Returns warnings that do not block
 /// saving; `Err` names the first refused field.
 pub fn webhook(spec: &mut WebhookSpec) -> Result<Warnings, FieldError> {
-    spec.check()?;
-    if let Auth::Token(flow) = &spec.auth {
+    spec.check_with(|auth| match auth {
         // The auth request's own templates must compile and render.
-        token::compile_flow(flow).map_err(|e| FieldError::new("auth", format!("token: {e}")))?;
-    }
+        Auth::Token(flow) => token::compile_flow(flow)
+            .map(|_| ())
+            .map_err(|e| FieldError::new("auth", format!("token: {e}"))),
+        _ => Ok(()),
+    })?;
     Ok(render::check(spec)?)
 }
 
@@ -67,6 +69,19 @@ mod tests {
             field_of("body_template", "{\"a\": <<x".into()),
             "body_template"
         );
+    }
+
+    #[test]
+    fn a_broken_token_flow_is_named_before_later_fields() {
+        // As before the split: the token flow is checked with the auth
+        // settings, before retry, max_in_flight and the rest.
+        let mut s = WebhookSpec::example("http://127.0.0.1:1/");
+        s.auth = serde_json::from_str(
+            r#"{"kind":"token","url":"http://127.0.0.1:1/","body_template":"{\"u\": <<auth.username"}"#,
+        )
+        .unwrap();
+        s.max_in_flight = 0;
+        assert_eq!(webhook(&mut s).unwrap_err().field, "auth");
     }
 
     #[test]

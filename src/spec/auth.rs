@@ -431,6 +431,14 @@ mod tests {
     }
 
     #[test]
+    fn a_minimal_token_flow_passes_its_checks() {
+        let t: Auth =
+            serde_json::from_str(r#"{"kind":"token","url":"http://127.0.0.1:1/login"}"#).unwrap();
+        assert!(t.check().is_ok());
+        assert!(t.fetches_token());
+    }
+
+    #[test]
     fn origins_compare_scheme_host_and_port() {
         assert_eq!(
             origin("https://PMS.example:443/a"),

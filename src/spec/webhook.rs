@@ -372,6 +372,16 @@ impl WebhookSpec {
     /// name and URL, deduplicated patterns). The templates need the template
     /// engine: [`crate::engines::check::webhook`] runs this, then them.
     pub fn check(&mut self) -> Result<(), FieldError> {
+        self.check_with(|_| Ok(()))
+    }
+
+    /// [`WebhookSpec::check`], with `auth_templates` run right after the
+    /// auth settings' own checks (so errors come in the order of the
+    /// fields): the engine layer's check of a token flow's templates.
+    pub fn check_with(
+        &mut self,
+        auth_templates: impl FnOnce(&Auth) -> Result<(), FieldError>,
+    ) -> Result<(), FieldError> {
         self.name = self.name.trim().to_owned();
         if self.name.is_empty() {
             return Err(FieldError::new("name", "must not be empty"));
@@ -421,6 +431,7 @@ impl WebhookSpec {
             ));
         }
         self.auth.check()?;
+        auth_templates(&self.auth)?;
         self.signing.check()?;
         self.retry.check()?;
         if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {

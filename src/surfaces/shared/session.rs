@@ -23,11 +23,7 @@ pub const IDLE: Duration = Duration::from_secs(8 * 3600);
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 86_400);
 /// Compares two tokens in time that does not depend on where they differ.
 pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    crate::engines::access::same_secret(a, b)
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -77,20 +73,32 @@ pub const DEVICE_COOKIE: &str = "herald_device";
 /// How long a device cookie lasts.
 pub const DEVICE_MAX_AGE: Duration = Duration::from_secs(365 * 86_400);
 
-/// Who is guessing a password in this request: the browser's device id when
-/// its device cookie is valid for the current password, else its address.
+/// Reads the admin password's stored hash (once per request) and says who
+/// is guessing: the browser's device id when its device cookie is valid for
+/// that hash, else its address.
 pub async fn guesser(
     state: &AppState,
     headers: &HeaderMap,
     ip: std::net::IpAddr,
-) -> Result<Guesser, crate::store::Error> {
-    let Some(cookie) = cookie(headers, DEVICE_COOKIE).map(str::to_owned) else {
-        return Ok(Guesser::Address(ip));
-    };
+) -> Result<(Guesser, Option<String>), crate::store::Error> {
     let hash = state.store.run(|s| s.admin_password_hash()).await?;
-    Ok(hash
-        .and_then(|h| crate::engines::access::device_id(&h, &cookie))
-        .map_or(Guesser::Address(ip), Guesser::Device))
+    let who = cookie(headers, DEVICE_COOKIE)
+        .zip(hash.as_deref())
+        .and_then(|(c, h)| crate::engines::access::device_id(h, c))
+        .map_or(Guesser::Address(ip), Guesser::Device);
+    Ok((who, hash))
+}
+
+/// Does `password` match the stored `hash`? Runs argon2 on the blocking
+/// pool, outside the store. No hash, or a check that could not run, is no
+/// match.
+pub async fn password_matches(hash: Option<&str>, password: String) -> bool {
+    let Some(hash) = hash.map(str::to_owned) else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || crate::engines::access::verify_password(&hash, &password))
+        .await
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -30,10 +30,6 @@ pub async fn serve(Path(file): Path<String>) -> Response {
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=300"),
             );
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
             r
         }
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),

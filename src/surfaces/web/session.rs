@@ -24,7 +24,7 @@ use crate::surfaces::shared::AppState;
 use crate::surfaces::shared::limiter::{Guesser, wait_message};
 pub use crate::surfaces::shared::session::{
     CSRF_FIELD, CSRF_HEADER, DEVICE_COOKIE, DEVICE_MAX_AGE, IDLE, MAX_AGE, SESSION_COOKIE, cookie,
-    current, guesser, is_safe, same_token,
+    current, guesser, is_safe, password_matches, same_token,
 };
 
 /// Name of the cookie holding the login form's CSRF token (before a session exists).
@@ -246,7 +246,7 @@ pub async fn login(
         );
     }
     let ip = peer.ip();
-    let who = guesser(&state, &headers, ip).await?;
+    let (who, hash) = guesser(&state, &headers, ip).await?;
     if let Err(wait) = state.logins.attempt(&who) {
         let mut resp = login_form(
             &headers,
@@ -260,15 +260,8 @@ pub async fn login(
         );
         return Ok(resp);
     }
-    let password = form.password;
-    let hash = state
-        .store
-        .run(move |s| {
-            Ok(s.admin_password_hash()?
-                .filter(|h| crate::engines::access::verify_password(h, &password)))
-        })
-        .await?;
-    let Some(hash) = hash else {
+    let matched = password_matches(hash.as_deref(), form.password).await;
+    let Some(hash) = hash.filter(|_| matched) else {
         tracing::warn!(client = %ip, "failed web admin login");
         return login_form(
             &headers,

@@ -18,7 +18,7 @@ use crate::store::Session;
 use crate::surfaces::shared::AppState;
 use crate::surfaces::shared::limiter::wait_message;
 use crate::surfaces::shared::ops;
-use crate::surfaces::shared::session::guesser;
+use crate::surfaces::shared::session::{guesser, password_matches};
 
 /// How each live setting is labelled and explained on the page.
 fn describe(key: &str) -> (&'static str, &'static str) {
@@ -312,7 +312,7 @@ pub async fn change_password(
 ) -> Result<Response, WebError> {
     // The current password is a guess like a login's: a stolen session
     // must not be able to try passwords without limit.
-    let who = guesser(&state, &headers, peer.ip()).await?;
+    let (who, hash) = guesser(&state, &headers, peer.ip()).await?;
     if let Err(wait) = state.logins.attempt(&who) {
         return render(
             &state,
@@ -328,20 +328,12 @@ pub async fn change_password(
     let store = state.store.clone();
     let keep = session.digest.clone();
     let database = state.config.database_path.clone();
-    let current = f.current.clone();
-    let right = tokio::task::spawn_blocking(move || {
-        store
-            .admin_password_hash()
-            .map(|h| h.is_some_and(|h| crate::engines::access::verify_password(&h, &current)))
-    })
-    .await
-    .map_err(WebError::internal)??;
+    let right = password_matches(hash.as_deref(), f.current.clone()).await;
     let outcome = if !right {
         tracing::warn!(client = %peer.ip(), "wrong current password in a password change");
         Err("the current password is wrong".to_owned())
     } else {
         state.logins.succeeded(&who);
-        let store = state.store.clone();
         tokio::task::spawn_blocking(move || -> Result<Result<(), String>, WebError> {
             if f.new != f.repeat {
                 return Ok(Err("the new password and its repetition differ".into()));
