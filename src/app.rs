@@ -155,6 +155,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             shutdown_grace: config.shutdown_grace,
             max_logged_body_bytes: config.max_logged_body_bytes,
             max_retry_after: config.max_retry_after,
+            networks: crate::engines::http::guard::NetworkGuard::from_config(&config),
         },
         shutdown.clone(),
         health_poke.clone(),

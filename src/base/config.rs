@@ -110,6 +110,9 @@ pub struct RawDelivery {
     pub max_retry_after: f64,
     #[serde(deserialize_with = "number")]
     pub pause_after: f64,
+    pub deny_networks: Vec<String>,
+    pub allow_networks: Vec<String>,
+    pub deny_private: bool,
 }
 
 /// `[cleanup]` as written.
@@ -144,6 +147,12 @@ pub struct Config {
     pub max_retry_after: Duration,
     /// Pause a webhook whose deliveries failed this long; `None`: never.
     pub pause_after: Option<Duration>,
+    /// Networks herald never sends to (webhooks, token URLs, redirects).
+    pub deny_networks: Vec<ipnet::IpNet>,
+    /// Networks herald sends to even when denied above or as private.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// Also refuse private LAN ranges (RFC 1918, fc00::/7).
+    pub deny_private: bool,
     /// Raise the first alert once a webhook has failed this long.
     pub alert_after: Duration,
     /// Repeat the alert for a failing webhook this often.
@@ -362,6 +371,15 @@ fn typed_value(current: &toml::Value, value: &str, origin: &str) -> Result<toml:
             .parse::<bool>()
             .map(toml::Value::Boolean)
             .map_err(|_| shape(format!("expected true or false, got {value:?}")))?,
+        // A list of strings, written comma-separated: `10.0.0.0/8,::1/128`.
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
         _ => return Err(shape("this key cannot be set this way".into())),
     })
 }
@@ -385,7 +403,7 @@ fn apply_env(
         let Some(current) = keys.get(key_part) else {
             continue;
         };
-        if matches!(current, toml::Value::Table(_) | toml::Value::Array(_)) {
+        if matches!(current, toml::Value::Table(_)) {
             return Err(Error::UnknownVariable(name.to_owned()));
         }
         let parsed = typed_value(current, value, name)?;
@@ -411,6 +429,26 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
         });
     }
     Ok(value)
+}
+
+/// Parses a list of networks: CIDRs (`10.0.0.0/8`, `fe80::/10`) or single
+/// addresses (`192.0.2.7`, taken as /32 or /128), naming the key and the
+/// item that is neither.
+fn networks(key: &'static str, items: &[String]) -> Result<Vec<ipnet::IpNet>, Error> {
+    items
+        .iter()
+        .map(|item| {
+            let text = item.trim();
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| Error::Invalid {
+                    key,
+                    value: item.clone(),
+                    reason: "not a network: write a CIDR such as 10.0.0.0/8 or fe80::/10, or one address".into(),
+                })
+        })
+        .collect()
 }
 
 impl RawConfig {
@@ -466,6 +504,8 @@ impl RawConfig {
             0.0,
             30.0 * 86_400.0,
         )?;
+        let deny_networks = networks("delivery.deny_networks", &self.delivery.deny_networks)?;
+        let allow_networks = networks("delivery.allow_networks", &self.delivery.allow_networks)?;
         let alert_after = in_range("alerts.after", self.alerts.after, 0.0, 7.0 * 86_400.0)?;
         let alert_interval =
             in_range("alerts.interval", self.alerts.interval, 0.1, 7.0 * 86_400.0)?;
@@ -495,6 +535,9 @@ impl RawConfig {
             max_logged_body_bytes: max_logged as usize,
             max_retry_after: Duration::from_secs_f64(max_retry_after),
             pause_after: (pause_after > 0.0).then(|| Duration::from_secs_f64(pause_after)),
+            deny_networks,
+            allow_networks,
+            deny_private: self.delivery.deny_private,
             alert_after: Duration::from_secs_f64(alert_after),
             alert_interval: Duration::from_secs_f64(alert_interval),
             cleanup_schedule,
@@ -644,6 +687,50 @@ mod tests {
             let e = c.with_ui(&[(key.into(), value.into())]).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");
         }
+    }
+
+    #[test]
+    fn networks_come_from_lists_or_comma_separated_variables() {
+        let c = Config::defaults();
+        for denied in ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"] {
+            assert!(
+                c.deny_networks.contains(&denied.parse().unwrap()),
+                "{denied} not denied by default"
+            );
+        }
+        assert!(c.allow_networks.is_empty());
+        assert!(!c.deny_private);
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "HERALD_DELIVERY_ALLOW_NETWORKS",
+                    "127.0.0.0/8, ::1/128,192.0.2.7,",
+                ),
+                ("HERALD_DELIVERY_DENY_PRIVATE", "true"),
+            ]),
+        )
+        .unwrap();
+        let allowed: Vec<String> = c.allow_networks.iter().map(|n| n.to_string()).collect();
+        assert_eq!(allowed, ["127.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert!(c.deny_private);
+        let c = Config::load(None, env(&[("HERALD_DELIVERY_DENY_NETWORKS", "")])).unwrap();
+        assert!(c.deny_networks.is_empty());
+        let err = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_ALLOW_NETWORKS", "127.0.0.0/8,localhost")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("delivery.allow_networks = localhost: not a network"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, "[delivery]\ndeny_networks = [\"10.0.0.0/33\"]\n").unwrap();
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/33"), "{err}");
     }
 
     #[test]

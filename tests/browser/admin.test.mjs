@@ -39,7 +39,9 @@ const sink = `http://127.0.0.1:${receiver.address().port}/hook`;
 const config = join(dir, "herald.toml");
 writeFileSync(
   config,
-  `[server]\nlisten = "127.0.0.1:0"\n[database]\npath = "${join(dir, "herald.db")}"\n[router]\nread_interval = 3600\n`,
+  `[server]\nlisten = "127.0.0.1:0"\n[database]\npath = "${join(dir, "herald.db")}"\n[router]\nread_interval = 3600\n` +
+    // The receiver is on loopback, which the SSRF guard refuses by default.
+    `[delivery]\nallow_networks = ["127.0.0.1/32"]\n`,
 );
 const herald = spawn(BIN, ["--config", config, "serve"], { stdio: ["ignore", "ignore", "pipe"] });
 let stderr = "";

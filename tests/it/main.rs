@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod outages;
 mod security;
+mod ssrf;
 mod templates;
 mod utils;
 mod web;

@@ -36,6 +36,12 @@ impl Herald {
                 ("HERALD_SERVER_LISTEN".into(), "127.0.0.1:0".into()),
                 ("HERALD_ROUTER_READ_INTERVAL".into(), "0.2".into()),
                 ("HERALD_DELIVERY_SHUTDOWN_GRACE".into(), "5".into()),
+                // Receivers are on loopback, which the SSRF guard refuses
+                // by default; the guard's own tests remove this.
+                (
+                    "HERALD_DELIVERY_ALLOW_NETWORKS".into(),
+                    "127.0.0.0/8,::1/128".into(),
+                ),
             ],
             dir,
         }
@@ -45,6 +51,11 @@ impl Herald {
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.into()));
+    }
+
+    /// Removes an environment variable from every command.
+    pub fn unset_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
     }
 
     /// The database file.

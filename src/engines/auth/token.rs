@@ -236,7 +236,7 @@ fn minutes(m: f64) -> Duration {
 
 /// Calls the auth server once.
 pub async fn fetch(
-    http: &reqwest::Client,
+    http: &client::Client,
     auth: &Auth,
     timeout: Duration,
 ) -> Result<Fetched, Error> {
@@ -248,14 +248,16 @@ pub async fn fetch(
 }
 
 async fn send(
-    http: &reqwest::Client,
+    http: &client::Client,
     req: &RenderedRequest,
     timeout: Duration,
     secrets: &[String],
 ) -> Result<String, Error> {
     // The auth URL's query may carry credentials (GET flows): not shown.
     let url = mask::without_query(&mask::url(&req.url));
-    let (result, _) = client::send(http, req, timeout, MAX_ANSWER_BYTES).await;
+    let (result, _) = http
+        .send(req, timeout, MAX_ANSWER_BYTES, client::Redirects::Refuse)
+        .await;
     let resp = result.map_err(|error| Error::Request {
         url: url.clone(),
         error,
@@ -272,7 +274,7 @@ async fn send(
 }
 
 async fn fetch_flow(
-    http: &reqwest::Client,
+    http: &client::Client,
     t: &TokenFlow,
     timeout: Duration,
 ) -> Result<Fetched, Error> {
@@ -311,7 +313,7 @@ async fn fetch_flow(
 }
 
 async fn fetch_oauth2(
-    http: &reqwest::Client,
+    http: &client::Client,
     o: &OAuth2,
     timeout: Duration,
 ) -> Result<Fetched, Error> {
@@ -380,13 +382,13 @@ struct Slot {
 /// Tokens per webhook, shared by all deliveries.
 #[derive(Clone)]
 pub struct TokenCache {
-    http: reqwest::Client,
+    http: client::Client,
     slots: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Slot>>>>>,
 }
 
 impl TokenCache {
     /// An empty cache fetching with `http`.
-    pub fn new(http: reqwest::Client) -> TokenCache {
+    pub fn new(http: client::Client) -> TokenCache {
         TokenCache {
             http,
             slots: Arc::default(),

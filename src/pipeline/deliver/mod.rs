@@ -47,15 +47,15 @@ pub struct Settings {
     pub max_logged_body_bytes: usize,
     /// Longest wait a `Retry-After` answer can ask for.
     pub max_retry_after: Duration,
+    /// The addresses requests may go to (the SSRF guard).
+    pub networks: client::guard::NetworkGuard,
 }
 
 /// Sends deliveries. Cheap to clone.
 #[derive(Clone)]
 pub struct Deliverer {
     store: Store,
-    client: reqwest::Client,
-    /// The client for webhooks that follow redirects.
-    redirecting: reqwest::Client,
+    client: client::Client,
     settings: Settings,
     cache: Arc<Mutex<HashMap<i64, Arc<Prepared>>>>,
     tokens: TokenCache,
@@ -123,12 +123,11 @@ impl Deliverer {
         shutdown: CancellationToken,
         health: Arc<Notify>,
     ) -> Result<Deliverer, client::SetupError> {
-        let client = client::build_client(false)?;
+        let client = client::Client::new(settings.networks.clone())?;
         Ok(Deliverer {
             store,
             tokens: TokenCache::new(client.clone()),
             client,
-            redirecting: client::build_client(true)?,
             settings,
             cache: Arc::default(),
             shutdown,
@@ -405,11 +404,6 @@ impl Deliverer {
         let max = self.settings.max_logged_body_bytes;
         let mut secrets = credential_forms(spec);
         let auth_header = auth::fixed_header(&spec.auth).map(|(name, _)| name);
-        let client = if spec.follow_redirects {
-            &self.redirecting
-        } else {
-            &self.client
-        };
         // The message id receivers de-duplicate on: the event's uuid, or for
         // a batch one made of its first event's uuid and its size.
         let message_id = match (batched, events.first()) {
@@ -454,12 +448,29 @@ impl Deliverer {
             // Fail safe: unless the token really appears in what was
             // rendered, it goes in `Authorization: Bearer`.
             let placed = token.is_some_and(|t| req.contains(t));
+            let templated = req.headers.clone();
             auth::apply(&mut req, &spec.auth, token, placed);
             if let Err(e) = sign::apply(&mut req, &spec.signing, &message_id) {
                 entry.error = Some(e);
                 return Some(Failure::Permanent);
             }
-            let (result, took) = client::send(client, &req, spec.timeout, max).await;
+            // What authentication and signing added stays with the origin
+            // on a redirect (see `client::Credentials`).
+            let added: Vec<String> = req
+                .headers
+                .iter()
+                .filter(|h| !templated.contains(h))
+                .map(|(name, _)| name.clone())
+                .collect();
+            let redirects = if spec.follow_redirects {
+                client::Redirects::Follow(client::Credentials {
+                    headers: &added,
+                    secrets: &secrets,
+                })
+            } else {
+                client::Redirects::Refuse
+            };
+            let (result, took) = self.client.send(&req, spec.timeout, max, redirects).await;
             entry.duration_ms = took.as_millis() as i64;
             entry.error = None;
             let mut response = None;
@@ -498,7 +509,13 @@ impl Deliverer {
                 }
                 Err(e) => {
                     entry.error = Some(mask::scrub(&e.to_string(), &secrets));
-                    failure = Some(Failure::Transport);
+                    // A refused address stays refused until the config
+                    // changes: trying again would only repeat the refusal.
+                    failure = Some(if matches!(e, client::Error::Refused { .. }) {
+                        Failure::Permanent
+                    } else {
+                        Failure::Transport
+                    });
                 }
             }
             if spec.log_bodies {

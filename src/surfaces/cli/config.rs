@@ -41,6 +41,19 @@ pub fn check_config(config: &Config) -> ExitCode {
             .map(|d| format!("{d:?}"))
             .unwrap_or_else(|| "never".into())
     );
+    let list = |nets: &[ipnet::IpNet]| {
+        let items: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+        format!("[{}]", items.join(", "))
+    };
+    println!(
+        "  delivery.deny_networks   = {}",
+        list(&config.deny_networks)
+    );
+    println!(
+        "  delivery.allow_networks  = {}",
+        list(&config.allow_networks)
+    );
+    println!("  delivery.deny_private    = {}", config.deny_private);
     println!("  alerts.after             = {:?}", config.alert_after);
     println!("  alerts.interval          = {:?}", config.alert_interval);
     ExitCode::SUCCESS

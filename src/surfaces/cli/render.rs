@@ -125,6 +125,7 @@ pub fn test(config: &Config, args: TestArgs) -> anyhow::Result<ExitCode> {
                 shutdown_grace: config.shutdown_grace,
                 max_logged_body_bytes: config.max_logged_body_bytes,
                 max_retry_after: config.max_retry_after,
+                networks: crate::engines::http::guard::NetworkGuard::from_config(config),
             },
             tokio_util::sync::CancellationToken::new(),
             std::sync::Arc::default(),
