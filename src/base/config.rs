@@ -80,6 +80,11 @@ pub struct RawAlerts {
 pub struct RawServer {
     pub listen: String,
     pub max_body_bytes: u64,
+    #[serde(deserialize_with = "number")]
+    pub header_timeout: f64,
+    #[serde(deserialize_with = "number")]
+    pub body_timeout: f64,
+    pub max_connections: u64,
 }
 
 /// `[database]` as written.
@@ -131,6 +136,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Largest accepted request body on the listener.
     pub max_body_bytes: usize,
+    /// How long a connection may take to send a request's headers, and
+    /// stay idle between requests.
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
+    /// Connections the listener holds open at once.
+    pub max_connections: usize,
     /// SQLite database file.
     pub database_path: PathBuf,
     /// Interval between reads of the queue when nothing wakes the router.
@@ -465,6 +477,19 @@ impl RawConfig {
             1024,
             64 << 20,
         )? as usize;
+        let header_timeout = in_range(
+            "server.header_timeout",
+            self.server.header_timeout,
+            0.1,
+            3600.0,
+        )?;
+        let body_timeout = in_range("server.body_timeout", self.server.body_timeout, 0.1, 3600.0)?;
+        let max_connections = in_range(
+            "server.max_connections",
+            self.server.max_connections,
+            8,
+            65_536,
+        )?;
         if self.database.path.trim().is_empty() {
             return Err(Error::Invalid {
                 key: "database.path",
@@ -527,6 +552,9 @@ impl RawConfig {
         Ok(Config {
             listen,
             max_body_bytes,
+            header_timeout: Duration::from_secs_f64(header_timeout),
+            body_timeout: Duration::from_secs_f64(body_timeout),
+            max_connections: max_connections as usize,
             database_path: PathBuf::from(self.database.path),
             read_interval: Duration::from_secs_f64(read_interval),
             router_batch_size: router_batch_size as usize,

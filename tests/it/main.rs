@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod crash;
 mod delivery;
+mod listener;
 mod outages;
 mod security;
 mod ssrf;

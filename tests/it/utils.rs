@@ -64,7 +64,11 @@ impl Herald {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        self.with_env(Command::new(env!("CARGO_BIN_EXE_herald")))
+    }
+
+    /// `c` in the data directory with this herald's environment.
+    fn with_env(&self, mut c: Command) -> Command {
         c.current_dir(self.dir.path());
         c.env_remove("HERALD_CONFIG");
         c.env("HERALD_LOG", "info,herald=debug");
@@ -144,10 +148,27 @@ impl Herald {
     /// Starts `herald serve` and waits until it is ready. Its `key` is an
     /// admin API key made for the test's API calls.
     pub fn serve(&self) -> Server {
-        let key = self.api_key("admin");
         let mut c = self.command();
-        c.arg("serve")
-            .stdout(Stdio::null())
+        c.arg("serve");
+        self.start(c)
+    }
+
+    /// Starts `herald serve` with at most `n` open files (`ulimit -n`), as
+    /// on an appliance with a small limit.
+    pub fn serve_with_open_files(&self, n: u32) -> Server {
+        let mut c = self.with_env(Command::new("sh"));
+        c.args([
+            "-c",
+            &format!("ulimit -n {n} && exec \"$0\" serve"),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        self.start(c)
+    }
+
+    /// Starts a prepared `herald serve` command and waits until it is ready.
+    fn start(&self, mut c: Command) -> Server {
+        let key = self.api_key("admin");
+        c.stdout(Stdio::null())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
         let mut child = c.spawn().expect("spawn herald serve");

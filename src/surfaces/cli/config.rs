@@ -9,6 +9,9 @@ pub fn check_config(config: &Config) -> ExitCode {
     println!("configuration is valid");
     println!("  server.listen            = {}", config.listen);
     println!("  server.max_body_bytes    = {}", config.max_body_bytes);
+    println!("  server.header_timeout    = {:?}", config.header_timeout);
+    println!("  server.body_timeout      = {:?}", config.body_timeout);
+    println!("  server.max_connections   = {}", config.max_connections);
     println!(
         "  database.path            = {}",
         config.database_path.display()

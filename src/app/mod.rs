@@ -1,6 +1,8 @@
 //! `herald serve`: opens the store, then runs the router, the deliverer, the
 //! health monitor, the cleanup job and the HTTP listener until SIGTERM/SIGINT.
 
+mod listener;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -186,16 +188,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     };
     crate::surfaces::web::compile_pages();
     let app = listener_routes(state);
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        // With the client's address: failed logins are counted per address.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-    });
+    let limits = listener::Limits::from_config(&config);
+    let http_task = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
     // Tests and scripts wait for this exact line.
     tracing::info!(listen = %local, database = %config.database_path.display(), "herald ready");
 

@@ -1,0 +1,390 @@
+//! The HTTP listener: HTTP/1.1 connections served by hyper within limits a
+//! client on the same box cannot get around. Headers (and the idle time
+//! between kept-alive requests) must arrive within `server.header_timeout`,
+//! a body within `server.body_timeout`, and at most `server.max_connections`
+//! are open at once — sized so that file descriptors remain for deliveries
+//! and the database. At the cap, a new connection closes the one idle
+//! longest, so idle sockets cannot starve the listener.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::base::config::Config;
+
+/// Pause after a failed accept (e.g. out of file descriptors), so the loop
+/// cannot spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a wait for a free connection slot looks again.
+const SLOT_POLL: Duration = Duration::from_millis(50);
+/// Most one repeated listener warning is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The listener's limits, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Headers of a request, and the idle time before one, must arrive within this.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this once its headers are in.
+    pub body_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The configured limits, with the connection cap fitted into the
+    /// process's open-file limit (see [`fit_open_files`]).
+    pub fn from_config(config: &Config) -> Limits {
+        Limits {
+            header_timeout: config.header_timeout,
+            body_timeout: config.body_timeout,
+            max_connections: fit_open_files(config.max_connections, config.delivery_concurrency),
+        }
+    }
+}
+
+/// File descriptors kept for all but the listener's connections: two per
+/// request in flight (its connection and one kept idle for reuse), plus the
+/// database, its WAL, the wake socket, the lock file and logs.
+fn reserved_descriptors(concurrency: usize) -> u64 {
+    concurrency as u64 * 2 + 64
+}
+
+/// Makes room for `max_connections` in the open-file limit: raises the soft
+/// limit towards the hard one when it is too small, and when even that is
+/// not enough, lowers the cap (with a warning) so the listener cannot use
+/// the descriptors deliveries and the database need.
+fn fit_open_files(max_connections: usize, concurrency: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let reserved = reserved_descriptors(concurrency);
+    let needed = max_connections as u64 + reserved;
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is unlimited.
+    let Some(mut soft) = limit.current else {
+        return max_connections;
+    };
+    if soft < needed {
+        let raised = limit.maximum.map_or(needed, |hard| hard.min(needed));
+        if raised > soft
+            && setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(raised),
+                    maximum: limit.maximum,
+                },
+            )
+            .is_ok()
+        {
+            soft = raised;
+        }
+    }
+    if soft >= needed {
+        return max_connections;
+    }
+    let fitted = soft.saturating_sub(reserved).max(4) as usize;
+    tracing::warn!(
+        open_file_limit = soft,
+        max_connections = fitted,
+        "the open-file limit leaves room for only {fitted} of server.max_connections = {max_connections} (it keeps {reserved} for deliveries and the database); raise the limit (LimitNOFILE in the systemd unit) or lower server.max_connections"
+    );
+    fitted
+}
+
+/// One open connection, as the cap sees it.
+struct Slot {
+    /// Requests being answered on it now.
+    busy: AtomicUsize,
+    /// Since when it has had no request in progress.
+    idle_since: Mutex<Instant>,
+    /// Cancelled to close it at once (evicted, or herald stops).
+    close: CancellationToken,
+}
+
+/// A request in progress on a connection; dropped when its answer has been
+/// sent (or abandoned), which makes the connection idle again.
+struct Busy(Arc<Slot>);
+
+impl Busy {
+    fn new(slot: Arc<Slot>) -> Busy {
+        slot.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(slot)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
+    }
+}
+
+/// The open connections, within the cap.
+struct Connections {
+    cap: usize,
+    open: Mutex<HashMap<u64, Arc<Slot>>>,
+    next_id: AtomicU64,
+    /// When the last "all busy" warning was logged.
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Connections {
+    /// A slot for a new connection: a free one, or the one idle longest,
+    /// closed for it. With every connection busy, waits (accepting nothing
+    /// meanwhile) until one ends; `None` when herald stops first.
+    async fn admit(&self, stop: &CancellationToken) -> Option<(u64, Arc<Slot>)> {
+        loop {
+            if let Some(admitted) = self.try_admit(stop) {
+                return Some(admitted);
+            }
+            self.warn_all_busy();
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(SLOT_POLL) => {}
+            }
+        }
+    }
+
+    fn try_admit(&self, stop: &CancellationToken) -> Option<(u64, Arc<Slot>)> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= self.cap {
+            let idlest = open
+                .iter()
+                .filter(|(_, slot)| slot.busy.load(Ordering::SeqCst) == 0)
+                .min_by_key(|(_, slot)| *slot.idle_since.lock().unwrap_or_else(|p| p.into_inner()))
+                .map(|(id, _)| *id)?;
+            if let Some(evicted) = open.remove(&idlest) {
+                tracing::debug!("listener at its cap: closing the connection idle longest");
+                evicted.close.cancel();
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            busy: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            close: stop.child_token(),
+        });
+        open.insert(id, slot.clone());
+        Some((id, slot))
+    }
+
+    fn release(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    fn warn_all_busy(&self) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                max_connections = self.cap,
+                "all listener connections are busy with requests; new connections wait (server.max_connections)"
+            );
+        }
+    }
+}
+
+/// Why a request's body was cut off.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} (server.body_timeout)")]
+struct BodyTimeout(Duration);
+
+/// A request body that fails once `limit` has passed since the headers
+/// arrived, setting `cut` so the answer closes the connection.
+struct DeadlineBody {
+    inner: hyper::body::Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    cut: Arc<AtomicBool>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.cut.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(axum::BoxError::from)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.cut.store(true, Ordering::SeqCst);
+            return Poll::Ready(Some(Err(BodyTimeout(self.limit).into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that keeps its connection counted as busy until it has
+/// been sent (or dropped).
+struct HeldBody {
+    inner: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `stop` is cancelled;
+/// then lets requests in progress finish and returns when every connection
+/// has closed. Handlers see the client's address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    stop: CancellationToken,
+) {
+    let connections = Arc::new(Connections {
+        cap: limits.max_connections,
+        open: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
+        warned: Mutex::new(None),
+    });
+    let tasks = TaskTracker::new();
+    let mut accept_warned: Option<Instant> = None;
+    loop {
+        let Some((id, slot)) = connections.admit(&stop).await else {
+            break;
+        };
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => {
+                connections.release(id);
+                break;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                connections.release(id);
+                // Out of descriptors, or a connection reset before it was
+                // taken: wait a little rather than spin, and say so rarely.
+                if accept_warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    accept_warned = Some(Instant::now());
+                    tracing::warn!(error = %e, "the listener cannot accept a connection");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let connections = connections.clone();
+        let stopping = stop.clone();
+        tasks.spawn(async move {
+            serve_connection(stream, remote, app, limits, slot, stopping).await;
+            connections.release(id);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// One connection: HTTP/1.1 with the header timer, each request's body
+/// under its deadline, until the client closes it, a timer ends it, it is
+/// evicted (closed at once) or herald stops (closed after the request in
+/// progress).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    app: axum::Router,
+    limits: Limits,
+    slot: Arc<Slot>,
+    stopping: CancellationToken,
+) {
+    let requests = slot.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let busy = Busy::new(requests.clone());
+        let cut = Arc::new(AtomicBool::new(false));
+        let mut req = req.map(|inner| {
+            Body::new(DeadlineBody {
+                inner,
+                deadline: Box::pin(tokio::time::sleep(limits.body_timeout)),
+                limit: limits.body_timeout,
+                cut: cut.clone(),
+            })
+        });
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(remote));
+        let app = app.clone();
+        async move {
+            let Ok(mut resp) = tower::ServiceExt::oneshot(app, req).await;
+            if cut.load(Ordering::SeqCst) {
+                // The rest of a cut-off body may still come: not on this connection.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            // The connection counts as busy until the answer is sent.
+            Ok::<_, std::convert::Infallible>(resp.map(|inner| HeldBody { inner, _busy: busy }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = slot.close.cancelled(), if !draining => {
+                if stopping.is_cancelled() {
+                    // herald stops: finish the request in progress, then close.
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                } else {
+                    // Evicted for a new connection: it was idle, close it now.
+                    break;
+                }
+            }
+        }
+    }
+}
