@@ -47,7 +47,7 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
 impl Store {
     /// The admin password's hash, if one was set.
     pub fn admin_password_hash(&self) -> Result<Option<String>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             match c.query_row(
                 "SELECT value FROM settings WHERE key = ?1",
                 [ADMIN_PASSWORD],
@@ -64,7 +64,8 @@ impl Store {
     /// already there and returns false (two starts racing for the first
     /// password: the first wins).
     pub fn set_admin_password_hash(&self, hash: &str, only_if_unset: bool) -> Result<bool, Error> {
-        self.with(|c| {
+        let hash = hash.to_owned();
+        self.write(move |c| {
             let sql = if only_if_unset {
                 "INSERT OR IGNORE INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)"
             } else {
@@ -83,7 +84,8 @@ impl Store {
         digest: &str,
         scope: Scope,
     ) -> Result<ApiKey, Error> {
-        let id = self.with(|c| {
+        let (name, hint, digest) = (name.to_owned(), hint.to_owned(), digest.to_owned());
+        let id = self.write(move |c| {
             c.execute(
                 "INSERT INTO api_keys (name, hint, digest, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![name, hint, digest, scope.as_str(), now_rfc3339()],
@@ -95,7 +97,7 @@ impl Store {
 
     /// All API keys, revoked ones included, by id.
     pub fn api_keys(&self) -> Result<Vec<ApiKey>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt =
                 c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))?;
             let rows = stmt.query_map([], key_from_row)?;
@@ -105,7 +107,7 @@ impl Store {
 
     /// API key `id` as listed.
     pub fn api_key(&self, id: i64) -> Result<ApiKey, Error> {
-        self.with(|c| {
+        self.read(|c| {
             c.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?
                 .query_row([id], key_from_row)
                 .map_err(super::not_found(format!("API key {id}")))
@@ -114,7 +116,7 @@ impl Store {
 
     /// The scope of the live (not revoked) key with this digest.
     pub fn api_key_scope(&self, digest: &str) -> Result<Option<Scope>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             match c
                 .prepare_cached(
                     "SELECT scope FROM api_keys WHERE digest = ?1 AND revoked_at IS NULL",
@@ -131,7 +133,7 @@ impl Store {
 
     /// Revokes key `id` (idempotent). [`Error::NotFound`] when there is none.
     pub fn revoke_api_key(&self, id: i64) -> Result<ApiKey, Error> {
-        let n = self.with(|c| {
+        let n = self.write(move |c| {
             Ok(c.execute(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
                 params![id, now_rfc3339()],

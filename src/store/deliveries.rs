@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{Transaction, params};
+use rusqlite::params;
 
 use super::log::NewLogEntry;
 use super::{Error, Store, now_ms};
@@ -145,8 +145,8 @@ impl Store {
     /// are sent again. Each interrupted attempt is logged as failed first;
     /// it does not count against the retry policy.
     pub fn release_claims(&self) -> Result<usize, Error> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             tx.execute(
                 "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name,
                                   delivery_id, attempt, error)
@@ -180,8 +180,9 @@ impl Store {
         in_flight: &HashMap<i64, usize>,
         start: usize,
     ) -> Result<ClaimPass, Error> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let in_flight = in_flight.to_owned();
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let now = now_ms();
             let mut active = active_webhooks(&tx)?;
             if !active.is_empty() {
@@ -290,8 +291,9 @@ impl Store {
     /// in a way the monitor must look at (a failure streak began, or an
     /// alerted streak ended).
     pub fn finish_attempt(&self, settled: &[(NewLogEntry, Outcome)]) -> Result<bool, Error> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let settled = settled.to_owned();
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let now = now_rfc3339();
             // Cached: this runs once per delivery (a fresh prepare was 11% of
             // the delivery path's instructions; see BENCHMARKS.md).
@@ -300,7 +302,7 @@ impl Store {
                                        last_error = ?4, updated_at = ?5
                  WHERE id = ?1",
             )?;
-            for (entry, outcome) in settled {
+            for (entry, outcome) in &settled {
                 let (state, next) = match outcome {
                     Outcome::Delivered => ("delivered", None),
                     Outcome::RetryAt(ms) => ("pending", Some(*ms)),
@@ -332,8 +334,9 @@ impl Store {
 
     /// Marks a delivery failed without an attempt (its event cannot be read).
     pub fn fail_unreadable(&self, delivery_id: i64, reason: &str) -> Result<(), Error> {
-        self.with(|c| {
-            let tx = c.transaction()?;
+        let reason = reason.to_owned();
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let now = now_rfc3339();
             let error = format!("the event cannot be read: {reason}");
             tx.execute(
@@ -356,7 +359,7 @@ impl Store {
 
     /// Deliveries not yet finished.
     pub fn pending_deliveries(&self) -> Result<i64, Error> {
-        self.with(|c| {
+        self.read(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM deliveries WHERE state = 'pending'",
                 [],
@@ -369,8 +372,9 @@ impl Store {
     /// of tries: each resend is a new attempt in the log with the same event
     /// uuid. Deliveries still pending are left as they are. Returns how many.
     pub fn replay(&self, which: &Replay) -> Result<usize, Error> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let which = which.to_owned();
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             if let Some(id) = which.delivery_id {
                 let state: String = tx
                     .query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| {
@@ -412,7 +416,7 @@ impl Store {
 
     /// Deliveries, newest first, for listings (`herald deliveries`, the API).
     pub fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT d.id, d.webhook_id, w.name, e.uuid, e.type, e.created_at, d.state, d.attempts, d.tries,
                         d.next_attempt_at, d.last_error, w.paused_at IS NOT NULL, d.claimed
@@ -518,7 +522,7 @@ pub struct DeliveryRow {
 }
 
 /// Webhooks deliveries may be claimed for: enabled and not paused.
-fn active_webhooks(tx: &Transaction<'_>) -> Result<Vec<Active>, Error> {
+fn active_webhooks(tx: &rusqlite::Connection) -> Result<Vec<Active>, Error> {
     let mut stmt = tx.prepare_cached(
         "SELECT id, updated_at, max_in_flight, ordered, batch FROM webhooks
          WHERE enabled = 1 AND paused_at IS NULL ORDER BY id",
@@ -542,7 +546,7 @@ fn active_webhooks(tx: &Transaction<'_>) -> Result<Vec<Active>, Error> {
 /// Claims `rows` of webhook `w`: one job per row, or one job for all of
 /// them when `batched`. Unreadable events become their own entries.
 fn claim_rows(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     w: &Active,
     rows: Vec<Row>,
     batched: bool,

@@ -72,14 +72,20 @@ impl Store {
     /// with [`Error::Duplicate`].
     pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
         let data = serde_json::Value::Object(e.data.clone()).to_string();
-        self.with(|c| {
+        let (uuid, kind, created_at, ticket_id) = (
+            e.uuid.clone(),
+            e.kind.clone(),
+            e.created_at.clone(),
+            e.ticket_id.clone(),
+        );
+        self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![e.uuid, e.kind, e.created_at, e.ticket_id, data])
+            .execute(params![uuid, kind, created_at, ticket_id, data])
             .map_err(|err| {
                 if super::is_duplicate(&err) {
-                    Error::Duplicate(format!("event {}", e.uuid))
+                    Error::Duplicate(format!("event {uuid}"))
                 } else {
                     err.into()
                 }
@@ -90,7 +96,7 @@ impl Store {
 
     /// The stored event with this uuid, while the cleanup has not removed it.
     pub fn event_by_uuid(&self, uuid: &str) -> Result<Option<StoredEvent>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT uuid, type, created_at, ticket_id, data, state FROM events WHERE uuid = ?1",
             )?
@@ -110,7 +116,7 @@ impl Store {
 
     /// Number of events waiting to be routed.
     pub fn queue_depth(&self) -> Result<i64, Error> {
-        self.with(|c| {
+        self.read(|c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM events WHERE state = 'queued'",
                 [],
@@ -126,10 +132,12 @@ impl Store {
     pub fn route_batch(
         &self,
         limit: usize,
-        mut decide: impl FnMut(&QueuedEvent, &[WebhookRoute]) -> Result<Vec<i64>, String>,
+        mut decide: impl FnMut(&QueuedEvent, &[WebhookRoute]) -> Result<Vec<i64>, String>
+        + Send
+        + 'static,
     ) -> Result<RouteStats, Error> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let mut stats = RouteStats::default();
             {
                 let routes = enabled_routes(&tx)?;
@@ -202,7 +210,8 @@ impl Store {
         cutoff: &str,
         limit: usize,
     ) -> Result<usize, Error> {
-        self.with(|c| {
+        let cutoff = cutoff.to_owned();
+        self.write(move |c| {
             Ok(c.execute(
                 "DELETE FROM events WHERE id IN (
                     SELECT e.id FROM events e

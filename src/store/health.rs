@@ -193,10 +193,10 @@ impl Store {
         first_alert: std::time::Duration,
         alert_every: std::time::Duration,
     ) -> Result<Vec<Notice>, Error> {
-        self.with(|c| {
+        self.write(move |c| {
             // Immediate: it reads, then writes; a deferred transaction could
             // fail with a busy snapshot if another process wrote in between.
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             // Logged at the time the decisions were made on, so the log
             // shows exactly the spacing the interval enforces.
             let at = ms_to_rfc3339(now_ms);
@@ -272,8 +272,9 @@ impl Store {
     /// Pauses webhook `id` by hand: nothing is sent until it is resumed;
     /// new events for it are kept.
     pub fn pause_webhook(&self, id: i64, reason: &str) -> Result<(), Error> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let reason = reason.to_owned();
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1 AND paused_at IS NULL",
                 params![id, now_rfc3339(), reason],
@@ -283,7 +284,7 @@ impl Store {
                     .map_err(super::not_found(format!("webhook {id}")))?;
                 return Ok(()); // Already paused.
             }
-            insert_notice(&tx, &now_rfc3339(), "paused", id, reason)?;
+            insert_notice(&tx, &now_rfc3339(), "paused", id, &reason)?;
             tx.commit()?;
             Ok(())
         })
@@ -296,8 +297,8 @@ impl Store {
     /// first success announces the recovery. Returns how many deliveries
     /// were waiting.
     pub fn resume_webhook(&self, id: i64) -> Result<usize, Error> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = NULL, pause_reason = NULL, failing_since_ms = NULL,
                         last_failure_ms = NULL, failure_streak = 0
@@ -346,8 +347,8 @@ mod tests {
     }
 
     fn attempt(s: &Store, id: i64, ok: bool) -> bool {
-        s.with(|c| {
-            let tx = c.transaction()?;
+        s.write(move |c| {
+            let tx = c.savepoint()?;
             let r = note_attempt(
                 &tx,
                 id,
@@ -363,7 +364,7 @@ mod tests {
     }
 
     fn events_of(s: &Store, kind: &str) -> i64 {
-        s.with(|c| {
+        s.read(|c| {
             Ok(
                 c.query_row("SELECT count(*) FROM events WHERE type = ?1", [kind], |r| {
                     r.get(0)

@@ -211,12 +211,13 @@ pub struct HeaderStats {
 impl Store {
     /// Logs one attempt that settles no delivery (a test send).
     pub fn insert_log_entry(&self, e: &NewLogEntry) -> Result<(), Error> {
-        self.with(|c| insert_entry(c, e, None))
+        let e = e.to_owned();
+        self.write(move |c| insert_entry(c, &e, None))
     }
 
     /// Reads the log, newest first.
     pub fn log_entries(&self, f: &LogFilter) -> Result<Vec<LogEntry>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name, delivery_id, attempt,
                         duration_ms, http_status, error, request_method, request_url, request_headers, request_body,
@@ -291,7 +292,7 @@ impl Store {
     /// The newest log entry's id (0 for an empty log): the event log page's
     /// live updates watch it.
     pub fn last_log_id(&self) -> Result<i64, Error> {
-        self.with(|c| {
+        self.read(|c| {
             Ok(c.prepare_cached("SELECT coalesce(max(id), 0) FROM log")?
                 .query_row([], |r| r.get(0))?)
         })
@@ -316,7 +317,7 @@ impl Store {
         let since = (chrono::Utc::now() - chrono::Duration::hours(1))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let queue = self.queue_depth()? + self.pending_deliveries()?;
-        self.with(|c| {
+        self.read(|c| {
             let (ok, failed): (i64, i64) = c
                 .prepare_cached(
                     "SELECT coalesce(sum(outcome = 'delivered'), 0), coalesce(sum(outcome = 'failed'), 0)
@@ -340,7 +341,8 @@ impl Store {
 
     /// Deletes up to `limit` log entries older than `cutoff`. Returns how many.
     pub fn delete_log_before(&self, cutoff: &str, limit: usize) -> Result<usize, Error> {
-        self.with(|c| {
+        let cutoff = cutoff.to_owned();
+        self.write(move |c| {
             Ok(c.execute(
                 "DELETE FROM log WHERE id IN (SELECT id FROM log WHERE at < ?1 ORDER BY id LIMIT ?2)",
                 params![cutoff, limit as i64],

@@ -1,29 +1,41 @@
 //! SQLite storage: the event queue, webhooks, deliveries and the event log.
 //!
+//! Writes go through one writer thread that commits whatever has queued up
+//! in one transaction (group commit, [`writer`]); reads run on a pool of
+//! read-only connections ([`readers`]) and never wait behind writes.
+//!
 //! The only module that knows SQL. Opens the database in WAL mode with a busy
 //! timeout, keeps the file at mode 0600, and migrates the schema on open.
 //! Calls block: async code runs them through [`Store::run`].
 
 mod access;
 mod deliveries;
+mod error;
 mod events;
 mod health;
 mod log;
+mod readers;
 mod sessions;
 mod webhooks;
+mod writer;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
+
+use error::{is_duplicate, not_found};
+use readers::Readers;
+use writer::Writer;
 
 pub use access::ApiKey;
 pub use deliveries::{
     ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
     Replay, Unreadable,
 };
+pub use error::{DbError, Error};
 pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
 pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
 pub use log::{AttemptDetail, HeaderStats, LogEntry, LogFilter, NewLogEntry};
@@ -43,63 +55,16 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/005_sessions.sql"),
 ];
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The row asked for does not exist.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The row changed since it was read.
-    #[error("{0} was changed by someone else meanwhile")]
-    Conflict(String),
-    /// The database file or its directory cannot be opened or created.
-    #[error("cannot open database {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    /// The database was written by a newer herald.
-    #[error(
-        "database schema version {found} is newer than this herald supports ({supported}); upgrade herald"
-    )]
-    TooNew { found: i64, supported: i64 },
-    /// A row with this key already exists (an event uuid queued twice).
-    #[error("{0} already exists")]
-    Duplicate(String),
-    /// The database refused a statement or could not run it.
-    #[error("database error: {0}")]
-    Database(DbError),
-    /// Stored data cannot be read back (e.g. a webhook row edited by hand).
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// A blocking task panicked or was cancelled.
-    #[error("database task failed: {0}")]
-    Task(String),
-}
+/// Read-only connections kept for reads running at once.
+const READERS: usize = 4;
 
-/// The database engine's own error, kept whole for its message but opaque
-/// outside the store: no caller can match on an engine's error codes.
-#[derive(Debug)]
-pub struct DbError(rusqlite::Error);
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Database(DbError(e))
-    }
-}
-
-/// Is `e` a constraint violation (on the events table: its unique uuid)?
-fn is_duplicate(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
-}
-
-/// A cheap, cloneable handle on the database.
+/// A cheap, cloneable handle on the database: writes go through the one
+/// writer (group commit, see [`writer`]), reads through a pool of
+/// read-only connections (see [`readers`]).
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    writer: Writer,
+    readers: Arc<Readers>,
     path: Arc<PathBuf>,
 }
 
@@ -152,7 +117,8 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Writer::start(conn)?,
+            readers: Arc::new(Readers::new(path, READERS)),
             path: Arc::new(path.to_owned()),
         })
     }
@@ -176,10 +142,18 @@ impl Store {
         &self.path
     }
 
-    /// Runs `f` with the connection, on the calling thread.
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn)
+    /// Runs the write `f` through the writer; returns once it is committed
+    /// (with whatever else was queued), blocking the calling thread.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.writer.write(f)
+    }
+
+    /// Runs the read `f` on a read-only connection, on the calling thread.
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
+        self.readers.read(f)
     }
 
     /// Runs a blocking store call off the async workers.
@@ -195,7 +169,7 @@ impl Store {
 
     /// Schema version after migration.
     pub fn schema_version(&self) -> Result<i64, Error> {
-        self.with(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
     }
 }
 
@@ -216,15 +190,6 @@ fn migrate(conn: &mut Connection) -> Result<(), Error> {
         tx.commit()?;
     }
     Ok(())
-}
-
-/// Maps "no row" to [`Error::NotFound`] naming `what`.
-fn not_found(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
-    let what = what.into();
-    move |e| match e {
-        rusqlite::Error::QueryReturnedNoRows => Error::NotFound(what),
-        e => e.into(),
-    }
 }
 
 /// Milliseconds since the Unix epoch, the time unit of scheduling columns.

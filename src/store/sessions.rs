@@ -28,7 +28,8 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), Error> {
-        self.with(|c| {
+        let (digest, csrf) = (digest.to_owned(), csrf.to_owned());
+        self.write(move |c| {
             // Expired rows go whenever someone logs in: no job needed.
             c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
             c.execute(
@@ -49,7 +50,8 @@ impl Store {
         idle_ms: i64,
         max_age_ms: i64,
     ) -> Result<Option<Session>, Error> {
-        self.with(|c| {
+        let digest = digest.to_owned();
+        self.write(move |c| {
             let csrf: Option<String> = c
                 .prepare_cached(
                     "UPDATE sessions SET last_seen = ?2, expires_at = min(?2 + ?3, created_at + ?4)
@@ -57,16 +59,13 @@ impl Store {
                 )?
                 .query_row(params![digest, now, idle_ms, max_age_ms], |r| r.get(0))
                 .optional()?;
-            Ok(csrf.map(|csrf| Session {
-                digest: digest.to_owned(),
-                csrf,
-            }))
+            Ok(csrf.map(|csrf| Session { digest, csrf }))
         })
     }
 
     /// Is the session with this digest still live (without extending it)?
     pub fn session_alive(&self, digest: &str, now: i64) -> Result<bool, Error> {
-        self.with(|c| {
+        self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT 1 FROM sessions WHERE digest = ?1 AND expires_at > ?2")?
                     .query_row(params![digest, now], |_| Ok(()))
@@ -78,7 +77,8 @@ impl Store {
 
     /// Ends one session (log out).
     pub fn delete_session(&self, digest: &str) -> Result<(), Error> {
-        self.with(|c| {
+        let digest = digest.to_owned();
+        self.write(move |c| {
             c.execute("DELETE FROM sessions WHERE digest = ?1", [digest])?;
             Ok(())
         })
@@ -86,7 +86,8 @@ impl Store {
 
     /// Ends every session but `keep` (after a password change).
     pub fn delete_other_sessions(&self, keep: Option<&str>) -> Result<usize, Error> {
-        self.with(|c| {
+        let keep = keep.map(str::to_owned);
+        self.write(move |c| {
             Ok(c.execute(
                 "DELETE FROM sessions WHERE ?1 IS NULL OR digest <> ?1",
                 [keep],
@@ -96,7 +97,7 @@ impl Store {
 
     /// The settings saved in the web admin, `(key, value as typed)`.
     pub fn ui_settings(&self) -> Result<Vec<(String, String)>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT substr(key, length(?1) + 1), value FROM settings WHERE key LIKE ?1 || '%' ORDER BY key",
             )?;
@@ -108,8 +109,9 @@ impl Store {
     /// Replaces the web-saved settings with `values` in one transaction:
     /// keys not in `values` go back to the config file's value.
     pub fn replace_ui_settings(&self, values: &[(String, String)]) -> Result<(), Error> {
-        self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let values = values.to_owned();
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             tx.execute("DELETE FROM settings WHERE key LIKE ?1 || '%'", [UI_PREFIX])?;
             let now = now_rfc3339();
             for (k, v) in values {

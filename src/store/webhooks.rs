@@ -66,7 +66,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
     })();
     let spec = match spec {
         Ok(s) => s,
-        Err(Error::Database(super::DbError(e))) => return Err(e),
+        Err(Error::Database(e)) => return Err(e.into_inner()),
         Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(Webhook {
@@ -90,7 +90,8 @@ impl Store {
     /// Stores a new, already checked webhook.
     pub fn insert_webhook(&self, spec: &WebhookSpec) -> Result<Webhook, Error> {
         let now = now_rfc3339();
-        let id = self.with(|c| {
+        let spec = spec.to_owned();
+        let id = self.write(move |c| {
             c.execute(
                 "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing,
                                        retry, max_in_flight, ordered, follow_redirects, batch)
@@ -121,7 +122,9 @@ impl Store {
             // Same millisecond (or a clock step): keep versions distinct.
             now = format!("{seen_updated_at}+");
         }
-        let changed = self.with(|c| {
+        let seen_updated_at = seen_updated_at.to_owned();
+        let spec = spec.to_owned();
+        let changed = self.write(move |c| {
             Ok(c.execute(
                 "UPDATE webhooks SET name = ?2, url = ?3, method = ?4, events = ?5, headers = ?6, body_template = ?7,
                  body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12,
@@ -144,7 +147,7 @@ impl Store {
 
     /// Enables or disables webhook `id` without touching its other settings.
     pub fn set_webhook_enabled(&self, id: i64, enabled: bool) -> Result<Webhook, Error> {
-        let n = self.with(|c| {
+        let n = self.write(move |c| {
             Ok(c.execute(
                 "UPDATE webhooks SET enabled = ?2, updated_at = ?3 WHERE id = ?1",
                 params![id, enabled, now_rfc3339()],
@@ -158,7 +161,7 @@ impl Store {
 
     /// Reads webhook `id`.
     pub fn webhook(&self, id: i64) -> Result<Webhook, Error> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1"),
                 [id],
@@ -170,7 +173,7 @@ impl Store {
 
     /// All webhooks, by id.
     pub fn webhooks(&self) -> Result<Vec<Webhook>, Error> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt =
                 c.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY id"))?;
             let rows = stmt.query_map([], from_row)?;
@@ -184,7 +187,7 @@ impl Store {
 
     /// Deletes webhook `id` and its deliveries (its log entries stay until cleanup).
     pub fn delete_webhook(&self, id: i64) -> Result<(), Error> {
-        let n = self.with(|c| Ok(c.execute("DELETE FROM webhooks WHERE id = ?1", [id])?))?;
+        let n = self.write(move |c| Ok(c.execute("DELETE FROM webhooks WHERE id = ?1", [id])?))?;
         if n == 0 {
             return Err(Error::NotFound(format!("webhook {id}")));
         }

@@ -1,0 +1,288 @@
+//! The store's one writer: a thread that owns the write connection and
+//! commits whatever writes have queued up (up to [`MAX_BATCH`]) in one
+//! transaction — group commit. While one batch commits, the next queues.
+//!
+//! Each write runs in its own savepoint: one that fails is rolled back alone
+//! and fails only its caller. A commit that fails fails every caller in the
+//! batch, and none of the batch is kept. A caller's call returns only once
+//! its batch is committed, so what it acknowledges is in the database.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+
+use super::error::{DbError, Error};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// One queued write, type-erased for the queue.
+trait Job: Send {
+    /// Runs the write on the connection (inside the batch's transaction).
+    /// Returns whether it succeeded.
+    fn run(&mut self, conn: &mut Connection) -> bool;
+    /// Tells the caller: its own result, unless the batch's commit failed.
+    fn finish(self: Box<Self>, committed: &Result<(), Error>);
+}
+
+struct Write<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, Error>>,
+    reply: mpsc::SyncSender<Result<T, Error>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut Connection) -> Result<T, Error> + Send,
+{
+    fn run(&mut self, conn: &mut Connection) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        // A panicking write fails its caller, not the writer.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| f(conn)))
+            .unwrap_or_else(|_| Err(Error::Task("a database write panicked".into())));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: &Result<(), Error>) {
+        let result = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e.clone()),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (None, Ok(())) => Err(Error::Task("the write was not run".into())),
+        };
+        // The caller may have given up waiting (its thread ended): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle on the writer thread. Cheap to clone; the thread ends when
+/// the last handle is dropped.
+#[derive(Clone)]
+pub(super) struct Writer {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn` (opened, migrated, in WAL mode).
+    pub(super) fn start(conn: Connection) -> Result<Writer, Error> {
+        let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("herald-db-writer".into())
+            .spawn(move || run(conn, jobs))
+            .map_err(|e| Error::Task(format!("cannot start the database writer: {e}")))?;
+        Ok(Writer { queue })
+    }
+
+    /// Queues `f` and blocks until its batch is committed; returns its
+    /// result, or why it (or its batch) was not kept.
+    pub(super) fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Box::new(Write {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.queue
+            .send(job)
+            .map_err(|_| Error::Task("the database writer has stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| Error::Task("the database writer has stopped".into()))?
+    }
+}
+
+/// The writer thread: takes what has queued up, runs it in one transaction,
+/// commits, tells each caller.
+fn run(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = commit_batch(&mut conn, &mut batch);
+        for job in batch {
+            job.finish(&committed);
+        }
+    }
+}
+
+/// Runs `batch` in one transaction, each write in a savepoint of its own.
+fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(), Error> {
+    let mut transaction = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for job in batch.iter_mut() {
+            conn.execute_batch("SAVEPOINT write")?;
+            if job.run(conn) {
+                conn.execute_batch("RELEASE write")?;
+            } else {
+                conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
+            }
+        }
+        conn.execute_batch("COMMIT")
+    };
+    transaction().map_err(|e| {
+        // Nothing of the batch is kept; the connection is ready for the next.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Error::NotCommitted(DbError::new(e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A writer on a fresh file with `schema`, and a reader of the same file.
+    fn writer(schema: &str) -> (tempfile::TempDir, Writer, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        conn.execute_batch(schema).unwrap();
+        let reader = Connection::open(&path).unwrap();
+        (dir, Writer::start(conn).unwrap(), reader)
+    }
+
+    fn count(c: &Connection, sql: &str) -> i64 {
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Writes queued behind a slow one are committed together, keep each
+    /// caller's order, and a failing write fails alone with nothing of it
+    /// kept.
+    #[test]
+    fn queued_writes_commit_together_in_order_and_fail_alone() {
+        let (_dir, w, reader) = writer(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, who INTEGER, n INTEGER, UNIQUE (who, n));",
+        );
+        // Holds the writer while the others queue.
+        let slow = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                w.write(|c| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    c.execute("INSERT INTO t (who, n) VALUES (-1, 0)", [])?;
+                    Ok(())
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let callers: Vec<_> = (0..8)
+            .map(|who| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    (0..5)
+                        .map(|n| {
+                            // Caller 3's third write breaks the unique key after
+                            // writing a row of its own: only it fails.
+                            w.write(move |c| {
+                                c.execute("INSERT INTO t (who, n) VALUES (?1, ?2)", [who, n])?;
+                                if who == 3 && n == 2 {
+                                    c.execute("INSERT INTO t (who, n) VALUES (?1, ?2)", [who, 0])?;
+                                }
+                                Ok(c.last_insert_rowid())
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        slow.join().unwrap().unwrap();
+        for (who, caller) in callers.into_iter().enumerate() {
+            let results = caller.join().unwrap();
+            let mut last = 0;
+            for (n, r) in results.iter().enumerate() {
+                if who == 3 && n == 2 {
+                    let e = r.as_ref().unwrap_err().to_string();
+                    assert!(e.contains("UNIQUE"), "{e}");
+                    continue;
+                }
+                let id = *r.as_ref().unwrap();
+                assert!(id > last, "caller {who}'s writes out of order");
+                last = id;
+            }
+        }
+        assert_eq!(count(&reader, "SELECT count(*) FROM t"), 1 + 8 * 5 - 1);
+        assert_eq!(
+            count(&reader, "SELECT count(*) FROM t WHERE who = 3 AND n = 2"),
+            0,
+            "the failed write's first row was kept"
+        );
+    }
+
+    /// A commit that fails (here a deferred foreign key, checked only at
+    /// COMMIT) fails every write of the batch, keeps none of them, and the
+    /// writer goes on with the next batch.
+    #[test]
+    fn a_failed_commit_fails_every_caller_and_keeps_nothing() {
+        let (_dir, w, reader) = writer(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (id INTEGER PRIMARY KEY,
+                 parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);",
+        );
+        let w = Arc::new(w);
+        let slow = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                w.write(|c| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    c.execute("INSERT INTO parent (id) VALUES (1)", [])?;
+                    Ok(())
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let batch: Vec<_> = (0..4)
+            .map(|i| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    w.write(move |c| {
+                        // Write 2 points at a parent that does not exist.
+                        let parent = if i == 2 { 99 } else { 1 };
+                        c.execute("INSERT INTO child (parent) VALUES (?1)", [parent])?;
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        slow.join().unwrap().unwrap();
+        for caller in batch {
+            let e = caller.join().unwrap().unwrap_err();
+            assert!(matches!(e, Error::NotCommitted(_)), "{e}");
+            assert!(e.to_string().contains("FOREIGN KEY"), "{e}");
+        }
+        assert_eq!(count(&reader, "SELECT count(*) FROM child"), 0);
+        w.write(|c| Ok(c.execute("INSERT INTO child (parent) VALUES (1)", [])?))
+            .unwrap();
+        assert_eq!(count(&reader, "SELECT count(*) FROM child"), 1);
+    }
+
+    #[test]
+    fn a_panicking_write_fails_its_caller_only() {
+        let (_dir, w, reader) = writer("CREATE TABLE t (id INTEGER PRIMARY KEY);");
+        let e = w
+            .write(|_| -> Result<(), Error> { panic!("planted") })
+            .unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+        w.write(|c| Ok(c.execute("INSERT INTO t DEFAULT VALUES", [])?))
+            .unwrap();
+        assert_eq!(count(&reader, "SELECT count(*) FROM t"), 1);
+    }
+}
