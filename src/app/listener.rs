@@ -28,6 +28,9 @@ use crate::base::config::Config;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a wait for a free connection slot looks again.
 const SLOT_POLL: Duration = Duration::from_millis(50);
+/// How long an evicted connection may take to close once asked, unless a
+/// request is in progress on it.
+const EVICT_GRACE: Duration = Duration::from_secs(1);
 /// Most one repeated listener warning is logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -140,10 +143,11 @@ struct Connections {
 }
 
 impl Connections {
-    /// A slot for a new connection: a free one, or the one idle longest,
-    /// closed for it. With every connection busy, waits (accepting nothing
-    /// meanwhile) until one ends; `None` when herald stops first.
-    async fn admit(&self, stop: &CancellationToken) -> Option<(u64, Arc<Slot>)> {
+    /// A slot for a connection just accepted: a free one, or the slot of the
+    /// connection idle longest, which is asked to close. With every
+    /// connection busy, waits (accepting nothing meanwhile) until one ends;
+    /// `None` when herald stops first.
+    async fn admit(self: &Arc<Self>, stop: &CancellationToken) -> Option<Admitted> {
         loop {
             if let Some(admitted) = self.try_admit(stop) {
                 return Some(admitted);
@@ -156,7 +160,7 @@ impl Connections {
         }
     }
 
-    fn try_admit(&self, stop: &CancellationToken) -> Option<(u64, Arc<Slot>)> {
+    fn try_admit(self: &Arc<Self>, stop: &CancellationToken) -> Option<Admitted> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= self.cap {
             let idlest = open
@@ -176,14 +180,11 @@ impl Connections {
             close: stop.child_token(),
         });
         open.insert(id, slot.clone());
-        Some((id, slot))
-    }
-
-    fn release(&self, id: u64) {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        Some(Admitted {
+            id,
+            slot,
+            connections: self.clone(),
+        })
     }
 
     fn warn_all_busy(&self) {
@@ -195,6 +196,24 @@ impl Connections {
                 "all listener connections are busy with requests; new connections wait (server.max_connections)"
             );
         }
+    }
+}
+
+/// An accepted connection's place within the cap; gives it back when
+/// dropped, however its task ends.
+struct Admitted {
+    id: u64,
+    slot: Arc<Slot>,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.connections
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -242,8 +261,9 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
-/// A response body that keeps its connection counted as busy until it has
-/// been sent (or dropped).
+/// A response body that keeps its connection counted as busy until hyper
+/// has taken its last frame (or dropped it). Bytes still in hyper's write
+/// buffer then no longer count: a client that reads slowly cannot pin a slot.
 struct HeldBody {
     inner: Body,
     _busy: Busy,
@@ -287,20 +307,13 @@ pub async fn serve(
     let tasks = TaskTracker::new();
     let mut accept_warned: Option<Instant> = None;
     loop {
-        let Some((id, slot)) = connections.admit(&stop).await else {
-            break;
-        };
         let accepted = tokio::select! {
-            _ = stop.cancelled() => {
-                connections.release(id);
-                break;
-            }
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, remote) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                connections.release(id);
                 // Out of descriptors, or a connection reset before it was
                 // taken: wait a little rather than spin, and say so rarely.
                 if accept_warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
@@ -311,13 +324,18 @@ pub async fn serve(
                 continue;
             }
         };
+        // Counted from now; at the cap this closes the idlest connection,
+        // or waits for one to end.
+        let Some(admitted) = connections.admit(&stop).await else {
+            break;
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let connections = connections.clone();
         let stopping = stop.clone();
         tasks.spawn(async move {
+            let slot = admitted.slot.clone();
             serve_connection(stream, remote, app, limits, slot, stopping).await;
-            connections.release(id);
+            drop(admitted);
         });
     }
     tasks.close();
@@ -372,18 +390,26 @@ async fn serve_connection(
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut draining = false;
+    let mut evicted: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             _ = conn.as_mut() => break,
             _ = slot.close.cancelled(), if !draining => {
-                if stopping.is_cancelled() {
-                    // herald stops: finish the request in progress, then close.
-                    conn.as_mut().graceful_shutdown();
-                    draining = true;
-                } else {
-                    // Evicted for a new connection: it was idle, close it now.
+                // herald stops, or a new connection needs this one's slot:
+                // an idle connection closes now, a request in progress
+                // (perhaps begun a moment ago) is finished first.
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+                if !stopping.is_cancelled() {
+                    evicted = Some(Box::pin(tokio::time::sleep(EVICT_GRACE)));
+                }
+            }
+            _ = async { evicted.as_mut().expect("guarded").await }, if evicted.is_some() => {
+                if slot.busy.load(Ordering::SeqCst) == 0 {
+                    // Still no request: headers trickling in. Close it.
                     break;
                 }
+                evicted = None;
             }
         }
     }

@@ -141,3 +141,66 @@ async fn idle_sockets_do_not_starve_the_listener_or_deliveries() {
     assert!(!log.contains("Too many open files"), "{log}");
     drop(idle);
 }
+
+/// `GET /healthz` on a fresh connection and the answer's first line.
+fn get_health(addr: std::net::SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    read_until_closed(s)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Below the cap nothing is closed to make room; at the cap the idlest
+/// connection goes, never one whose request is in progress.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cap_closes_only_idle_connections_and_only_when_full() {
+    let mut h = herald_with("HERALD_SERVER_MAX_CONNECTIONS", "8");
+    h.set_env("HERALD_SERVER_BODY_TIMEOUT", "20");
+    let server = h.serve();
+    // Six kept-alive, idle connections and one new one at a time: 7 of 8.
+    let mut idle: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    for i in 0..20 {
+        assert_eq!(get_health(server.addr), "HTTP/1.1 200 OK", "request {i}");
+    }
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut b = [0u8; 1];
+        let still_open =
+            matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(still_open, "an idle connection was closed below the cap");
+    }
+    // A login whose body is still arriving is a request in progress: with
+    // the listener full, new connections close idle ones, not it.
+    let mut busy = TcpStream::connect(server.addr).unwrap();
+    let body = b"password=wrong-guess";
+    write!(
+        busy,
+        "POST /login HTTP/1.1\r\nHost: herald\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    busy.write_all(&body[..4]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let _more_idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    for i in 0..10 {
+        assert_eq!(
+            get_health(server.addr),
+            "HTTP/1.1 200 OK",
+            "request {i} at the cap"
+        );
+    }
+    busy.write_all(&body[4..]).unwrap();
+    let answer = read_until_closed(busy);
+    assert!(
+        answer.starts_with("HTTP/1.1 4") || answer.starts_with("HTTP/1.1 200"),
+        "the login in progress got no answer: {answer:?}"
+    );
+}

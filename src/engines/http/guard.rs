@@ -70,11 +70,13 @@ impl NetworkGuard {
         }
     }
 
-    /// Whether herald may connect to `ip`. An IPv4-mapped IPv6 address
-    /// (`::ffff:127.0.0.1`) is judged as the IPv4 address it holds.
+    /// Whether herald may connect to `ip`. An IPv6 address that carries an
+    /// IPv4 address — IPv4-mapped (`::ffff:127.0.0.1`), NAT64
+    /// (`64:ff9b::/96`, `64:ff9b:1::/48`) or 6to4 (`2002::/16`) — is judged as
+    /// the IPv4 address it reaches.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
             v4 => v4,
         };
         if self.allow.iter().any(|n| n.contains(&ip)) {
@@ -87,6 +89,23 @@ impl NetworkGuard {
             return Err(Refused::Private(ip));
         }
         Ok(())
+    }
+}
+
+/// The IPv4 address an IPv6 address reaches through a translator, if any.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let last32 = |hi: u16, lo: u16| std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
+    match s {
+        // NAT64, well-known prefix (RFC 6052) and local-use prefix (RFC 8215).
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(last32(hi, lo)),
+        [0x64, 0xff9b, 1, ..] => Some(last32(s[6], s[7])),
+        // 6to4 (RFC 3056): 2002:AABB:CCDD::/48 reaches AA.BB.CC.DD.
+        [0x2002, hi, lo, ..] => Some(last32(hi, lo)),
+        _ => None,
     }
 }
 
@@ -148,6 +167,12 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::7f00:1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "fd00:ec2::254",
+            "100.100.100.200",
         ] {
             assert!(guard.check(ip(refused)).is_err(), "{refused} was allowed");
         }
@@ -183,5 +208,7 @@ mod tests {
         );
         assert!(guard.check(ip("fd12::1")).is_err());
         assert!(guard.check(ip("100.64.0.1")).is_err());
+        // A private address behind NAT64 is still private.
+        assert!(guard.check(ip("64:ff9b::10.2.0.1")).is_err());
     }
 }

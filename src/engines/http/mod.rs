@@ -125,6 +125,9 @@ impl Client {
             // Followed here, hop by hop, so each target passes the guard
             // and credentials stay with their origin.
             .redirect(reqwest::redirect::Policy::none())
+            // Straight to the endpoint: a proxy from the environment would
+            // connect where the guard cannot see.
+            .no_proxy()
             .dns_resolver(Arc::new(guard::GuardedResolver(guard.clone())))
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .build()
