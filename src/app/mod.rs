@@ -176,7 +176,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         config.cleanup_batch_size,
         shutdown.clone(),
     ));
+    let keys = Arc::new(crate::surfaces::shared::keys::KeyCache::new(store.clone()));
+    keys.reload().await?;
+    let keys_task = tokio::spawn(keys.clone().run(shutdown.clone()));
     let state = AppState {
+        keys,
         store: store.clone(),
         wake,
         deliver_wake: routed,
@@ -199,6 +203,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let _ = router_task.await;
     let _ = cleanup_task.await;
     let _ = health_task.await;
+    let _ = keys_task.await;
     let _ = deliver_task.await;
     // The listener's open connections are not waited for past the grace.
     let _ = tokio::time::timeout(config.shutdown_grace, http_task).await;

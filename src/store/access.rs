@@ -114,20 +114,18 @@ impl Store {
         })
     }
 
-    /// The scope of the live (not revoked) key with this digest.
-    pub fn api_key_scope(&self, digest: &str) -> Result<Option<Scope>, Error> {
+    /// Every live (not revoked) key as `(digest, scope)`, for the
+    /// listener's in-memory view of the keys.
+    pub fn live_api_keys(&self) -> Result<Vec<(String, Scope)>, Error> {
         self.read(|c| {
-            match c
-                .prepare_cached(
-                    "SELECT scope FROM api_keys WHERE digest = ?1 AND revoked_at IS NULL",
-                )?
-                .query_row([digest], |r| r.get::<_, String>(0))
-            {
+            let mut stmt =
+                c.prepare_cached("SELECT digest, scope FROM api_keys WHERE revoked_at IS NULL")?;
+            let rows = stmt.query_map([], |r| {
+                let scope: String = r.get(1)?;
                 // An unknown scope text (edited by hand) grants the least.
-                Ok(s) => Ok(Some(s.parse().unwrap_or(Scope::Read))),
-                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
+                Ok((r.get(0)?, scope.parse().unwrap_or(Scope::Read)))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 

@@ -165,6 +165,29 @@ async fn api_keys_are_made_listed_without_the_key_and_revoked() {
     );
 }
 
+/// The server checks keys in memory; a key revoked by the CLI (another
+/// process) is refused within a second, and one made by the CLI works at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_made_or_revoked_by_the_cli_hold_for_the_running_server() {
+    let h = Herald::new();
+    let s = h.serve();
+    let key = h.api_key("read");
+    let client = bearer_client(&key);
+    let (st, _) = send_with(&client, M::GET, s.url("/api/v1/webhooks"), None).await;
+    assert_eq!(st, 200, "a key made by the CLI did not work at once");
+    let id = h.sql_count("SELECT max(id) FROM api_keys");
+    h.ok(&["admin", "api-key", "revoke", &id.to_string()]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (st, body) = send_with(&client, M::GET, s.url("/api/v1/webhooks"), None).await;
+    assert_eq!(
+        st, 401,
+        "still accepted a second after the CLI revoked it: {body}"
+    );
+    // The server's own key still works.
+    let (st, _) = s.send(M::GET, s.url("/api/v1/webhooks"), None).await;
+    assert_eq!(st, 200);
+}
+
 #[test]
 fn first_start_writes_an_initial_password_and_set_password_replaces_it() {
     use std::os::unix::fs::PermissionsExt;

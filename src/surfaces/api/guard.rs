@@ -54,7 +54,7 @@ pub async fn require_api_key(State(state): State<AppState>, req: Request, next: 
         );
     };
     let digest = access::key_digest(key);
-    let scope = match state.store.run(move |s| s.api_key_scope(&digest)).await {
+    let scope = match state.keys.scope(&digest).await {
         Ok(scope) => scope,
         Err(e) => return ApiError::internal(e).into_response(),
     };

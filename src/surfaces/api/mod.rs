@@ -381,6 +381,7 @@ pub async fn create_api_key(
         ops::create_api_key(s, &req.name, req.scope)
     })
     .await?;
+    state.keys.changed().await;
     Ok((
         StatusCode::CREATED,
         Json(json!({"api_key": listed, "key": key})),
@@ -393,9 +394,9 @@ pub async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(
-        blocking(&state, move |s| ops::revoke_api_key(s, id)).await?,
-    ))
+    let revoked = blocking(&state, move |s| ops::revoke_api_key(s, id)).await?;
+    state.keys.changed().await;
+    Ok(Json(revoked))
 }
 
 /// A known route with another method: 405 in the API's shape.

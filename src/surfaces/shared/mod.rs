@@ -1,8 +1,10 @@
 //! What the surfaces (REST API, web pages, CLI) share and none of them owns:
 //! the operations they all offer, the listener's state, the API's error
-//! shape, the session lookup and the failed-login limiter.
+//! shape, the in-memory API keys, the session lookup and the failed-login
+//! limiter.
 
 pub mod error;
+pub mod keys;
 pub mod limiter;
 pub mod ops;
 pub mod session;

@@ -23,6 +23,8 @@ pub struct AppState {
     pub config: Arc<crate::base::config::Config>,
     /// The settings the running loops read; the settings page replaces them.
     pub live: Arc<tokio::sync::watch::Sender<crate::base::live::Live>>,
+    /// The live API keys, in memory.
+    pub keys: Arc<super::keys::KeyCache>,
     /// Failed password guesses per client address or known device.
     pub logins: Arc<super::limiter::LoginLimiter>,
     /// Cancelled at shutdown: long-lived answers (the event log's live

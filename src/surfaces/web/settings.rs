@@ -249,6 +249,7 @@ pub async fn create_key(
         .map_err(WebError::internal)?;
     match made {
         Ok((listed, key)) => {
+            state.keys.changed().await;
             render(
                 &state,
                 &session,
@@ -291,6 +292,7 @@ pub async fn revoke_key(
     tokio::task::spawn_blocking(move || ops::revoke_api_key(&store, id))
         .await
         .map_err(WebError::internal)??;
+    state.keys.changed().await;
     Ok(Redirect::to("/settings?notice=revoked").into_response())
 }
 

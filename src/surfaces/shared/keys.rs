@@ -1,0 +1,115 @@
+//! The listener's view of the API keys, in memory: a request's key is
+//! checked without a database read. The view is read again every
+//! [`REFRESH`] (so a key revoked by `herald admin api-key revoke` in another
+//! process is refused within a second), at once after a create or revoke
+//! through this process, and when an unknown key arrives — at most once per
+//! [`MISS_RELOAD`], so unknown keys cannot make every request a read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engines::access::Scope;
+use crate::store::{Error, Store};
+
+/// How often the view is read again.
+pub const REFRESH: Duration = Duration::from_millis(500);
+/// Shortest time between reads caused by unknown keys.
+const MISS_RELOAD: Duration = Duration::from_millis(100);
+
+/// Live keys by digest, with when they were read.
+pub struct KeyCache {
+    store: Store,
+    keys: RwLock<Arc<HashMap<String, Scope>>>,
+    /// When the last read began.
+    loaded: Mutex<Option<Instant>>,
+    /// One reload at a time; others wait for it and use its result.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl KeyCache {
+    /// An empty view of `store`'s keys; [`KeyCache::reload`] fills it.
+    pub fn new(store: Store) -> KeyCache {
+        KeyCache {
+            store,
+            keys: RwLock::new(Arc::default()),
+            loaded: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reads the live keys again.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let _one = self.reloading.lock().await;
+        self.load().await
+    }
+
+    /// Reads the live keys; the caller holds `reloading`.
+    async fn load(&self) -> Result<(), Error> {
+        let began = Instant::now();
+        let keys = self.store.run(|s| s.live_api_keys()).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(keys.into_iter().collect());
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
+        Ok(())
+    }
+
+    /// Reads the keys again after this process created or revoked one, so
+    /// the change holds at once; a failed read is left to the next refresh.
+    pub async fn changed(&self) {
+        if let Err(e) = self.reload().await {
+            tracing::warn!(error = %e, "cannot read the API keys again; the next refresh will");
+        }
+    }
+
+    /// The scope of the live key with this digest, `None` when there is none.
+    pub async fn scope(&self, digest: &str) -> Result<Option<Scope>, Error> {
+        if let Some(scope) = self.known(digest) {
+            return Ok(Some(scope));
+        }
+        // Perhaps made a moment ago by the CLI: read the keys once more,
+        // unless a read began after this request arrived. Reads for unknown
+        // keys are at least MISS_RELOAD apart; such requests wait for them.
+        let arrived = Instant::now();
+        let _one = self.reloading.lock().await;
+        let loaded = *self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if loaded.is_none_or(|at| at < arrived) {
+            if let Some(at) = loaded {
+                tokio::time::sleep(MISS_RELOAD.saturating_sub(at.elapsed())).await;
+            }
+            self.load().await?;
+        }
+        Ok(self.known(digest))
+    }
+
+    fn known(&self, digest: &str) -> Option<Scope> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .copied()
+    }
+
+    /// Reads the keys every [`REFRESH`] until `shutdown`. A failed read is
+    /// logged once and the last view kept: a key revoked meanwhile by
+    /// another process works until the database can be read again.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH) => {}
+            }
+            match self.reload().await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot read the API keys; using the last ones read");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
