@@ -380,7 +380,7 @@ def self_test():
         ("a cycle inside one layer", "src/spec/field.rs", "\nuse crate::spec::webhook::DEFAULT_TIMEOUT;\n", "import cycle"),
         ("a database crate outside the store", "src/pipeline/router.rs", "\nfn _planted(_: rusqlite::Error) {}\n", "database crate"),
         ("a module in no layer", "src/lib.rs", "\npub mod planted;\n", "in no layer"),
-        ("a database crate by absolute path", "src/app.rs", "\nuse ::rusqlite as db;\n", "database crate"),
+        ("a database crate by absolute path", "src/app/mod.rs", "\nuse ::rusqlite as db;\n", "database crate"),
         ("a child reaching back into a parent that calls it", "src/surfaces/cli/input.rs", "\nfn _planted() { let _ = super::run; }\n", "import cycle"),
         ("a grouped use tree inside one layer (no finding)", "src/surfaces/shared/state.rs", "\n#[allow(unused_imports)]\nuse crate::surfaces::shared::{error::ApiError as _Planted};\n", None),
         ("a cycle through a module alias", "src/spec/field.rs", "\nuse crate::spec;\nfn _planted() { let _ = spec::webhook::DEFAULT_TIMEOUT; }\n", "import cycle"),
