@@ -146,7 +146,7 @@ impl Store {
     /// it does not count against the retry policy.
     pub fn release_claims(&self) -> Result<usize, Error> {
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             tx.execute(
                 "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id, webhook_name,
                                   delivery_id, attempt, error)
@@ -162,7 +162,6 @@ impl Store {
                 "UPDATE deliveries SET claimed = 0, tries = max(tries - 1, 0) WHERE claimed = 1",
                 [],
             )?;
-            tx.commit()?;
             Ok(n)
         })
     }
@@ -182,7 +181,7 @@ impl Store {
     ) -> Result<ClaimPass, Error> {
         let in_flight = in_flight.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let now = now_ms();
             let mut active = active_webhooks(&tx)?;
             if !active.is_empty() {
@@ -279,7 +278,6 @@ impl Store {
                     note_due(&mut pass, next);
                 }
             }
-            tx.commit()?;
             Ok(pass)
         })
     }
@@ -293,7 +291,7 @@ impl Store {
     pub fn finish_attempt(&self, settled: &[(NewLogEntry, Outcome)]) -> Result<bool, Error> {
         let settled = settled.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let now = now_rfc3339();
             // Cached: this runs once per delivery (a fresh prepare was 11% of
             // the delivery path's instructions; see BENCHMARKS.md).
@@ -327,7 +325,6 @@ impl Store {
                 }
                 _ => false,
             };
-            tx.commit()?;
             Ok(poke)
         })
     }
@@ -336,7 +333,7 @@ impl Store {
     pub fn fail_unreadable(&self, delivery_id: i64, reason: &str) -> Result<(), Error> {
         let reason = reason.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let now = now_rfc3339();
             let error = format!("the event cannot be read: {reason}");
             tx.execute(
@@ -352,7 +349,6 @@ impl Store {
                 "UPDATE deliveries SET state = 'failed', claimed = 0, last_error = ?3, updated_at = ?2 WHERE id = ?1",
                 params![delivery_id, now, error],
             )?;
-            tx.commit()?;
             Ok(())
         })
     }
@@ -374,7 +370,7 @@ impl Store {
     pub fn replay(&self, which: &Replay) -> Result<usize, Error> {
         let which = which.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             if let Some(id) = which.delivery_id {
                 let state: String = tx
                     .query_row("SELECT state FROM deliveries WHERE id = ?1", [id], |r| {
@@ -409,7 +405,6 @@ impl Store {
                     which.to
                 ],
             )?;
-            tx.commit()?;
             Ok(n)
         })
     }

@@ -137,7 +137,7 @@ impl Store {
         + 'static,
     ) -> Result<RouteStats, Error> {
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let mut stats = RouteStats::default();
             {
                 let routes = enabled_routes(&tx)?;
@@ -198,7 +198,6 @@ impl Store {
                     }
                 }
             }
-            tx.commit()?;
             Ok(stats)
         })
     }

@@ -196,7 +196,7 @@ impl Store {
         self.write(move |c| {
             // Immediate: it reads, then writes; a deferred transaction could
             // fail with a busy snapshot if another process wrote in between.
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             // Logged at the time the decisions were made on, so the log
             // shows exactly the spacing the interval enforces.
             let at = ms_to_rfc3339(now_ms);
@@ -264,7 +264,6 @@ impl Store {
                     message,
                 });
             }
-            tx.commit()?;
             Ok(notices)
         })
     }
@@ -274,7 +273,7 @@ impl Store {
     pub fn pause_webhook(&self, id: i64, reason: &str) -> Result<(), Error> {
         let reason = reason.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = ?2, pause_reason = ?3 WHERE id = ?1 AND paused_at IS NULL",
                 params![id, now_rfc3339(), reason],
@@ -285,7 +284,6 @@ impl Store {
                 return Ok(()); // Already paused.
             }
             insert_notice(&tx, &now_rfc3339(), "paused", id, &reason)?;
-            tx.commit()?;
             Ok(())
         })
     }
@@ -298,7 +296,7 @@ impl Store {
     /// were waiting.
     pub fn resume_webhook(&self, id: i64) -> Result<usize, Error> {
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let n = tx.execute(
                 "UPDATE webhooks SET paused_at = NULL, pause_reason = NULL, failing_since_ms = NULL,
                         last_failure_ms = NULL, failure_streak = 0
@@ -322,7 +320,6 @@ impl Store {
                 id,
                 &format!("resumed by an admin; {backlog} waiting deliveries are sent now"),
             )?;
-            tx.commit()?;
             Ok(backlog)
         })
     }
@@ -348,7 +345,7 @@ mod tests {
 
     fn attempt(s: &Store, id: i64, ok: bool) -> bool {
         s.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             let r = note_attempt(
                 &tx,
                 id,
@@ -357,7 +354,6 @@ mod tests {
                 &now_rfc3339(),
                 false,
             )?;
-            tx.commit()?;
             Ok(r)
         })
         .unwrap()

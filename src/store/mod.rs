@@ -115,6 +115,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        readers::plan_once(&conn)?;
         migrate(&mut conn)?;
         Ok(Store {
             writer: Writer::start(conn)?,

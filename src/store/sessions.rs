@@ -111,7 +111,7 @@ impl Store {
     pub fn replace_ui_settings(&self, values: &[(String, String)]) -> Result<(), Error> {
         let values = values.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
+            let tx: &rusqlite::Connection = c;
             tx.execute("DELETE FROM settings WHERE key LIKE ?1 || '%'", [UI_PREFIX])?;
             let now = now_rfc3339();
             for (k, v) in values {
@@ -120,7 +120,6 @@ impl Store {
                     params![format!("{UI_PREFIX}{k}"), v, now],
                 )?;
             }
-            tx.commit()?;
             Ok(())
         })
     }
