@@ -21,7 +21,7 @@ const MAX_NAME_LEN: usize = 200;
 /// Largest template or header text.
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 /// Default requests in flight per webhook.
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 4;
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
 /// Most requests in flight per webhook.
 const MAX_IN_FLIGHT: u32 = 256;
 /// Most events in one batch.

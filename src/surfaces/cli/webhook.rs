@@ -140,7 +140,7 @@ pub struct WebhookArgs {
     /// (the default), or JSON such as '{"kind":"fixed","interval":60,"retries":10}'.
     #[arg(long, value_name = "POLICY")]
     pub retry: Option<String>,
-    /// Requests in flight at once to this endpoint (default 4).
+    /// Requests in flight at once to this endpoint (default 16).
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<u32>,
     /// Strict event order: one request at a time; a failing event holds the

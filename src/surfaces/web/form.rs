@@ -227,7 +227,12 @@ pub fn to_patch(form: &FormData) -> Result<WebhookPatch, FieldError> {
         "timeout_ms": (number(form, "timeout_seconds", "timeout_ms", 30.0)? * 1000.0).round().max(0.0) as u64,
         "auth": auth(form)?,
         "retry": retry(form)?,
-        "max_in_flight": whole(form, "max_in_flight", "max_in_flight", 4)?,
+        "max_in_flight": whole(
+            form,
+            "max_in_flight",
+            "max_in_flight",
+            crate::spec::webhook::DEFAULT_MAX_IN_FLIGHT as u64,
+        )?,
         "ordered": form.checked("ordered"),
         "follow_redirects": form.checked("follow_redirects"),
         "batch": if form.checked("batch_on") {
@@ -413,7 +418,7 @@ pub fn values_for_new(body: &str, mime: &str) -> Values {
         ("body_mime", mime),
         ("enabled", "on"),
         ("timeout_seconds", "30"),
-        ("max_in_flight", "4"),
+        ("max_in_flight", "16"),
         ("auth_kind", "none"),
         ("signing_kind", "none"),
         ("retry_kind", "schedule"),
