@@ -183,7 +183,7 @@ impl Store {
         self.write(move |c| {
             let tx: &rusqlite::Connection = c;
             let now = now_ms();
-            let mut active = active_webhooks(&tx)?;
+            let mut active = active_webhooks(tx)?;
             if !active.is_empty() {
                 let n = start % active.len();
                 active.rotate_left(n);
@@ -224,7 +224,7 @@ impl Store {
                         note_due(&mut pass, Some(head.next_attempt_at));
                         continue;
                     }
-                    pass.claimed.extend(claim_rows(&tx, w, vec![head], false)?);
+                    pass.claimed.extend(claim_rows(tx, w, vec![head], false)?);
                     free -= 1;
                     continue;
                 }
@@ -259,7 +259,7 @@ impl Store {
                         requests += got;
                         free -= got;
                     }
-                    pass.claimed.extend(claim_rows(&tx, w, rows, w.batch.is_some())?);
+                    pass.claimed.extend(claim_rows(tx, w, rows, w.batch.is_some())?);
                     if got < asked {
                         break;
                     }
@@ -307,7 +307,7 @@ impl Store {
                     Outcome::Failed => ("failed", None),
                 };
                 let retry_at = next.map(super::webhooks::ms_to_rfc3339);
-                super::log::insert_entry(&tx, entry, retry_at.as_deref())?;
+                super::log::insert_entry(tx, entry, retry_at.as_deref())?;
                 settle.execute(params![entry.delivery_id, state, next, entry.error, now])?;
             }
             drop(settle);
@@ -315,7 +315,7 @@ impl Store {
                 Some((e, _)) if !e.test => {
                     let gave_up = settled.iter().any(|(_, o)| *o == Outcome::Failed);
                     super::health::note_attempt(
-                        &tx,
+                        tx,
                         e.webhook_id,
                         e.delivered,
                         e.error.as_deref(),

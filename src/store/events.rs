@@ -140,7 +140,7 @@ impl Store {
             let tx: &rusqlite::Connection = c;
             let mut stats = RouteStats::default();
             {
-                let routes = enabled_routes(&tx)?;
+                let routes = enabled_routes(tx)?;
                 let mut select = tx.prepare_cached(
                     "SELECT id, uuid, type, created_at, ticket_id, data FROM events
                      WHERE state = 'queued' ORDER BY id LIMIT ?1",
@@ -193,7 +193,7 @@ impl Store {
                         Err(reason) => {
                             stats.invalid += 1;
                             invalid.execute(params![row.id, reason, now])?;
-                            super::log::insert_invalid(&tx, row.id, &row.uuid, &row.kind, row.ticket_id.as_deref(), &reason, &now)?;
+                            super::log::insert_invalid(tx, row.id, &row.uuid, &row.kind, row.ticket_id.as_deref(), &reason, &now)?;
                         }
                     }
                 }

@@ -44,29 +44,34 @@ pub(super) fn note_attempt(
     now: &str,
     gave_up: bool,
 ) -> Result<bool, Error> {
+    // UPDATE, then SELECT: SQLite buffers RETURNING rows in a temporary
+    // table, dearer than reading the one row again.
+    let after = |column: &str| -> Result<Option<i64>, Error> {
+        Ok(
+            c.prepare_cached(&format!("SELECT {column} FROM webhooks WHERE id = ?1"))?
+                .query_row([webhook_id], |r| r.get(0))
+                .map(Some)
+                .or_else(none_if_missing)?,
+        )
+    };
     if delivered {
-        let recovered: Option<bool> = c
-            .prepare_cached(
-                "UPDATE webhooks SET failing_since_ms = NULL, last_failure_ms = NULL, failure_streak = 0,
-                        last_error = NULL, recovery_pending = recovery_pending OR alerted, alerted = 0,
-                        last_attempt_at = ?2, last_status = 'delivered'
-                 WHERE id = ?1 RETURNING recovery_pending",
-            )?
-            .query_row(params![webhook_id, now], |r| r.get(0))
-            .map(Some)
-            .or_else(none_if_missing)?;
-        Ok(recovered.unwrap_or(false))
+        c.prepare_cached(
+            "UPDATE webhooks SET failing_since_ms = NULL, last_failure_ms = NULL, failure_streak = 0,
+                    last_error = NULL, recovery_pending = recovery_pending OR alerted, alerted = 0,
+                    last_attempt_at = ?2, last_status = 'delivered'
+             WHERE id = ?1",
+        )?
+        .execute(params![webhook_id, now])?;
+        Ok(after("recovery_pending")?.is_some_and(|r| r != 0))
     } else {
-        let streak: Option<i64> = c
-            .prepare_cached(
-                "UPDATE webhooks SET failing_since_ms = coalesce(failing_since_ms, ?3), last_failure_ms = ?3,
-                        failure_streak = failure_streak + 1, last_error = ?4, recovery_pending = 0,
-                        last_attempt_at = ?2, last_status = 'failed'
-                 WHERE id = ?1 RETURNING failure_streak",
-            )?
-            .query_row(params![webhook_id, now, now_ms(), error], |r| r.get(0))
-            .map(Some)
-            .or_else(none_if_missing)?;
+        c.prepare_cached(
+            "UPDATE webhooks SET failing_since_ms = coalesce(failing_since_ms, ?3), last_failure_ms = ?3,
+                    failure_streak = failure_streak + 1, last_error = ?4, recovery_pending = 0,
+                    last_attempt_at = ?2, last_status = 'failed'
+             WHERE id = ?1",
+        )?
+        .execute(params![webhook_id, now, now_ms(), error])?;
+        let streak = after("failure_streak")?;
         if gave_up {
             c.prepare_cached(
                 "UPDATE webhooks SET failing_since_ms = NULL, last_failure_ms = NULL, failure_streak = 0
@@ -238,10 +243,10 @@ impl Store {
                     "UPDATE webhooks SET last_alert_ms = ?2, alerted = 1 WHERE id = ?1",
                 )?
                 .execute(params![w.id, now_ms])?;
-                insert_notice(&tx, &at, n.kind, w.id, &n.message)?;
+                insert_notice(tx, &at, n.kind, w.id, &n.message)?;
                 let mut data = describe(&w);
                 data["message"] = n.message.clone().into();
-                queue_notice_event(&tx, event, data)?;
+                queue_notice_event(tx, event, data)?;
                 notices.push(n);
             }
             let recovered: Vec<(i64, String)> = tx
@@ -252,9 +257,9 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             for (id, name) in recovered {
                 let message = format!("webhook {name:?} ({id}) delivers again");
-                insert_notice(&tx, &at, "recovered", id, &message)?;
+                insert_notice(tx, &at, "recovered", id, &message)?;
                 queue_notice_event(
-                    &tx,
+                    tx,
                     EVENT_RECOVERED,
                     json!({"webhook_id": id, "webhook_name": name, "message": message}),
                 )?;
@@ -283,7 +288,7 @@ impl Store {
                     .map_err(super::not_found(format!("webhook {id}")))?;
                 return Ok(()); // Already paused.
             }
-            insert_notice(&tx, &now_rfc3339(), "paused", id, &reason)?;
+            insert_notice(tx, &now_rfc3339(), "paused", id, &reason)?;
             Ok(())
         })
     }
@@ -314,7 +319,7 @@ impl Store {
                 params![id, now_ms()],
             )?;
             insert_notice(
-                &tx,
+                tx,
                 &now_rfc3339(),
                 "resumed",
                 id,
@@ -347,7 +352,7 @@ mod tests {
         s.write(move |c| {
             let tx: &rusqlite::Connection = c;
             let r = note_attempt(
-                &tx,
+                tx,
                 id,
                 ok,
                 (!ok).then_some("HTTP 503"),

@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_outages.sql"),
     include_str!("migrations/004_access.sql"),
     include_str!("migrations/005_sessions.sql"),
+    include_str!("migrations/006_checks_without_in.sql"),
 ];
 
 /// Read-only connections kept for reads running at once.
@@ -284,6 +285,72 @@ mod tests {
         assert_eq!(log[0].error.as_deref(), Some("HTTP 500"));
         assert!(log[0].retry_at.is_none() && !log[0].test);
         assert_eq!(store.pending_deliveries().unwrap(), 1);
+    }
+
+    /// Version 6 rebuilds log and deliveries (CHECKs without IN): rows,
+    /// ids and AUTOINCREMENT counters survive, and the CHECKs still refuse.
+    #[test]
+    fn the_version_6_rebuild_keeps_rows_and_counters_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
+                let tx = c.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
+                 VALUES ('old', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
+                 INSERT INTO events (type) VALUES ('system.start'), ('system.start');
+                 INSERT INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
+                 VALUES (1, 1, 0, 't', 't'), (2, 1, 0, 't', 't');
+                 DELETE FROM deliveries WHERE id = 2;
+                 INSERT INTO log (at, outcome, event_uuid, webhook_id, error) VALUES ('t', 'failed', 'u', 1, 'HTTP 500'), ('t', 'alert', 'v', 1, NULL);
+                 DELETE FROM log WHERE id = 2;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 6);
+        assert_eq!(store.pending_deliveries().unwrap(), 1);
+        drop(store);
+        let c = Connection::open(&path).unwrap();
+        let seq = |t: &str| -> i64 {
+            c.query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(seq("log"), 2, "a deleted log id would be given out again");
+        assert_eq!(seq("deliveries"), 2);
+        assert_eq!(
+            c.query_row(
+                "SELECT count(*) FROM sqlite_sequence WHERE name LIKE '%_v6'",
+                [],
+                |r| r.get::<_, i64>(0)
+            )
+            .unwrap(),
+            0
+        );
+        assert!(
+            c.execute("UPDATE deliveries SET state = 'lost'", [])
+                .is_err()
+        );
+        assert!(c.execute("UPDATE log SET outcome = 'lost'", []).is_err());
+        let indexes: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('log', 'deliveries') AND sql IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 8);
     }
 
     #[test]
