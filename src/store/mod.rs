@@ -119,7 +119,7 @@ impl Store {
         readers::plan_once(&conn)?;
         migrate(&mut conn)?;
         Ok(Store {
-            writer: Writer::start(conn)?,
+            writer: Writer::start(conn, path)?,
             readers: Arc::new(Readers::new(path, READERS)),
             path: Arc::new(path.to_owned()),
         })

@@ -9,7 +9,9 @@
 //! its batch is committed, so what it acknowledges is in the database.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::{Arc, Weak, mpsc};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -62,22 +64,48 @@ where
     }
 }
 
-/// The handle on the writer thread. Cheap to clone; the thread ends when
-/// the last handle is dropped.
+/// How often committed pages are copied from the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// The handle on the writer thread. Cheap to clone; the writer and the
+/// checkpointer end when the last handle is dropped.
 #[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    _alive: Arc<()>,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` (opened, migrated, in WAL mode).
-    pub(super) fn start(conn: Connection) -> Result<Writer, Error> {
+    /// Starts the writer thread on `conn` (opened, migrated, in WAL mode,
+    /// on the database at `path`), and the checkpointer beside it.
+    pub(super) fn start(conn: Connection, path: &Path) -> Result<Writer, Error> {
+        let alive = Arc::new(());
+        // Checkpoints (copying the WAL into the database, with its fsync)
+        // run on a connection of their own, so no commit waits for one.
+        // Without it the writer checkpoints itself, as SQLite does by default.
+        match Connection::open(path) {
+            Ok(checkpoints) => {
+                let watch = Arc::downgrade(&alive);
+                let started = std::thread::Builder::new()
+                    .name("herald-db-checkpoint".into())
+                    .spawn(move || checkpoint(checkpoints, watch));
+                if started.is_ok() {
+                    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a connection for checkpoints; the writer checkpoints itself")
+            }
+        }
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("herald-db-writer".into())
             .spawn(move || run(conn, jobs))
             .map_err(|e| Error::Task(format!("cannot start the database writer: {e}")))?;
-        Ok(Writer { queue })
+        Ok(Writer {
+            queue,
+            _alive: alive,
+        })
     }
 
     /// Queues `f` and blocks until its batch is committed; returns its
@@ -99,6 +127,24 @@ impl Writer {
         answer
             .recv()
             .map_err(|_| Error::Task("the database writer has stopped".into()))?
+    }
+}
+
+/// The checkpointer thread: every [`CHECKPOINT_EVERY`], a PASSIVE
+/// checkpoint (it never waits for readers or the writer), until the writer's
+/// handles are gone. A failure is logged once until one succeeds again.
+fn checkpoint(conn: Connection, alive: Weak<()>) {
+    let mut failing = false;
+    while alive.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "a WAL checkpoint failed; trying again");
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -148,8 +194,6 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     /// A writer on a fresh file with `schema`, and a reader of the same file.
     fn writer(schema: &str) -> (tempfile::TempDir, Writer, Connection) {
@@ -160,7 +204,7 @@ mod tests {
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         conn.execute_batch(schema).unwrap();
         let reader = Connection::open(&path).unwrap();
-        (dir, Writer::start(conn).unwrap(), reader)
+        (dir, Writer::start(conn, &path).unwrap(), reader)
     }
 
     fn count(c: &Connection, sql: &str) -> i64 {

@@ -2,8 +2,9 @@
 //! checked without a database read. The view is read again every
 //! [`REFRESH`] (so a key revoked by `herald admin api-key revoke` in another
 //! process is refused within a second), at once after a create or revoke
-//! through this process, and when an unknown key arrives — at most once per
-//! [`MISS_RELOAD`], so unknown keys cannot make every request a read.
+//! through this process, and when an unknown key arrives — at most
+//! [`MISS_READS_PER_SECOND`] times a second, so unknown keys cannot make
+//! every request a read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,8 +17,31 @@ use crate::store::{Error, Store};
 
 /// How often the view is read again.
 pub const REFRESH: Duration = Duration::from_millis(500);
-/// Shortest time between reads caused by unknown keys.
-const MISS_RELOAD: Duration = Duration::from_millis(100);
+/// Reads caused by unknown keys, at most, per second (and at once).
+const MISS_READS_PER_SECOND: f64 = 20.0;
+
+/// A token bucket for reads caused by unknown keys.
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    /// Takes one read if the budget has one.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens
+            + now.duration_since(self.at).as_secs_f64() * MISS_READS_PER_SECOND)
+            .min(MISS_READS_PER_SECOND);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Live keys by digest, with when they were read.
 pub struct KeyCache {
@@ -27,6 +51,8 @@ pub struct KeyCache {
     loaded: Mutex<Option<Instant>>,
     /// One reload at a time; others wait for it and use its result.
     reloading: tokio::sync::Mutex<()>,
+    /// Reads left for unknown keys.
+    misses: Mutex<Budget>,
 }
 
 impl KeyCache {
@@ -37,6 +63,10 @@ impl KeyCache {
             keys: RwLock::new(Arc::default()),
             loaded: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
+            misses: Mutex::new(Budget {
+                tokens: MISS_READS_PER_SECOND,
+                at: Instant::now(),
+            }),
         }
     }
 
@@ -70,15 +100,16 @@ impl KeyCache {
             return Ok(Some(scope));
         }
         // Perhaps made a moment ago by the CLI: read the keys once more,
-        // unless a read began after this request arrived. Reads for unknown
-        // keys are at least MISS_RELOAD apart; such requests wait for them.
+        // within a budget, so a flood of unknown keys costs at most
+        // MISS_READS_PER_SECOND reads (past it they are refused from memory).
+        if !self.misses.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Ok(None);
+        }
         let arrived = Instant::now();
         let _one = self.reloading.lock().await;
+        // A read that began after this request arrived has its answer.
         let loaded = *self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if loaded.is_none_or(|at| at < arrived) {
-            if let Some(at) = loaded {
-                tokio::time::sleep(MISS_RELOAD.saturating_sub(at.elapsed())).await;
-            }
             self.load().await?;
         }
         Ok(self.known(digest))
