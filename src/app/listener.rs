@@ -31,6 +31,9 @@ const SLOT_POLL: Duration = Duration::from_millis(50);
 /// How long an evicted connection may take to close once asked, unless a
 /// request is in progress on it.
 const EVICT_GRACE: Duration = Duration::from_secs(1);
+/// Evicted connections that may still be closing (holding descriptors
+/// beyond the cap) at once.
+const CLOSING_AT_ONCE: usize = 8;
 /// Most one repeated listener warning is logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -112,6 +115,9 @@ struct Slot {
     idle_since: Mutex<Instant>,
     /// Cancelled to close it at once (evicted, or herald stops).
     close: CancellationToken,
+    /// Asked to close to make room; it still counts (and holds its
+    /// descriptor) until its task has ended.
+    evicted: AtomicBool,
 }
 
 /// A request in progress on a connection; dropped when its answer has been
@@ -137,50 +143,69 @@ impl Drop for Busy {
 struct Connections {
     cap: usize,
     open: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// Told whenever a connection's task ends and its slot is free.
+    closed: tokio::sync::Notify,
     next_id: AtomicU64,
     /// When the last "all busy" warning was logged.
     warned: Mutex<Option<Instant>>,
 }
 
 impl Connections {
-    /// A slot for a connection just accepted: a free one, or the slot of the
-    /// connection idle longest, which is asked to close. With every
-    /// connection busy, waits (accepting nothing meanwhile) until one ends;
+    /// A slot for a connection just accepted: a free one, or, at the cap,
+    /// the slot of the connection idle longest, which is asked to close.
+    /// Connections still closing count too, so the descriptors in use stay
+    /// within the cap plus [`CLOSING_AT_ONCE`]. With every connection busy
+    /// (or closing), waits (accepting nothing meanwhile) until one ends;
     /// `None` when herald stops first.
     async fn admit(self: &Arc<Self>, stop: &CancellationToken) -> Option<Admitted> {
         loop {
-            if let Some(admitted) = self.try_admit(stop) {
-                return Some(admitted);
+            let closed = self.closed.notified();
+            let closing = match self.try_admit(stop) {
+                Ok(admitted) => return Some(admitted),
+                Err(closing) => closing,
+            };
+            if !closing {
+                self.warn_all_busy();
             }
-            self.warn_all_busy();
             tokio::select! {
                 _ = stop.cancelled() => return None,
+                _ = closed => {}
                 _ = tokio::time::sleep(SLOT_POLL) => {}
             }
         }
     }
 
-    fn try_admit(self: &Arc<Self>, stop: &CancellationToken) -> Option<Admitted> {
+    /// Admits now if there is room, evicting the idlest connection at the
+    /// cap. Otherwise says whether connections are closing (`Err(true)`)
+    /// or every one is busy (`Err(false)`).
+    fn try_admit(self: &Arc<Self>, stop: &CancellationToken) -> Result<Admitted, bool> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= self.cap {
+        let evicted = |slot: &Arc<Slot>| slot.evicted.load(Ordering::SeqCst);
+        let mut closing = open.values().filter(|s| evicted(s)).count();
+        if open.len() - closing >= self.cap && closing < CLOSING_AT_ONCE {
             let idlest = open
-                .iter()
-                .filter(|(_, slot)| slot.busy.load(Ordering::SeqCst) == 0)
-                .min_by_key(|(_, slot)| *slot.idle_since.lock().unwrap_or_else(|p| p.into_inner()))
-                .map(|(id, _)| *id)?;
-            if let Some(evicted) = open.remove(&idlest) {
+                .values()
+                .filter(|slot| slot.busy.load(Ordering::SeqCst) == 0 && !evicted(slot))
+                .min_by_key(|slot| *slot.idle_since.lock().unwrap_or_else(|p| p.into_inner()));
+            if let Some(slot) = idlest {
                 tracing::debug!("listener at its cap: closing the connection idle longest");
-                evicted.close.cancel();
+                slot.evicted.store(true, Ordering::SeqCst);
+                slot.close.cancel();
+                closing += 1;
             }
+        }
+        if open.len() - closing >= self.cap || open.len() >= self.cap + CLOSING_AT_ONCE {
+            return Err(closing > 0);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             busy: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
             close: stop.child_token(),
+            evicted: AtomicBool::new(false),
         });
         open.insert(id, slot.clone());
-        Some(Admitted {
+        Ok(Admitted {
             id,
             slot,
             connections: self.clone(),
@@ -214,6 +239,7 @@ impl Drop for Admitted {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+        self.connections.closed.notify_waiters();
     }
 }
 
@@ -301,6 +327,7 @@ pub async fn serve(
     let connections = Arc::new(Connections {
         cap: limits.max_connections,
         open: Mutex::new(HashMap::new()),
+        closed: tokio::sync::Notify::new(),
         next_id: AtomicU64::new(0),
         warned: Mutex::new(None),
     });
