@@ -257,6 +257,18 @@ fn sample_data() -> String {
     v["data"].to_string()
 }
 
+/// CPU time (user + system) a process has used, from /proc (`"self"` for
+/// the bench itself, where the sink and the load generator run).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Resident memory of a process, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -307,6 +319,8 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             }
             h.serve();
             let before = sink.count();
+            let pid = h.pid().to_string();
+            let (herald_cpu, bench_cpu) = (cpu_secs(&pid), cpu_secs("self"));
             let start = Instant::now();
             if via == "sql" {
                 h.insert_events(events);
@@ -315,9 +329,12 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             }
             let total = (events * webhooks) as u64;
             sink.wait_for(before + total).await;
-            let rate = total as f64 / start.elapsed().as_secs_f64();
+            let wall = start.elapsed().as_secs_f64();
+            let rate = total as f64 / wall;
+            let herald_cores = (cpu_secs(&pid) - herald_cpu) / wall;
+            let bench_cores = (cpu_secs("self") - bench_cpu) / wall;
             println!(
-                "throughput {webhooks:>3} webhook(s), {events:>5} events via {via}: {rate:>8.0} deliveries/s = {:.2} x sink ceiling (target >= 0.5)",
+                "throughput {webhooks:>3} webhook(s), {events:>5} events via {via}: {rate:>8.0} deliveries/s = {:.2} x sink ceiling (target >= 0.5); cores busy: herald {herald_cores:.2}, sink and load generator {bench_cores:.2}",
                 rate / ceiling
             );
         }

@@ -9,44 +9,38 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::base::event::{check_time, check_type, check_uuid, parse_stored_data, pattern_matches};
-use crate::store::{QueuedEvent, RouteStats, Store, WebhookRoute};
+use serde_json::{Map, Value};
+
+use crate::store::{QueuedEvent, Store, WebhookRoute};
 
 /// Pause after a storage error before trying again.
 const ON_ERROR: Duration = Duration::from_secs(1);
 
-/// Decides where one queued row goes: the ids of the webhooks to deliver to,
-/// or why the row is not a valid event.
-pub fn decide(row: &QueuedEvent, routes: &[WebhookRoute]) -> Result<Vec<i64>, String> {
+/// Decides where one queued row goes: the ids of the webhooks to deliver to
+/// with the event's parsed data (kept for sending it), or why the row is not
+/// a valid event.
+pub fn decide(
+    row: &QueuedEvent,
+    routes: &[WebhookRoute],
+) -> Result<(Vec<i64>, Map<String, Value>), String> {
     if let Some(reason) = &row.unreadable {
         return Err(reason.clone());
     }
     check_type(&row.kind).map_err(|e| e.to_string())?;
     check_uuid(&row.uuid).map_err(|e| e.to_string())?;
     check_time(&row.created_at).map_err(|e| e.to_string())?;
-    parse_stored_data(&row.data).map_err(|e| e.to_string())?;
-    Ok(routes
+    let data = parse_stored_data(&row.data).map_err(|e| e.to_string())?;
+    let webhooks = routes
         .iter()
         .filter(|w| w.patterns.iter().any(|p| pattern_matches(p, &row.kind)))
         .map(|w| w.id)
-        .collect())
-}
-
-/// Routes everything queued now, batch by batch. Returns the totals.
-pub fn route_all(store: &Store, batch_size: usize) -> Result<RouteStats, crate::store::Error> {
-    let mut total = RouteStats::default();
-    loop {
-        let stats = store.route_batch(batch_size, decide)?;
-        total.events += stats.events;
-        total.deliveries += stats.deliveries;
-        total.invalid += stats.invalid;
-        if stats.events < batch_size {
-            return Ok(total);
-        }
-    }
+        .collect();
+    Ok((webhooks, data))
 }
 
 /// The polling loop. `wake` is notified by herald's ingest; `routed` is
-/// notified after every batch that created deliveries.
+/// notified after every batch that created deliveries, so sending begins
+/// while a long queue is still being routed.
 pub async fn run(
     store: Store,
     mut live: crate::base::live::Receiver,
@@ -56,7 +50,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        match store.run(move |s| route_all(s, batch_size)).await {
+        match store.run(move |s| s.route_batch(batch_size, decide)).await {
             Ok(stats) => {
                 if stats.invalid > 0 {
                     tracing::warn!(
@@ -71,6 +65,9 @@ pub async fn run(
                         "routed"
                     );
                     routed.notify_one();
+                }
+                if stats.events == batch_size && !shutdown.is_cancelled() {
+                    continue; // More may be queued: the next batch at once.
                 }
             }
             Err(e) => {
@@ -129,15 +126,15 @@ mod tests {
             },
         ];
         assert_eq!(
-            decide(&row("ticket.login", "{}"), &routes).unwrap(),
+            decide(&row("ticket.login", "{}"), &routes).unwrap().0,
             vec![1, 2, 3]
         );
         assert_eq!(
-            decide(&row("ticket.logout", "{}"), &routes).unwrap(),
+            decide(&row("ticket.logout", "{}"), &routes).unwrap().0,
             vec![2, 3]
         );
         assert_eq!(
-            decide(&row("system.start", "{}"), &routes).unwrap(),
+            decide(&row("system.start", "{}"), &routes).unwrap().0,
             vec![3, 4]
         );
     }

@@ -91,7 +91,8 @@ struct Active {
     batch: Option<Batch>,
 }
 
-/// A due delivery row with its event, as read for claiming.
+/// A due delivery row with its event's columns, as read for claiming (the
+/// event is parsed after the claim is committed, off the writer).
 struct Row {
     delivery_id: i64,
     attempts: i64,
@@ -99,26 +100,53 @@ struct Row {
     claimed: bool,
     next_attempt_at: i64,
     created_at: String,
-    event: Result<Event, String>,
+    event: RawEvent,
+}
+
+/// An event's columns as stored.
+struct RawEvent {
+    id: i64,
+    uuid: Result<Option<String>, &'static str>,
+    kind: Result<Option<String>, &'static str>,
+    created_at: Result<Option<String>, &'static str>,
+    ticket_id: Result<Option<String>, &'static str>,
+    data: Result<Option<String>, &'static str>,
+}
+
+impl RawEvent {
+    /// The event, or why it cannot be read. Read as the router reads a
+    /// queued row, so a parsed event from the router and one parsed here
+    /// are the same.
+    fn parse(self) -> Result<Event, String> {
+        let text = |v: Result<Option<String>, &'static str>, name: &str| {
+            v.map(Option::unwrap_or_default)
+                .map_err(|reason| format!("column {name} {reason}"))
+        };
+        let uuid = text(self.uuid, "uuid")?;
+        let kind = text(self.kind, "type")?;
+        let created_at = text(self.created_at, "created_at")?;
+        let ticket_id = self
+            .ticket_id
+            .map_err(|reason| format!("column ticket_id {reason}"))?
+            .filter(|t| !t.is_empty());
+        let data = crate::base::event::parse_stored_data(&text(self.data, "data")?)
+            .map_err(|e| e.to_string())?;
+        Ok(Event {
+            id: self.id,
+            uuid,
+            kind,
+            created_at,
+            ticket_id,
+            data,
+        })
+    }
 }
 
 const ROW_COLUMNS: &str = "d.id, d.attempts, d.tries, d.claimed, d.next_attempt_at, d.created_at,
      e.id, e.uuid, e.type, e.created_at, e.ticket_id, e.data";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let data: String = r.get(11)?;
-    let event = crate::base::event::parse_stored_data(&data)
-        .map_err(|e| e.to_string())
-        .and_then(|data| {
-            Ok(Event {
-                id: r.get(6).map_err(|e| e.to_string())?,
-                uuid: r.get(7).map_err(|e| e.to_string())?,
-                kind: r.get(8).map_err(|e| e.to_string())?,
-                created_at: r.get(9).map_err(|e| e.to_string())?,
-                ticket_id: r.get(10).map_err(|e| e.to_string())?,
-                data,
-            })
-        });
+    use super::events::column_text;
     Ok(Row {
         delivery_id: r.get(0)?,
         attempts: r.get(1)?,
@@ -126,8 +154,31 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         claimed: r.get(3)?,
         next_attempt_at: r.get(4)?,
         created_at: r.get(5)?,
-        event,
+        event: RawEvent {
+            id: r.get(6)?,
+            uuid: column_text(r, 7),
+            kind: column_text(r, 8),
+            created_at: column_text(r, 9),
+            ticket_id: column_text(r, 10),
+            data: column_text(r, 11),
+        },
     })
+}
+
+/// The rows one webhook's turn claimed, before their events are parsed.
+struct ClaimedRows {
+    webhook_id: i64,
+    webhook_updated_at: String,
+    batched: bool,
+    rows: Vec<Row>,
+}
+
+/// A claim pass as the writer finishes it: rows claimed, events unparsed.
+#[derive(Default)]
+struct RawPass {
+    claimed: Vec<ClaimedRows>,
+    next_due_ms: Option<i64>,
+    starved: bool,
 }
 
 /// Milliseconds since `created_at` (RFC 3339); a time in the future (clock
@@ -180,7 +231,7 @@ impl Store {
         start: usize,
     ) -> Result<ClaimPass, Error> {
         let in_flight = in_flight.to_owned();
-        self.write(move |c| {
+        let raw = self.write(move |c| {
             let tx: &rusqlite::Connection = c;
             let now = now_ms();
             let mut active = active_webhooks(tx)?;
@@ -188,9 +239,9 @@ impl Store {
                 let n = start % active.len();
                 active.rotate_left(n);
             }
-            let mut pass = ClaimPass::default();
+            let mut pass = RawPass::default();
             let mut free = free;
-            let note_due = |pass: &mut ClaimPass, at: Option<i64>| {
+            let note_due = |pass: &mut RawPass, at: Option<i64>| {
                 if let Some(at) = at {
                     pass.next_due_ms = Some(pass.next_due_ms.map_or(at, |d| d.min(at)));
                 }
@@ -224,7 +275,7 @@ impl Store {
                         note_due(&mut pass, Some(head.next_attempt_at));
                         continue;
                     }
-                    pass.claimed.extend(claim_rows(tx, w, vec![head], false)?);
+                    pass.claimed.push(claim_rows(tx, w, vec![head], false)?);
                     free -= 1;
                     continue;
                 }
@@ -259,7 +310,7 @@ impl Store {
                         requests += got;
                         free -= got;
                     }
-                    pass.claimed.extend(claim_rows(tx, w, rows, w.batch.is_some())?);
+                    pass.claimed.push(claim_rows(tx, w, rows, w.batch.is_some())?);
                     if got < asked {
                         break;
                     }
@@ -279,6 +330,18 @@ impl Store {
                 }
             }
             Ok(pass)
+        })?;
+        // Parsing is CPU work the writer must not wait on: it happens here,
+        // once the claims are committed (or not at all, for an event the
+        // router parsed).
+        Ok(ClaimPass {
+            claimed: raw
+                .claimed
+                .into_iter()
+                .flat_map(|group| into_jobs(&self.parsed, group))
+                .collect(),
+            next_due_ms: raw.next_due_ms,
+            starved: raw.starved,
         })
     }
 
@@ -538,49 +601,67 @@ fn active_webhooks(tx: &rusqlite::Connection) -> Result<Vec<Active>, Error> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Claims `rows` of webhook `w`: one job per row, or one job for all of
-/// them when `batched`. Unreadable events become their own entries.
+/// Claims `rows` of webhook `w` (one request each, or one request for all
+/// when `batched`).
 fn claim_rows(
     tx: &rusqlite::Connection,
     w: &Active,
     rows: Vec<Row>,
     batched: bool,
-) -> Result<Vec<Claimed>, Error> {
+) -> Result<ClaimedRows, Error> {
     // The attempt counts from its claim, so an attempt cut short by a crash
     // keeps its number and the next one is numbered after it.
     let mut claim = tx.prepare_cached(
         "UPDATE deliveries SET claimed = 1, attempts = attempts + 1, tries = tries + 1 WHERE id = ?1",
     )?;
+    for row in &rows {
+        claim.execute([row.delivery_id])?;
+    }
+    Ok(ClaimedRows {
+        webhook_id: w.id,
+        webhook_updated_at: w.updated_at.clone(),
+        batched,
+        rows,
+    })
+}
+
+/// The requests of one webhook's claimed rows: each event from the router's
+/// parsed events, or parsed now. Events that cannot be read become
+/// entries of their own.
+fn into_jobs(parsed: &super::parsed::ParsedEvents, group: ClaimedRows) -> Vec<Claimed> {
     let mut out = Vec::new();
     let mut items = Vec::new();
-    for row in rows {
-        claim.execute([row.delivery_id])?;
-        match row.event {
+    for row in group.rows {
+        let event = match parsed.take(row.event.id) {
+            Some(event) => Ok(event),
+            None => row.event.parse().map(Arc::new),
+        };
+        match event {
             Ok(event) => items.push(Item {
                 delivery_id: row.delivery_id,
                 attempt: row.attempts + 1,
                 tries: (row.tries + 1).clamp(1, u32::MAX as i64) as u32,
-                event: Arc::new(event),
+                event,
             }),
             Err(reason) => out.push(Err(Unreadable {
                 delivery_id: row.delivery_id,
-                webhook_id: w.id,
+                webhook_id: group.webhook_id,
                 reason,
             })),
         }
     }
     let job = |items: Vec<Item>| DeliveryJob {
-        webhook_id: w.id,
-        webhook_updated_at: w.updated_at.clone(),
+        webhook_id: group.webhook_id,
+        webhook_updated_at: group.webhook_updated_at.clone(),
         items,
-        batched,
+        batched: group.batched,
     };
-    if batched {
+    if group.batched {
         if !items.is_empty() {
             out.push(Ok(job(items)));
         }
     } else {
         out.extend(items.into_iter().map(|i| Ok(job(vec![i]))));
     }
-    Ok(out)
+    out
 }

@@ -1,13 +1,16 @@
 //! The `events` table: the queue producers append to and the router drains.
 
+use std::sync::Arc;
+
 use rusqlite::{OptionalExtension, params};
+use serde_json::{Map, Value};
 
 use super::{Error, Store};
 
 /// `next_attempt_at` of a first attempt: due at once, whatever the wall clock
 /// says (a clock stepped back at boot must not hold deliveries).
 const DUE_NOW: i64 = 0;
-use crate::base::event::{ValidEvent, now_rfc3339};
+use crate::base::event::{Event, ValidEvent, now_rfc3339};
 
 /// An event as stored, for the event log's detail page.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -55,6 +58,10 @@ pub struct WebhookRoute {
     /// Event patterns.
     pub patterns: Vec<String>,
 }
+
+/// The router's verdict on a queued row: the webhooks to deliver to with
+/// the parsed event, or why it is invalid.
+type Decision = Result<(Vec<i64>, Arc<Event>), String>;
 
 /// What one routing transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,80 +132,92 @@ impl Store {
         })
     }
 
-    /// Routes up to `limit` queued events in one transaction: for each,
-    /// `decide` returns the webhooks to deliver to, or why the event is
-    /// invalid. Deliveries are created and events marked in the same
-    /// transaction, so an event is routed exactly once.
+    /// Routes up to `limit` queued events: for each, `decide` returns the
+    /// webhooks to deliver to with the event's parsed data, or why the event
+    /// is invalid. The rows are read and decided on a read connection, off
+    /// the writer; one write then creates the deliveries and marks the
+    /// events, each only if it is still queued, so an event is routed
+    /// exactly once even beside another router (a second `herald serve`).
+    /// Routed events are kept parsed for the claims that send them.
     pub fn route_batch(
         &self,
         limit: usize,
-        mut decide: impl FnMut(&QueuedEvent, &[WebhookRoute]) -> Result<Vec<i64>, String>
-        + Send
-        + 'static,
+        mut decide: impl FnMut(
+            &QueuedEvent,
+            &[WebhookRoute],
+        ) -> Result<(Vec<i64>, Map<String, Value>), String>,
     ) -> Result<RouteStats, Error> {
+        let (routes, rows) = self.read(|c| Ok((enabled_routes(c)?, queued_events(c, limit)?)))?;
+        if rows.is_empty() {
+            return Ok(RouteStats::default());
+        }
+        let decided: Vec<(QueuedEvent, Decision)> = rows
+            .into_iter()
+            .map(|row| {
+                let decision = decide(&row, &routes).map(|(webhooks, data)| {
+                    let event = Event {
+                        id: row.id,
+                        uuid: row.uuid.clone(),
+                        kind: row.kind.clone(),
+                        created_at: row.created_at.clone(),
+                        ticket_id: row.ticket_id.clone(),
+                        data,
+                    };
+                    (webhooks, Arc::new(event))
+                });
+                (row, decision)
+            })
+            .collect();
+        let parsed = self.parsed.clone();
         self.write(move |c| {
             let tx: &rusqlite::Connection = c;
             let mut stats = RouteStats::default();
-            {
-                let routes = enabled_routes(tx)?;
-                let mut select = tx.prepare_cached(
-                    "SELECT id, uuid, type, created_at, ticket_id, data FROM events
-                     WHERE state = 'queued' ORDER BY id LIMIT ?1",
-                )?;
-                let rows: Vec<QueuedEvent> = select
-                    .query_map([limit as i64], |r| {
-                        let mut unreadable = None;
-                        let mut text = |i: usize, name: &str| {
-                            column_text(r, i).unwrap_or_else(|reason| {
-                                unreadable.get_or_insert(format!("column {name} {reason}"));
-                                None
-                            })
-                        };
-                        let uuid = text(1, "uuid").unwrap_or_default();
-                        let kind = text(2, "type").unwrap_or_default();
-                        let created_at = text(3, "created_at").unwrap_or_default();
-                        let ticket_id = text(4, "ticket_id").filter(|t| !t.is_empty());
-                        let data = text(5, "data").unwrap_or_default();
-                        Ok(QueuedEvent {
-                            id: r.get(0)?,
-                            uuid,
-                            kind,
-                            created_at,
-                            ticket_id,
-                            data,
-                            unreadable,
-                        })
-                    })?
-                    .collect::<Result<_, _>>()?;
-                let now = now_rfc3339();
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )?;
-                let mut routed = tx.prepare_cached(
-                    "UPDATE events SET state = 'routed', routed_at = ?2 WHERE id = ?1",
-                )?;
-                let mut invalid = tx.prepare_cached(
-                    "UPDATE events SET state = 'invalid', error = ?2, routed_at = ?3 WHERE id = ?1",
-                )?;
-                for row in &rows {
-                    stats.events += 1;
-                    match decide(row, &routes) {
-                        Ok(webhooks) => {
-                            for w in webhooks {
-                                stats.deliveries += insert.execute(params![row.id, w, DUE_NOW, now])?;
-                            }
-                            routed.execute(params![row.id, now])?;
+            let now = now_rfc3339();
+            // Only to a webhook still there and enabled: it may have changed
+            // since the read.
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
+                 SELECT ?1, id, ?3, ?4, ?4 FROM webhooks WHERE id = ?2 AND enabled = 1",
+            )?;
+            let mut routed = tx.prepare_cached(
+                "UPDATE events SET state = 'routed', routed_at = ?2 WHERE id = ?1 AND state = 'queued'",
+            )?;
+            let mut invalid = tx.prepare_cached(
+                "UPDATE events SET state = 'invalid', error = ?2, routed_at = ?3 WHERE id = ?1 AND state = 'queued'",
+            )?;
+            let mut keep = Vec::new();
+            for (row, decision) in &decided {
+                match decision {
+                    Ok((webhooks, event)) => {
+                        if routed.execute(params![row.id, now])? == 0 {
+                            continue; // Routed meanwhile by someone else.
                         }
-                        Err(reason) => {
-                            stats.invalid += 1;
-                            invalid.execute(params![row.id, reason, now])?;
-                            super::log::insert_invalid(tx, row.id, &row.uuid, &row.kind, row.ticket_id.as_deref(), &reason, &now)?;
+                        stats.events += 1;
+                        let mut made = 0;
+                        for w in webhooks {
+                            made += insert.execute(params![row.id, w, DUE_NOW, now])?;
                         }
+                        stats.deliveries += made;
+                        keep.push((event.clone(), made));
+                    }
+                    Err(reason) => {
+                        if invalid.execute(params![row.id, reason, now])? == 0 {
+                            continue;
+                        }
+                        stats.events += 1;
+                        stats.invalid += 1;
+                        super::log::insert_invalid(tx, row.id, &row.uuid, &row.kind, row.ticket_id.as_deref(), reason, &now)?;
                     }
                 }
             }
-            Ok(stats)
+            Ok((stats, keep))
+        })
+        .map(|(stats, keep)| {
+            // Kept only once committed: a claim can only find what is routed.
+            for (event, deliveries) in keep {
+                parsed.keep(event, deliveries);
+            }
+            stats
         })
     }
 
@@ -227,7 +246,7 @@ impl Store {
 /// numbers read as their text, NULL as `None`; a BLOB or text that is not
 /// UTF-8 is refused with the reason (the row is then marked invalid rather
 /// than stopping the queue).
-fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'static str> {
+pub(super) fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'static str> {
     use rusqlite::types::ValueRef;
     match r.get_ref(i).map_err(|_| "cannot be read")? {
         ValueRef::Null => Ok(None),
@@ -238,6 +257,40 @@ fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'stat
             .map_err(|_| "is not valid UTF-8 text"),
         ValueRef::Blob(_) => Err("holds a BLOB; herald needs text"),
     }
+}
+
+/// Up to `limit` queued events, oldest first, as written.
+fn queued_events(c: &rusqlite::Connection, limit: usize) -> Result<Vec<QueuedEvent>, Error> {
+    let mut select = c.prepare_cached(
+        "SELECT id, uuid, type, created_at, ticket_id, data FROM events
+         WHERE state = 'queued' ORDER BY id LIMIT ?1",
+    )?;
+    let rows = select
+        .query_map([limit as i64], |r| {
+            let mut unreadable = None;
+            let mut text = |i: usize, name: &str| {
+                column_text(r, i).unwrap_or_else(|reason| {
+                    unreadable.get_or_insert(format!("column {name} {reason}"));
+                    None
+                })
+            };
+            let uuid = text(1, "uuid").unwrap_or_default();
+            let kind = text(2, "type").unwrap_or_default();
+            let created_at = text(3, "created_at").unwrap_or_default();
+            let ticket_id = text(4, "ticket_id").filter(|t| !t.is_empty());
+            let data = text(5, "data").unwrap_or_default();
+            Ok(QueuedEvent {
+                id: r.get(0)?,
+                uuid,
+                kind,
+                created_at,
+                ticket_id,
+                data,
+                unreadable,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// Enabled webhooks and their patterns.

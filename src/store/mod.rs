@@ -14,7 +14,10 @@ mod error;
 mod events;
 mod health;
 mod log;
+mod parsed;
 mod readers;
+#[cfg(test)]
+mod routing_tests;
 mod sessions;
 mod webhooks;
 mod writer;
@@ -27,6 +30,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use error::{is_duplicate, not_found};
+use parsed::ParsedEvents;
 use readers::Readers;
 use writer::Writer;
 
@@ -66,6 +70,8 @@ const READERS: usize = 4;
 pub struct Store {
     writer: Writer,
     readers: Arc<Readers>,
+    /// Events parsed by the router, for the claims that send them.
+    parsed: Arc<ParsedEvents>,
     path: Arc<PathBuf>,
 }
 
@@ -121,6 +127,7 @@ impl Store {
         Ok(Store {
             writer: Writer::start(conn, path)?,
             readers: Arc::new(Readers::new(path, READERS)),
+            parsed: Arc::default(),
             path: Arc::new(path.to_owned()),
         })
     }

@@ -1,0 +1,119 @@
+//! Events the router has already parsed, kept for the claims that send
+//! them, so an event's JSON is parsed once between the queue and the
+//! rendered request (and never on the writer thread).
+//!
+//! Bounded: when full, newly routed events are not kept and their claims
+//! parse them again (a backlog; the oldest events, which are sent first,
+//! stay). An entry is dropped when its last delivery has been claimed, or
+//! when it has waited [`STALE`] (its webhook is paused, or was deleted).
+//! A row edited after routing is sent as it was routed while it is kept
+//! here; an edit that makes it unreadable is found by a claim after that.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::base::event::Event;
+
+/// Most events kept (about 2–4 KiB each for the appliance's events).
+const CAPACITY: usize = 1024;
+/// An entry older than this is dropped to make room.
+const STALE: Duration = Duration::from_secs(10);
+
+struct Entry {
+    event: Arc<Event>,
+    /// Claims still to come: one per delivery the router created.
+    claims_left: usize,
+    at: Instant,
+}
+
+/// The cache. Shared by every clone of a [`super::Store`].
+#[derive(Default)]
+pub(super) struct ParsedEvents {
+    entries: Mutex<HashMap<i64, Entry>>,
+}
+
+impl ParsedEvents {
+    /// Keeps `event` for its `deliveries` claims, if there is room.
+    pub(super) fn keep(&self, event: Arc<Event>, deliveries: usize) {
+        if deliveries == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("parsed events lock");
+        if entries.len() >= CAPACITY {
+            let now = Instant::now();
+            entries.retain(|_, e| now.duration_since(e.at) < STALE);
+            if entries.len() >= CAPACITY {
+                return;
+            }
+        }
+        entries.insert(
+            event.id,
+            Entry {
+                event,
+                claims_left: deliveries,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// The parsed event `id`, if kept; counts one claim of it.
+    pub(super) fn take(&self, id: i64) -> Option<Arc<Event>> {
+        let mut entries = self.entries.lock().expect("parsed events lock");
+        let entry = entries.get_mut(&id)?;
+        entry.claims_left -= 1;
+        let event = entry.event.clone();
+        if entry.claims_left == 0 {
+            entries.remove(&id);
+        }
+        Some(event)
+    }
+
+    /// How many events are kept.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.entries.lock().expect("parsed events lock").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: i64) -> Arc<Event> {
+        Arc::new(Event {
+            id,
+            uuid: format!("u{id}"),
+            kind: "ticket.login".into(),
+            created_at: "2026-12-04T00:00:00Z".into(),
+            ticket_id: None,
+            data: Default::default(),
+        })
+    }
+
+    #[test]
+    fn an_event_is_kept_for_each_of_its_claims_then_dropped() {
+        let p = ParsedEvents::default();
+        p.keep(event(1), 2);
+        assert_eq!(p.take(1).unwrap().uuid, "u1");
+        assert_eq!(p.take(1).unwrap().uuid, "u1");
+        assert!(p.take(1).is_none());
+        assert_eq!(p.len(), 0);
+        p.keep(event(2), 0);
+        assert!(p.take(2).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_keeps_what_it_has() {
+        let p = ParsedEvents::default();
+        for id in 0..CAPACITY as i64 + 10 {
+            p.keep(event(id), 1);
+        }
+        assert_eq!(p.len(), CAPACITY);
+        assert!(p.take(0).is_some(), "the oldest stays");
+        assert!(
+            p.take(CAPACITY as i64 + 5).is_none(),
+            "the newest was not kept"
+        );
+    }
+}
