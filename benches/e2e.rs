@@ -197,6 +197,9 @@ impl Herald {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("WRITER") {
+                    eprintln!("{line}");
+                }
                 if line.contains("herald ready")
                     && let Some(tx) = tx.take()
                 {
@@ -269,6 +272,24 @@ fn cpu_secs(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Busy and total CPU time of the whole machine so far (seconds, all
+/// cores), from /proc/stat: whether a run was short of CPU.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = f.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
 /// Resident memory of a process, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -321,6 +342,7 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             let before = sink.count();
             let pid = h.pid().to_string();
             let (herald_cpu, bench_cpu) = (cpu_secs(&pid), cpu_secs("self"));
+            let (busy, _) = machine_cpu();
             let start = Instant::now();
             if via == "sql" {
                 h.insert_events(events);
@@ -333,8 +355,9 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             let rate = total as f64 / wall;
             let herald_cores = (cpu_secs(&pid) - herald_cpu) / wall;
             let bench_cores = (cpu_secs("self") - bench_cpu) / wall;
+            let machine_cores = (machine_cpu().0 - busy) / wall;
             println!(
-                "throughput {webhooks:>3} webhook(s), {events:>5} events via {via}: {rate:>8.0} deliveries/s = {:.2} x sink ceiling (target >= 0.5); cores busy: herald {herald_cores:.2}, sink and load generator {bench_cores:.2}",
+                "throughput {webhooks:>3} webhook(s), {events:>5} events via {via}: {rate:>8.0} deliveries/s = {:.2} x sink ceiling (target >= 0.5); cores busy: herald {herald_cores:.2}, sink and load generator {bench_cores:.2}, whole machine {machine_cores:.2}",
                 rate / ceiling
             );
         }

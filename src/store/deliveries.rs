@@ -224,14 +224,14 @@ impl Store {
     /// only its oldest pending delivery, and only when nothing of it is in
     /// flight; a batching webhook one request per full batch, or per batch
     /// whose oldest event has waited `max_wait`.
-    pub fn claim_due(
+    pub async fn claim_due(
         &self,
         free: usize,
         in_flight: &HashMap<i64, usize>,
         start: usize,
     ) -> Result<ClaimPass, Error> {
         let in_flight = in_flight.to_owned();
-        let raw = self.write(move |c| {
+        let raw = self.write_async(move |c| {
             let tx: &rusqlite::Connection = c;
             let now = now_ms();
             let mut active = active_webhooks(tx)?;
@@ -330,7 +330,8 @@ impl Store {
                 }
             }
             Ok(pass)
-        })?;
+        })
+        .await?;
         // Parsing is CPU work the writer must not wait on: it happens here,
         // once the claims are committed (or not at all, for an event the
         // router parsed).
@@ -351,9 +352,11 @@ impl Store {
     /// entries and the webhook's health. Returns whether the health changed
     /// in a way the monitor must look at (a failure streak began, or an
     /// alerted streak ended).
-    pub fn finish_attempt(&self, settled: &[(NewLogEntry, Outcome)]) -> Result<bool, Error> {
-        let settled = settled.to_owned();
-        self.write(move |c| {
+    pub async fn finish_attempt(
+        &self,
+        settled: Arc<Vec<(NewLogEntry, Outcome)>>,
+    ) -> Result<bool, Error> {
+        self.write_async(move |c| {
             let tx: &rusqlite::Connection = c;
             let now = now_rfc3339();
             // Cached: this runs once per delivery (a fresh prepare was 11% of
@@ -363,7 +366,7 @@ impl Store {
                                        last_error = ?4, updated_at = ?5
                  WHERE id = ?1",
             )?;
-            for (entry, outcome) in &settled {
+            for (entry, outcome) in settled.iter() {
                 let (state, next) = match outcome {
                     Outcome::Delivered => ("delivered", None),
                     Outcome::RetryAt(ms) => ("pending", Some(*ms)),
@@ -390,6 +393,7 @@ impl Store {
             };
             Ok(poke)
         })
+        .await
     }
 
     /// Marks a delivery failed without an attempt (its event cannot be read).

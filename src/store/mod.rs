@@ -160,6 +160,15 @@ impl Store {
         self.writer.write(f)
     }
 
+    /// [`Store::write`] for async callers: awaits the commit without
+    /// holding a thread (the hot path's writes).
+    async fn write_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.writer.write_async(f).await
+    }
+
     /// Runs the read `f` on a read-only connection, on the calling thread.
     fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
         self.readers.read(f)

@@ -37,7 +37,12 @@ fn queue(store: &Store, data: &str) {
 }
 
 fn claim(store: &Store) -> Vec<Claimed> {
-    store.claim_due(32, &HashMap::new(), 0).unwrap().claimed
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(store.claim_due(32, &HashMap::new(), 0))
+        .unwrap()
+        .claimed
 }
 
 #[test]

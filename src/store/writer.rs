@@ -32,7 +32,14 @@ trait Job: Send {
 struct Write<T, F> {
     f: Option<F>,
     result: Option<Result<T, Error>>,
-    reply: mpsc::SyncSender<Result<T, Error>>,
+    reply: Reply<T>,
+}
+
+/// Where a write's result goes: a blocked thread, or an awaiting task
+/// (woken directly, without a thread of the blocking pool in between).
+enum Reply<T> {
+    Blocking(mpsc::SyncSender<Result<T, Error>>),
+    Async(tokio::sync::oneshot::Sender<Result<T, Error>>),
 }
 
 impl<T, F> Job for Write<T, F>
@@ -59,8 +66,12 @@ where
             (Some(Ok(value)), Ok(())) => Ok(value),
             (None, Ok(())) => Err(Error::Task("the write was not run".into())),
         };
-        // The caller may have given up waiting (its thread ended): nothing to tell.
-        let _ = self.reply.send(result);
+        // The caller may have given up waiting (its thread or task ended):
+        // nothing to tell.
+        match self.reply {
+            Reply::Blocking(reply) => drop(reply.send(result)),
+            Reply::Async(reply) => drop(reply.send(result)),
+        }
     }
 }
 
@@ -116,18 +127,38 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(f, Reply::Blocking(reply))?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// [`Writer::write`] for async callers: awaits the commit without
+    /// blocking a thread.
+    pub(super) async fn write_async<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(f, Reply::Async(reply))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn submit<T, F>(&self, f: F, reply: Reply<T>) -> Result<(), Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
         let job = Box::new(Write {
             f: Some(f),
             result: None,
             reply,
         });
-        self.queue
-            .send(job)
-            .map_err(|_| Error::Task("the database writer has stopped".into()))?;
-        answer
-            .recv()
-            .map_err(|_| Error::Task("the database writer has stopped".into()))?
+        self.queue.send(job).map_err(|_| stopped())
     }
+}
+
+fn stopped() -> Error {
+    Error::Task("the database writer has stopped".into())
 }
 
 /// The checkpointer thread: every [`CHECKPOINT_EVERY`], a PASSIVE

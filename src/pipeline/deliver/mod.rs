@@ -154,11 +154,7 @@ impl Deliverer {
             if free > 0 {
                 let busy = in_flight.snapshot();
                 turn = turn.wrapping_add(1);
-                match self
-                    .store
-                    .run(move |s| s.claim_due(free, &busy, turn))
-                    .await
-                {
+                match self.store.claim_due(free, &busy, turn).await {
                     Ok(pass) => {
                         if let Some(due) = pass.next_due_ms {
                             let ms = (due - now_ms()).clamp(MIN_WAIT_MS, IDLE.as_millis() as i64);
@@ -539,7 +535,7 @@ impl Deliverer {
         let settled = Arc::new(settled);
         loop {
             let e = settled.clone();
-            match self.store.run(move |s| s.finish_attempt(&e)).await {
+            match self.store.finish_attempt(e).await {
                 Ok(poke) => {
                     if poke {
                         self.health.notify_one();
