@@ -3,7 +3,9 @@
 //! ratio to the target (300,000/s), with a same-run baseline: serde_json
 //! serialising the same event (the cost of touching the data at all).
 //!
-//! `cargo bench --bench render`
+//! `cargo bench --bench render`; `RENDER_COUNT=N [RENDER_ONLY=XML]` renders
+//! N times instead of timing (for callgrind: instructions per render are
+//! repeatable where times on a shared machine are not).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -57,6 +59,25 @@ fn main() {
         ),
         ("XML body", XML_BODY, BodyFormat::Xml),
     ] {
+        if let Ok(n) = std::env::var("RENDER_COUNT") {
+            // Fixed count (for callgrind): instructions per render, not time.
+            let spec = WebhookSpec {
+                body_template: body.into(),
+                body_format: format,
+                ..WebhookSpec::example("http://127.0.0.1:9/hook")
+            };
+            let compiled = CompiledRequest::compile(&spec, Some(1)).expect("template compiles");
+            let n: u64 = n.parse().unwrap();
+            let only = std::env::var("RENDER_ONLY").unwrap_or_default();
+            if !name.starts_with(only.as_str()) {
+                continue;
+            }
+            for _ in 0..n {
+                black_box(compiled.render_shared(black_box(&event), None).unwrap());
+            }
+            println!("rendered {name} {n} times");
+            continue;
+        }
         let spec = WebhookSpec {
             body_template: body.into(),
             body_format: format,

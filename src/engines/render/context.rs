@@ -1,7 +1,7 @@
 //! The template context of an event, looked up lazily: a placeholder reads
 //! only the field it names, so an event with many fields costs no more than
 //! the fields a template uses (building the whole context eagerly was 60% of
-//! render time; see BENCHMARKS.md).
+//! render time; see BENCHMARKS.md). Nested objects are lazy views too.
 
 use std::sync::Arc;
 
@@ -45,7 +45,11 @@ impl Object for TopLevel {
             "webhook" => Some(self.webhook.clone()),
             "auth" => self.auth.clone(),
             k if SHADOWED_NAMES.contains(&k) => None,
-            k => self.event.data.get(k).map(|v| Value::from(Serde(v))),
+            k => self
+                .event
+                .data
+                .get(k)
+                .map(|v| field(&self.event, Path::of(&[k]), v)),
         }
     }
 
@@ -66,13 +70,84 @@ impl Object for EventFields {
                 .as_deref()
                 .map(Value::from)
                 .unwrap_or(Value::from(())),
-            "data" => Value::from(Serde(&e.data)),
+            "data" => Value::from_object(DataMap {
+                event: e.clone(),
+                path: Path::of(&[]),
+            }),
             _ => return None,
         })
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Str(&["uuid", "type", "created_at", "ticket_id", "data"])
+    }
+}
+
+/// Where a nested object sits in an event's data: the keys from the top.
+#[derive(Debug, Clone)]
+struct Path(Arc<[String]>);
+
+impl Path {
+    fn of(keys: &[&str]) -> Path {
+        Path(keys.iter().map(|k| (*k).to_owned()).collect())
+    }
+
+    fn then(&self, key: &str) -> Path {
+        Path(self.0.iter().cloned().chain([key.to_owned()]).collect())
+    }
+
+    /// The object at this path in `event`'s data.
+    fn resolve<'a>(
+        &self,
+        event: &'a Event,
+    ) -> Option<&'a serde_json::Map<String, serde_json::Value>> {
+        let mut map = &event.data;
+        for key in self.0.iter() {
+            map = map.get(key)?.as_object()?;
+        }
+        Some(map)
+    }
+}
+
+/// A data value for the template: an object stays a lazy view (a
+/// placeholder such as `backend_data.pms.room` converts only the room, not
+/// all of `backend_data`); anything else is converted as it is.
+fn field(event: &Arc<Event>, path: Path, value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Object(_) => Value::from_object(DataMap {
+            event: event.clone(),
+            path,
+        }),
+        other => Value::from(Serde(other)),
+    }
+}
+
+/// An object of the event's data, read lazily; keys in the data's order,
+/// so iterating it or `|json` gives what converting it whole would.
+#[derive(Debug)]
+struct DataMap {
+    event: Arc<Event>,
+    path: Path,
+}
+
+impl Object for DataMap {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        let value = self.path.resolve(&self.event)?.get(key)?;
+        Some(field(&self.event, self.path.then(key), value))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<Value> = self
+            .path
+            .resolve(&self.event)
+            .map(|m| m.keys().map(|k| Value::from(k.as_str())).collect())
+            .unwrap_or_default();
+        Enumerator::Values(keys)
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        self.path.resolve(&self.event).map(|m| m.len())
     }
 }
 
@@ -98,5 +173,60 @@ pub fn batch_context(events: &[Arc<Event>], webhook: &Value, auth_token: Option<
         events => items,
         webhook => webhook.clone(),
         auth => auth_token.map(|t| minijinja::context! { token => t }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event's data converted whole: what the lazy views must equal.
+    fn eager(event: &Event) -> Value {
+        let mut top: serde_json::Map<String, serde_json::Value> = event.data.clone();
+        top.insert("event".into(), serde_json::json!({"data": event.data}));
+        Value::from(Serde(&top))
+    }
+
+    #[test]
+    fn lazy_objects_render_as_the_data_converted_whole() {
+        let mut event = crate::engines::render::samples::sample_event("ticket.login");
+        event.data.insert(
+            "nested".into(),
+            serde_json::json!({"z": 1, "a": {"deep": [1, {"x": "y"}], "s": "t"}, "empty": {}, "n": null}),
+        );
+        let event = Arc::new(event);
+        let lazy = context(&event, &Value::from(()), None);
+        let whole = eager(&event);
+        // Serialised as the `json` filter does.
+        for key in ["nested", "backend_data"] {
+            let (a, b) = (lazy.get_attr(key).unwrap(), whole.get_attr(key).unwrap());
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                serde_json::to_string(&b).unwrap(),
+                "{key}"
+            );
+        }
+        let data = |v: &Value| v.get_attr("event").unwrap().get_attr("data").unwrap();
+        assert_eq!(
+            serde_json::to_string(&data(&lazy)).unwrap(),
+            serde_json::to_string(&data(&whole)).unwrap()
+        );
+        let env = minijinja::Environment::new();
+        for template in [
+            "{% for k, v in nested|items %}{{ k }}={{ v }};{% endfor %}",
+            "{% for k in nested %}{{ k }},{% endfor %}",
+            "{{ nested|length }} {{ nested.a|length }} {{ nested.empty|length }}",
+            "{% if nested.empty %}full{% else %}empty{% endif %} {% if nested.a %}full{% endif %}",
+            "{{ nested.a.deep[1].x }} {{ nested.a.s }} {{ nested.n }} {{ nested.missing is undefined }}",
+            "{{ event.data.nested.a.s }} {{ nested }}",
+            "{{ nested.a.deep }} {{ backend_data }}",
+        ] {
+            let t = env.template_from_str(template).unwrap();
+            assert_eq!(
+                t.render(&lazy).unwrap(),
+                t.render(&whole).unwrap(),
+                "{template}"
+            );
+        }
     }
 }

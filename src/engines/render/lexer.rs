@@ -199,6 +199,52 @@ fn is_raw_tag(inner: &str) -> bool {
 /// of the slot it stands in. Unterminated tags are left as they are: the
 /// template compiler reports them with their position.
 pub fn rewrite(src: &str, format: Format) -> Result<String, Misplaced> {
+    walk(src, format, |out, slot, lead, inner, trail| {
+        out.push_str(VAR_START);
+        out.push_str(lead);
+        out.push_str(" (");
+        out.push_str(inner);
+        out.push_str(") | ");
+        out.push_str(slot.filter_name());
+        out.push(' ');
+        out.push_str(trail);
+        out.push_str(VAR_END);
+    })
+}
+
+/// The document every render of the XML body `src` has the shape of, when
+/// that shape cannot vary: `src` with each placeholder replaced by what its
+/// escaper writes for a one-letter value. `None` when `src` has block tags,
+/// comments or whitespace control (they can change the structure), a
+/// misplaced placeholder, or one in CDATA or an XML comment (whose
+/// escapers cannot see the literal text beside them: `]]` before a `>`).
+/// Element text and attribute values escape every character markup is
+/// made of, so a well-formed probe means every render is well-formed.
+pub fn probe(src: &str) -> Option<String> {
+    if src.contains(BLOCK_START) || src.contains(COMMENT_START) {
+        return None;
+    }
+    let mut varies = false;
+    let out = walk(src, Format::Xml, |out, slot, lead, _, trail| {
+        varies |=
+            !lead.is_empty() || !trail.is_empty() || !matches!(slot, Slot::XmlText | Slot::XmlAttr);
+        out.push_str(&super::escape::write_slot(
+            slot,
+            &minijinja::Value::from("x"),
+        ));
+    })
+    .ok()?;
+    (!varies).then_some(out)
+}
+
+/// Copies `src`, feeding its literal text to the body format's state
+/// machine, and lets `placeholder` write each placeholder (its slot,
+/// whitespace-control marks and expression).
+fn walk(
+    src: &str,
+    format: Format,
+    mut placeholder: impl FnMut(&mut String, Slot, &str, &str, &str),
+) -> Result<String, Misplaced> {
     let mut out = String::with_capacity(src.len() + 64);
     let mut ctx = Context::new(format);
     let mut pos = 0;
@@ -266,15 +312,7 @@ pub fn rewrite(src: &str, format: Format) -> Result<String, Misplaced> {
                     // Let the compiler report the empty expression.
                     out.push_str(&src[open..close + 2]);
                 } else {
-                    out.push_str(VAR_START);
-                    out.push_str(lead);
-                    out.push_str(" (");
-                    out.push_str(inner);
-                    out.push_str(") | ");
-                    out.push_str(slot.filter_name());
-                    out.push(' ');
-                    out.push_str(trail);
-                    out.push_str(VAR_END);
+                    placeholder(&mut out, slot, lead, inner, trail);
                 }
                 pos = close + 2;
             }
@@ -389,5 +427,32 @@ mod tests {
     #[test]
     fn unterminated_is_left_for_the_compiler() {
         assert_eq!(rw(r#"{"a":<<x}"#, Format::Json), r#"{"a":<<x}"#);
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::probe;
+
+    #[test]
+    fn a_fixed_shape_probes_with_each_placeholder_escaped() {
+        assert_eq!(
+            probe(r#"<a id="<<event.uuid>>"><b><<room>></b></a>"#).as_deref(),
+            Some(r#"<a id="x"><b>x</b></a>"#)
+        );
+    }
+
+    #[test]
+    fn shapes_that_can_vary_are_not_probed() {
+        for src in [
+            "<a><% if x %><b/><% endif %></a>",
+            "<a><# note #><<x>></a>",
+            "<a> <<- x >></a>",
+            "<a><![CDATA[<<x>>]]></a>",
+            "<a><!-- <<x>> --></a>",
+            "<a <<x>>/>",
+        ] {
+            assert_eq!(probe(src), None, "{src}");
+        }
     }
 }
