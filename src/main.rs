@@ -25,7 +25,26 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
+/// glibc gives threads that allocate heaps of their own (up to 8 per core)
+/// and keeps freed memory in each; herald parses events on whichever
+/// thread of the blocking pool runs the router, so a 1,000,000-event backlog
+/// grew to 110 MiB (84/92/101 MiB at 25/50/75 %). Two heaps: 33 MiB, flat
+/// (`cargo bench --bench e2e -- backlog`, BENCHMARKS.md). A
+/// `MALLOC_ARENA_MAX` set by the user wins.
+fn fewer_malloc_heaps() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only tunes the allocator, and runs first in main,
+        // before any other thread exists. (The library forbids unsafe code;
+        // this is the binary's one exception.)
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    fewer_malloc_heaps();
     quiet_on_closed_stdout();
     let cli = Cli::parse();
     tracing_subscriber::fmt()

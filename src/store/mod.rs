@@ -125,7 +125,7 @@ impl Store {
         readers::plan_once(&conn)?;
         migrate(&mut conn)?;
         Ok(Store {
-            writer: Writer::start(conn, path)?,
+            writer: Writer::start(conn, path, BUSY_TIMEOUT)?,
             readers: Arc::new(Readers::new(path, READERS)),
             parsed: Arc::default(),
             path: Arc::new(path.to_owned()),

@@ -10,6 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak, mpsc};
 use std::time::Duration;
 
@@ -75,6 +76,9 @@ where
     }
 }
 
+/// Longest a WAL truncation waits for readers to leave the WAL.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(50);
+
 /// How often committed pages are copied from the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
@@ -88,9 +92,17 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn` (opened, migrated, in WAL mode,
-    /// on the database at `path`), and the checkpointer beside it.
-    pub(super) fn start(conn: Connection, path: &Path) -> Result<Writer, Error> {
+    /// on the database at `path`, waiting `busy_timeout` for other writers),
+    /// and the checkpointer beside it.
+    pub(super) fn start(
+        conn: Connection,
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<Writer, Error> {
         let alive = Arc::new(());
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         // Checkpoints (copying the WAL into the database, with its fsync)
         // run on a connection of their own, so no commit waits for one.
         // Without it the writer checkpoints itself, as SQLite does by default.
@@ -111,7 +123,7 @@ impl Writer {
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("herald-db-writer".into())
-            .spawn(move || run(conn, jobs))
+            .spawn(move || run(conn, jobs, wal, busy_timeout))
             .map_err(|e| Error::Task(format!("cannot start the database writer: {e}")))?;
         Ok(Writer {
             queue,
@@ -161,9 +173,17 @@ fn stopped() -> Error {
     Error::Task("the database writer has stopped".into())
 }
 
+/// WAL frames (pages) past which the writer empties the WAL itself between
+/// two batches (a TRUNCATE checkpoint): under writes that never pause, the
+/// checkpointer's PASSIVE checkpoints never catch up, and the WAL grew
+/// without end (1.8 GB in a 200,000-event backlog). 4,096 frames are 16 MiB.
+const WAL_TRUNCATE_FRAMES: i64 = 4096;
+
 /// The checkpointer thread: every [`CHECKPOINT_EVERY`], a PASSIVE
-/// checkpoint (it never waits for readers or the writer), until the writer's
-/// handles are gone. A failure is logged once until one succeeds again.
+/// checkpoint (it never waits for readers or the writer), until the
+/// writer's handles are gone. A failure is logged once until one succeeds
+/// again. (Under writes that never pause it cannot catch up; the writer
+/// then empties the WAL itself, see [`WAL_TRUNCATE_FRAMES`].)
 fn checkpoint(conn: Connection, alive: Weak<()>) {
     let mut failing = false;
     while alive.strong_count() > 0 {
@@ -180,8 +200,15 @@ fn checkpoint(conn: Connection, alive: Weak<()>) {
 }
 
 /// The writer thread: takes what has queued up, runs it in one transaction,
-/// commits, tells each caller.
-fn run(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+/// commits, tells each caller; empties the WAL (at `wal`) when it has grown
+/// past [`WAL_TRUNCATE_FRAMES`].
+fn run(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Box<dyn Job>>,
+    wal: PathBuf,
+    busy_timeout: Duration,
+) {
+    let wal_limit = WAL_TRUNCATE_FRAMES as u64 * 4096;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -193,6 +220,24 @@ fn run(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
         let committed = commit_batch(&mut conn, &mut batch);
         for job in batch {
             job.finish(&committed);
+        }
+        // One stat per batch; the copy (about 16 MiB) holds the next batch
+        // for some milliseconds. A reader in the middle of a long read makes
+        // it give up after TRUNCATE_WAIT rather than hold every write.
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > wal_limit) {
+            let truncated = conn.busy_timeout(TRUNCATE_WAIT).and_then(|()| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            });
+            let _ = conn.busy_timeout(busy_timeout);
+            match truncated {
+                Ok(0) => {}
+                Ok(_) => {
+                    tracing::debug!("the WAL could not be emptied now (a long read); trying again")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot empty the WAL; trying again later"),
+            }
         }
     }
 }
@@ -235,7 +280,11 @@ mod tests {
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         conn.execute_batch(schema).unwrap();
         let reader = Connection::open(&path).unwrap();
-        (dir, Writer::start(conn, &path).unwrap(), reader)
+        (
+            dir,
+            Writer::start(conn, &path, Duration::from_secs(10)).unwrap(),
+            reader,
+        )
     }
 
     fn count(c: &Connection, sql: &str) -> i64 {
@@ -362,5 +411,45 @@ mod tests {
         w.write(|c| Ok(c.execute("INSERT INTO t DEFAULT VALUES", [])?))
             .unwrap();
         assert_eq!(count(&reader, "SELECT count(*) FROM t"), 1);
+    }
+
+    /// Writes that never pause (four threads, 64 MiB in all) do not grow the
+    /// WAL without end: the checkpointer empties it past its limit.
+    #[test]
+    fn the_wal_stays_bounded_under_writes_that_never_pause() {
+        let (dir, w, _reader) = writer("CREATE TABLE t (v BLOB);");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        w.write(|c| {
+                            let mut s =
+                                c.prepare_cached("INSERT INTO t VALUES (zeroblob(4000))")?;
+                            for _ in 0..20 {
+                                s.execute([])?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let wal = dir.path().join("w.db-wal");
+        let mut largest = 0;
+        while threads.iter().any(|t| !t.is_finished()) {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        // 16,000 rows of 4 KB: 64 MiB went through the WAL.
+        let limit = (WAL_TRUNCATE_FRAMES as u64) * 4096 * 5 / 2;
+        assert!(
+            largest < limit,
+            "the WAL reached {largest} bytes (limit {limit})"
+        );
     }
 }
