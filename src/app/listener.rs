@@ -436,7 +436,12 @@ async fn serve_connection(
                     // Still no request: headers trickling in. Close it.
                     break;
                 }
+                // A request began meanwhile (a live stream, perhaps): it
+                // closes after that request, and counts as an open
+                // connection again, not as one closing, so it cannot hold
+                // up admission (which looks again every SLOT_POLL).
                 evicted = None;
+                slot.evicted.store(false, Ordering::SeqCst);
             }
         }
     }

@@ -66,7 +66,7 @@ pub async fn run(
                     );
                     routed.notify_one();
                 }
-                if stats.events == batch_size && !shutdown.is_cancelled() {
+                if stats.read == batch_size && !shutdown.is_cancelled() {
                     continue; // More may be queued: the next batch at once.
                 }
             }

@@ -66,6 +66,9 @@ type Decision = Result<(Vec<i64>, Arc<Event>), String>;
 /// What one routing transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteStats {
+    /// Queued rows read and decided (the router reads again at once when
+    /// this filled its batch: more may be waiting).
+    pub read: usize,
     /// Events taken from the queue.
     pub events: usize,
     /// Deliveries created.
@@ -151,6 +154,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(RouteStats::default());
         }
+        let read = rows.len();
         let decided: Vec<(QueuedEvent, Decision)> = rows
             .into_iter()
             .map(|row| {
@@ -171,7 +175,10 @@ impl Store {
         let parsed = self.parsed.clone();
         self.write(move |c| {
             let tx: &rusqlite::Connection = c;
-            let mut stats = RouteStats::default();
+            let mut stats = RouteStats {
+                read,
+                ..RouteStats::default()
+            };
             let now = now_rfc3339();
             // Only to a webhook still there and enabled: it may have changed
             // since the read.
@@ -198,7 +205,9 @@ impl Store {
                             made += insert.execute(params![row.id, w, DUE_NOW, now])?;
                         }
                         stats.deliveries += made;
-                        keep.push((event.clone(), made));
+                        if row.data.len() <= super::parsed::MAX_DATA_BYTES {
+                            keep.push((event.clone(), made));
+                        }
                     }
                     Err(reason) => {
                         if invalid.execute(params![row.id, reason, now])? == 0 {

@@ -17,7 +17,11 @@ use crate::base::event::Event;
 
 /// Most events kept (about 2–4 KiB each for the appliance's events).
 const CAPACITY: usize = 1024;
-/// An entry older than this is dropped to make room.
+/// Largest event data (JSON text) kept; larger events are parsed at their
+/// claim, so the cache stays small whatever producers insert.
+pub(super) const MAX_DATA_BYTES: usize = 64 * 1024;
+/// An entry older than this is dropped (looked for at most once a second,
+/// and whenever the cache is full).
 const STALE: Duration = Duration::from_secs(10);
 
 struct Entry {
@@ -30,7 +34,13 @@ struct Entry {
 /// The cache. Shared by every clone of a [`super::Store`].
 #[derive(Default)]
 pub(super) struct ParsedEvents {
-    entries: Mutex<HashMap<i64, Entry>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_id: HashMap<i64, Entry>,
+    pruned: Option<Instant>,
 }
 
 impl ParsedEvents {
@@ -40,14 +50,22 @@ impl ParsedEvents {
             return;
         }
         let mut entries = self.entries.lock().expect("parsed events lock");
-        if entries.len() >= CAPACITY {
-            let now = Instant::now();
-            entries.retain(|_, e| now.duration_since(e.at) < STALE);
-            if entries.len() >= CAPACITY {
-                return;
-            }
+        let now = Instant::now();
+        let full = entries.by_id.len() >= CAPACITY;
+        if full
+            || entries
+                .pruned
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            entries.pruned = Some(now);
+            entries
+                .by_id
+                .retain(|_, e| now.duration_since(e.at) < STALE);
         }
-        entries.insert(
+        if entries.by_id.len() >= CAPACITY {
+            return;
+        }
+        entries.by_id.insert(
             event.id,
             Entry {
                 event,
@@ -60,11 +78,11 @@ impl ParsedEvents {
     /// The parsed event `id`, if kept; counts one claim of it.
     pub(super) fn take(&self, id: i64) -> Option<Arc<Event>> {
         let mut entries = self.entries.lock().expect("parsed events lock");
-        let entry = entries.get_mut(&id)?;
+        let entry = entries.by_id.get_mut(&id)?;
         entry.claims_left -= 1;
         let event = entry.event.clone();
         if entry.claims_left == 0 {
-            entries.remove(&id);
+            entries.by_id.remove(&id);
         }
         Some(event)
     }
@@ -72,7 +90,7 @@ impl ParsedEvents {
     /// How many events are kept.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.entries.lock().expect("parsed events lock").len()
+        self.entries.lock().expect("parsed events lock").by_id.len()
     }
 }
 

@@ -12,7 +12,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -78,6 +78,8 @@ where
 
 /// Longest a WAL truncation waits for readers to leave the WAL.
 const TRUNCATE_WAIT: Duration = Duration::from_millis(50);
+/// After a truncation that readers prevented, the next try waits this long.
+const TRUNCATE_RETRY: Duration = Duration::from_secs(1);
 
 /// How often committed pages are copied from the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
@@ -209,6 +211,7 @@ fn run(
     busy_timeout: Duration,
 ) {
     let wal_limit = WAL_TRUNCATE_FRAMES as u64 * 4096;
+    let mut retry_at: Option<Instant> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -224,13 +227,19 @@ fn run(
         // One stat per batch; the copy (about 16 MiB) holds the next batch
         // for some milliseconds. A reader in the middle of a long read makes
         // it give up after TRUNCATE_WAIT rather than hold every write.
-        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > wal_limit) {
+        if retry_at.is_none_or(|at| Instant::now() >= at)
+            && std::fs::metadata(&wal).is_ok_and(|m| m.len() > wal_limit)
+        {
             let truncated = conn.busy_timeout(TRUNCATE_WAIT).and_then(|()| {
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
                     r.get::<_, i64>(0)
                 })
             });
             let _ = conn.busy_timeout(busy_timeout);
+            // A long read (a backup, a shell) holds the WAL: not again for
+            // a while, so batches are not held 50 ms each meanwhile.
+            retry_at =
+                (truncated.as_ref().ok() != Some(&0)).then(|| Instant::now() + TRUNCATE_RETRY);
             match truncated {
                 Ok(0) => {}
                 Ok(_) => {

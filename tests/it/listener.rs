@@ -204,3 +204,60 @@ async fn the_cap_closes_only_idle_connections_and_only_when_full() {
         "the login in progress got no answer: {answer:?}"
     );
 }
+
+/// Connections asked to close that then begin a request (their headers were
+/// trickling in) count as open again once the grace is over, not as closing:
+/// eight of them must not stop the listener from admitting anyone until
+/// their bodies time out.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_begin_a_request_while_closing_do_not_block_admission() {
+    let mut h = herald_with("HERALD_SERVER_MAX_CONNECTIONS", "12");
+    h.set_env("HERALD_SERVER_BODY_TIMEOUT", "30");
+    let server = h.serve();
+    // Nine connections whose headers are still arriving (idle to the cap),
+    // then three idle ones: the listener is full.
+    let mut tricklers: Vec<TcpStream> = (0..9)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"POST /login HTTP/1.1\r\nHost: herald\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let _idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // Nine more: each asks the idlest (a trickler) to close, eight at once.
+    let _new: Vec<TcpStream> = (0..9)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // Within the grace, the tricklers begin their requests and keep a body
+    // arriving: requests in progress, past the grace.
+    for s in &mut tricklers {
+        s.write_all(
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\npass",
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "no answer within 10 s (the bodies time out after 30): {answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(tricklers);
+}

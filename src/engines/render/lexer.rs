@@ -212,16 +212,16 @@ pub fn rewrite(src: &str, format: Format) -> Result<String, Misplaced> {
     })
 }
 
-/// The document every render of the XML body `src` has the shape of, when
-/// that shape cannot vary: `src` with each placeholder replaced by what its
-/// escaper writes for a one-letter value. `None` when `src` has block tags,
-/// comments or whitespace control (they can change the structure), a
-/// misplaced placeholder, or one in CDATA or an XML comment (whose
-/// escapers cannot see the literal text beside them: `]]` before a `>`).
-/// Element text and attribute values escape every character markup is
-/// made of, so a well-formed probe means every render is well-formed.
-pub fn probe(src: &str) -> Option<String> {
-    if src.contains(BLOCK_START) || src.contains(COMMENT_START) {
+/// The XML body `src` as rendered with every placeholder's escaper writing
+/// `value`, when the body's shape cannot vary. `None` when `src` has block
+/// tags, comments or whitespace control (they can change the structure), a
+/// markup declaration, a misplaced placeholder, or one in CDATA or an XML
+/// comment (whose escapers cannot see the literal text beside them: `]]`
+/// before a `>`). Element text and attribute values escape every character
+/// markup is made of, so when the probes with [`PROBE_VALUES`] are
+/// well-formed, every render is.
+pub fn probe(src: &str, value: &str) -> Option<String> {
+    if src.contains(BLOCK_START) || src.contains(COMMENT_START) || has_declaration(src) {
         return None;
     }
     let mut varies = false;
@@ -230,11 +230,23 @@ pub fn probe(src: &str) -> Option<String> {
             !lead.is_empty() || !trail.is_empty() || !matches!(slot, Slot::XmlText | Slot::XmlAttr);
         out.push_str(&super::escape::write_slot(
             slot,
-            &minijinja::Value::from("x"),
+            &minijinja::Value::from(value),
         ));
     })
     .ok()?;
     (!varies).then_some(out)
+}
+
+/// Values a body is probed with: a plain letter, and the characters markup
+/// and references are made of (a placeholder inside `&#…;` or `&…;` written
+/// around it in the literal text is well-formed for one and not the other).
+pub const PROBE_VALUES: [&str; 2] = ["x", "<\"'&;#]]>"];
+
+/// Whether `src` has a markup declaration (`<!DOCTYPE`, `<!ENTITY`, …),
+/// whose quoted parts the lexer does not follow.
+fn has_declaration(src: &str) -> bool {
+    src.match_indices("<!")
+        .any(|(i, _)| !src[i..].starts_with("<!--") && !src[i..].starts_with("<![CDATA["))
 }
 
 /// Copies `src`, feeding its literal text to the body format's state
@@ -437,7 +449,7 @@ mod probe_tests {
     #[test]
     fn a_fixed_shape_probes_with_each_placeholder_escaped() {
         assert_eq!(
-            probe(r#"<a id="<<event.uuid>>"><b><<room>></b></a>"#).as_deref(),
+            probe(r#"<a id="<<event.uuid>>"><b><<room>></b></a>"#, "x").as_deref(),
             Some(r#"<a id="x"><b>x</b></a>"#)
         );
     }
@@ -451,8 +463,9 @@ mod probe_tests {
             "<a><![CDATA[<<x>>]]></a>",
             "<a><!-- <<x>> --></a>",
             "<a <<x>>/>",
+            r#"<!DOCTYPE a [<!ENTITY e "><<x>>">]><a/>"#,
         ] {
-            assert_eq!(probe(src), None, "{src}");
+            assert_eq!(probe(src, "x"), None, "{src}");
         }
     }
 }

@@ -292,7 +292,9 @@ impl CompiledRequest {
             static_url: static_url(&spec.url)?,
             body_checked: has_body
                 && spec.body_format == BodyFormat::Xml
-                && lexer::probe(&spec.body_template).is_some_and(|p| check_xml(&p).is_ok()),
+                && lexer::PROBE_VALUES.iter().all(|v| {
+                    lexer::probe(&spec.body_template, v).is_some_and(|p| check_xml(&p).is_ok())
+                }),
         })
     }
 

@@ -49,12 +49,22 @@ fn other_shapes_are_checked_per_render() {
         "<a><![CDATA[<<v>>]]></a>",
         "<a><!-- x-<<v>> --></a>",
         "<% if v %><a/><% endif %><a/>",
+        // References built around a placeholder: well-formed for some values only.
+        "<a>&#<<v>>41;</a>",
+        "<a>&<<v>>;</a>",
+        r#"<!DOCTYPE a [<!ENTITY e "><<v>>">]><a/>"#,
     ] {
         assert!(!compiled(body).body_checked, "{body}");
     }
     // A CDATA section the literal text can close early: refused, not sent.
     let c = compiled("<a><![CDATA[<<v>>><b>]]></a>");
     assert!(c.render(&event_with("]]")).is_err());
+    // A reference built around a placeholder: still checked, so refused.
+    assert!(
+        compiled("<a>&#<<v>>41;</a>")
+            .render(&event_with("abc"))
+            .is_err()
+    );
     // A shape that varies: the second root element is caught at render.
     let c = compiled("<a/><% if v %><b/><% endif %>");
     assert!(c.render(&event_with("yes")).is_err());
