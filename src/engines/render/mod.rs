@@ -10,6 +10,7 @@ pub mod context;
 pub mod escape;
 pub mod lexer;
 pub mod samples;
+pub mod wellformed;
 #[cfg(test)]
 mod xml_tests;
 
@@ -25,6 +26,8 @@ use escape::Slot;
 use lexer::Format;
 
 pub use check::{Warnings, check};
+use wellformed::check_url_text;
+pub use wellformed::{check_json, check_xml};
 
 /// Instruction budget of one render: stops runaway loops in admin templates.
 const FUEL: u64 = 5_000_000;
@@ -495,94 +498,6 @@ fn static_url(src: &str) -> Result<Option<String>, Error> {
         message,
     })?;
     Ok(Some(url))
-}
-
-/// Is `url` an absolute http(s) URL with a host?
-fn check_url_text(url: &str) -> Result<(), (&'static str, String)> {
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(u) => Err((
-            "url",
-            format!(
-                "{url:?} must be an http:// or https:// URL with a host (scheme is {})",
-                u.scheme()
-            ),
-        )),
-        Err(e) => Err(("url", format!("{url:?} is not a valid URL: {e}"))),
-    }
-}
-
-/// Is `body` one well-formed JSON document?
-pub fn check_json(body: &str) -> Result<(), String> {
-    serde_json::from_str::<serde::de::IgnoredAny>(body)
-        .map(|_| ())
-        .map_err(|e| format!("the body is not valid JSON: {e}"))
-}
-
-/// Is `body` one well-formed XML document (one root element, matched tags,
-/// no text outside the root)?
-pub fn check_xml(body: &str) -> Result<(), String> {
-    use quick_xml::events::Event as X;
-    let mut reader = quick_xml::Reader::from_str(body);
-    reader.config_mut().check_end_names = true;
-    reader.config_mut().check_comments = true;
-    let mut depth = 0usize;
-    let mut roots = 0usize;
-    loop {
-        let ev = reader.read_event().map_err(|e| {
-            format!(
-                "the body is not well-formed XML at byte {}: {e}",
-                reader.error_position()
-            )
-        })?;
-        match ev {
-            X::Start(_) => {
-                if depth == 0 {
-                    roots += 1;
-                }
-                depth += 1;
-            }
-            X::End(_) => depth = depth.saturating_sub(1),
-            X::Empty(_) if depth == 0 => roots += 1,
-            X::Text(t)
-                if depth == 0 && !t.borrow().into_inner().chars().all(char::is_whitespace) =>
-            {
-                return Err("the body has text outside its root element".into());
-            }
-            X::GeneralRef(r) => {
-                if depth == 0 {
-                    return Err("the body has content outside its root element".into());
-                }
-                let known = matches!(
-                    r.xml10_content().as_ref(),
-                    "amp" | "lt" | "gt" | "quot" | "apos"
-                );
-                if !known && !matches!(r.resolve_char_ref(), Ok(Some(_))) {
-                    return Err(format!(
-                        "the body is not well-formed XML: unknown entity reference &{};",
-                        r.into_inner()
-                    ));
-                }
-            }
-            X::CData(_) if depth == 0 => {
-                return Err("the body has content outside its root element".into());
-            }
-            X::Eof => break,
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err("the body is not well-formed XML: an element is not closed".into());
-    }
-    if roots != 1 {
-        return Err(format!(
-            "the body must have exactly one root element, found {roots}"
-        ));
-    }
-    if body.chars().any(|c| matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')) {
-        return Err("the body holds characters XML 1.0 does not allow".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
