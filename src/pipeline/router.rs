@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::base::event::{check_time, check_type, check_uuid, parse_stored_data, pattern_matches};
-use serde_json::{Map, Value};
-
 use crate::store::{QueuedEvent, Store, WebhookRoute};
 
 /// Pause after a storage error before trying again.

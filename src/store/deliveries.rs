@@ -100,53 +100,13 @@ struct Row {
     claimed: bool,
     next_attempt_at: i64,
     created_at: String,
-    event: RawEvent,
-}
-
-/// An event's columns as stored.
-struct RawEvent {
-    id: i64,
-    uuid: Result<Option<String>, &'static str>,
-    kind: Result<Option<String>, &'static str>,
-    created_at: Result<Option<String>, &'static str>,
-    ticket_id: Result<Option<String>, &'static str>,
-    data: Result<Option<String>, &'static str>,
-}
-
-impl RawEvent {
-    /// The event, or why it cannot be read. Read as the router reads a
-    /// queued row, so a parsed event from the router and one parsed here
-    /// are the same.
-    fn parse(self) -> Result<Event, String> {
-        let text = |v: Result<Option<String>, &'static str>, name: &str| {
-            v.map(Option::unwrap_or_default)
-                .map_err(|reason| format!("column {name} {reason}"))
-        };
-        let uuid = text(self.uuid, "uuid")?;
-        let kind = text(self.kind, "type")?;
-        let created_at = text(self.created_at, "created_at")?;
-        let ticket_id = self
-            .ticket_id
-            .map_err(|reason| format!("column ticket_id {reason}"))?
-            .filter(|t| !t.is_empty());
-        let data = crate::base::event::parse_stored_data(&text(self.data, "data")?)
-            .map_err(|e| e.to_string())?;
-        Ok(Event {
-            id: self.id,
-            uuid,
-            kind,
-            created_at,
-            ticket_id,
-            data,
-        })
-    }
+    event: super::events::QueuedEvent,
 }
 
 const ROW_COLUMNS: &str = "d.id, d.attempts, d.tries, d.claimed, d.next_attempt_at, d.created_at,
      e.id, e.uuid, e.type, e.created_at, e.ticket_id, e.data";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    use super::events::column_text;
     Ok(Row {
         delivery_id: r.get(0)?,
         attempts: r.get(1)?,
@@ -154,14 +114,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         claimed: r.get(3)?,
         next_attempt_at: r.get(4)?,
         created_at: r.get(5)?,
-        event: RawEvent {
-            id: r.get(6)?,
-            uuid: column_text(r, 7),
-            kind: column_text(r, 8),
-            created_at: column_text(r, 9),
-            ticket_id: column_text(r, 10),
-            data: column_text(r, 11),
-        },
+        event: super::events::queued_event(r, 6)?,
     })
 }
 

@@ -59,9 +59,42 @@ pub struct WebhookRoute {
     pub patterns: Vec<String>,
 }
 
-/// The router's verdict on a queued row: the webhooks to deliver to with
-/// the parsed event, or why it is invalid.
-type Decision = Result<(Vec<i64>, Arc<Event>), String>;
+/// The router's verdict on a queued row.
+enum Decision {
+    /// Deliver the parsed event to these webhooks; `keep` it parsed for
+    /// their claims (it is small enough).
+    Routed {
+        event: Arc<Event>,
+        webhooks: Vec<i64>,
+        keep: bool,
+    },
+    /// Not a valid event, and why.
+    Invalid { row: QueuedEvent, reason: String },
+}
+
+impl QueuedEvent {
+    /// The event with its `data` parsed, fields as stored.
+    fn into_event(self, data: Map<String, Value>) -> Event {
+        Event {
+            id: self.id,
+            uuid: self.uuid,
+            kind: self.kind,
+            created_at: self.created_at,
+            ticket_id: self.ticket_id,
+            data,
+        }
+    }
+
+    /// The event, or why it cannot be read: a claim's view of a routed row
+    /// the router's parse was not kept for (the same fields either way).
+    pub(super) fn parse(self) -> Result<Event, String> {
+        if let Some(reason) = self.unreadable {
+            return Err(reason);
+        }
+        let data = crate::base::event::parse_stored_data(&self.data).map_err(|e| e.to_string())?;
+        Ok(self.into_event(data))
+    }
+}
 
 /// What one routing transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -155,21 +188,15 @@ impl Store {
             return Ok(RouteStats::default());
         }
         let read = rows.len();
-        let decided: Vec<(QueuedEvent, Decision)> = rows
+        let decided: Vec<Decision> = rows
             .into_iter()
-            .map(|row| {
-                let decision = decide(&row, &routes).map(|(webhooks, data)| {
-                    let event = Event {
-                        id: row.id,
-                        uuid: row.uuid.clone(),
-                        kind: row.kind.clone(),
-                        created_at: row.created_at.clone(),
-                        ticket_id: row.ticket_id.clone(),
-                        data,
-                    };
-                    (webhooks, Arc::new(event))
-                });
-                (row, decision)
+            .map(|row| match decide(&row, &routes) {
+                Ok((webhooks, data)) => Decision::Routed {
+                    keep: row.data.len() <= super::parsed::MAX_DATA_BYTES,
+                    event: Arc::new(row.into_event(data)),
+                    webhooks,
+                },
+                Err(reason) => Decision::Invalid { row, reason },
             })
             .collect();
         let parsed = self.parsed.clone();
@@ -193,23 +220,23 @@ impl Store {
                 "UPDATE events SET state = 'invalid', error = ?2, routed_at = ?3 WHERE id = ?1 AND state = 'queued'",
             )?;
             let mut keep = Vec::new();
-            for (row, decision) in &decided {
+            for decision in &decided {
                 match decision {
-                    Ok((webhooks, event)) => {
-                        if routed.execute(params![row.id, now])? == 0 {
+                    Decision::Routed { event, webhooks, keep: small } => {
+                        if routed.execute(params![event.id, now])? == 0 {
                             continue; // Routed meanwhile by someone else.
                         }
                         stats.events += 1;
                         let mut made = 0;
                         for w in webhooks {
-                            made += insert.execute(params![row.id, w, DUE_NOW, now])?;
+                            made += insert.execute(params![event.id, w, DUE_NOW, now])?;
                         }
                         stats.deliveries += made;
-                        if row.data.len() <= super::parsed::MAX_DATA_BYTES {
+                        if *small {
                             keep.push((event.clone(), made));
                         }
                     }
-                    Err(reason) => {
+                    Decision::Invalid { row, reason } => {
                         if invalid.execute(params![row.id, reason, now])? == 0 {
                             continue;
                         }
@@ -255,7 +282,7 @@ impl Store {
 /// numbers read as their text, NULL as `None`; a BLOB or text that is not
 /// UTF-8 is refused with the reason (the row is then marked invalid rather
 /// than stopping the queue).
-pub(super) fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'static str> {
+fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'static str> {
     use rusqlite::types::ValueRef;
     match r.get_ref(i).map_err(|_| "cannot be read")? {
         ValueRef::Null => Ok(None),
@@ -275,31 +302,36 @@ fn queued_events(c: &rusqlite::Connection, limit: usize) -> Result<Vec<QueuedEve
          WHERE state = 'queued' ORDER BY id LIMIT ?1",
     )?;
     let rows = select
-        .query_map([limit as i64], |r| {
-            let mut unreadable = None;
-            let mut text = |i: usize, name: &str| {
-                column_text(r, i).unwrap_or_else(|reason| {
-                    unreadable.get_or_insert(format!("column {name} {reason}"));
-                    None
-                })
-            };
-            let uuid = text(1, "uuid").unwrap_or_default();
-            let kind = text(2, "type").unwrap_or_default();
-            let created_at = text(3, "created_at").unwrap_or_default();
-            let ticket_id = text(4, "ticket_id").filter(|t| !t.is_empty());
-            let data = text(5, "data").unwrap_or_default();
-            Ok(QueuedEvent {
-                id: r.get(0)?,
-                uuid,
-                kind,
-                created_at,
-                ticket_id,
-                data,
-                unreadable,
-            })
-        })?
+        .query_map([limit as i64], |r| queued_event(r, 0))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// An event row's columns id, uuid, type, created_at, ticket_id and data,
+/// from column `first` of `r` on, read as text whatever a producer stored
+/// (the first column that cannot be read is named in `unreadable`).
+pub(super) fn queued_event(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<QueuedEvent> {
+    let mut unreadable = None;
+    let mut text = |i: usize, name: &str| {
+        column_text(r, first + i).unwrap_or_else(|reason| {
+            unreadable.get_or_insert(format!("column {name} {reason}"));
+            None
+        })
+    };
+    let uuid = text(1, "uuid").unwrap_or_default();
+    let kind = text(2, "type").unwrap_or_default();
+    let created_at = text(3, "created_at").unwrap_or_default();
+    let ticket_id = text(4, "ticket_id").filter(|t| !t.is_empty());
+    let data = text(5, "data").unwrap_or_default();
+    Ok(QueuedEvent {
+        id: r.get(first)?,
+        uuid,
+        kind,
+        created_at,
+        ticket_id,
+        data,
+        unreadable,
+    })
 }
 
 /// Enabled webhooks and their patterns.

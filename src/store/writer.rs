@@ -9,8 +9,7 @@
 //! its batch is committed, so what it acknowledges is in the database.
 
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak, mpsc};
 use std::time::{Duration, Instant};
 
@@ -102,9 +101,13 @@ impl Writer {
         busy_timeout: Duration,
     ) -> Result<Writer, Error> {
         let alive = Arc::new(());
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = WalLimit {
+            path: PathBuf::from(wal_path),
+            busy_timeout,
+            retry_at: None,
+        };
         // Checkpoints (copying the WAL into the database, with its fsync)
         // run on a connection of their own, so no commit waits for one.
         // Without it the writer checkpoints itself, as SQLite does by default.
@@ -125,7 +128,7 @@ impl Writer {
         let (queue, jobs) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("herald-db-writer".into())
-            .spawn(move || run(conn, jobs, wal, busy_timeout))
+            .spawn(move || run(conn, jobs, wal))
             .map_err(|e| Error::Task(format!("cannot start the database writer: {e}")))?;
         Ok(Writer {
             queue,
@@ -201,17 +204,52 @@ fn checkpoint(conn: Connection, alive: Weak<()>) {
     }
 }
 
-/// The writer thread: takes what has queued up, runs it in one transaction,
-/// commits, tells each caller; empties the WAL (at `wal`) when it has grown
-/// past [`WAL_TRUNCATE_FRAMES`].
-fn run(
-    mut conn: Connection,
-    jobs: mpsc::Receiver<Box<dyn Job>>,
-    wal: PathBuf,
+/// Keeps the WAL file within [`WAL_TRUNCATE_FRAMES`]: the writer empties it
+/// between two batches when it has grown past that.
+struct WalLimit {
+    path: PathBuf,
+    /// The writer connection's usual busy timeout, restored afterwards.
     busy_timeout: Duration,
-) {
-    let wal_limit = WAL_TRUNCATE_FRAMES as u64 * 4096;
-    let mut retry_at: Option<Instant> = None;
+    /// After a truncation readers prevented: not before then.
+    retry_at: Option<Instant>,
+}
+
+impl WalLimit {
+    /// One stat per batch; the copy (about 16 MiB) holds the next batch for
+    /// some milliseconds. A reader in the middle of a long read (a backup, a
+    /// shell) makes it give up after [`TRUNCATE_WAIT`] and wait
+    /// [`TRUNCATE_RETRY`], rather than hold every write.
+    fn after_batch(&mut self, conn: &Connection) {
+        if self.retry_at.is_some_and(|at| Instant::now() < at)
+            || !std::fs::metadata(&self.path)
+                .is_ok_and(|m| m.len() > WAL_TRUNCATE_FRAMES as u64 * 4096)
+        {
+            return;
+        }
+        let truncated = conn.busy_timeout(TRUNCATE_WAIT).and_then(|()| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+        let _ = conn.busy_timeout(self.busy_timeout);
+        self.retry_at = None;
+        match truncated {
+            Ok(0) => {}
+            Ok(_) => {
+                self.retry_at = Some(Instant::now() + TRUNCATE_RETRY);
+                tracing::debug!("the WAL could not be emptied now (a long read); trying again");
+            }
+            Err(e) => {
+                self.retry_at = Some(Instant::now() + TRUNCATE_RETRY);
+                tracing::warn!(error = %e, "cannot empty the WAL; trying again later");
+            }
+        }
+    }
+}
+
+/// The writer thread: takes what has queued up, runs it in one transaction,
+/// commits, tells each caller; keeps the WAL within its limit.
+fn run(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, mut wal: WalLimit) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -224,30 +262,7 @@ fn run(
         for job in batch {
             job.finish(&committed);
         }
-        // One stat per batch; the copy (about 16 MiB) holds the next batch
-        // for some milliseconds. A reader in the middle of a long read makes
-        // it give up after TRUNCATE_WAIT rather than hold every write.
-        if retry_at.is_none_or(|at| Instant::now() >= at)
-            && std::fs::metadata(&wal).is_ok_and(|m| m.len() > wal_limit)
-        {
-            let truncated = conn.busy_timeout(TRUNCATE_WAIT).and_then(|()| {
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-            });
-            let _ = conn.busy_timeout(busy_timeout);
-            // A long read (a backup, a shell) holds the WAL: not again for
-            // a while, so batches are not held 50 ms each meanwhile.
-            retry_at =
-                (truncated.as_ref().ok() != Some(&0)).then(|| Instant::now() + TRUNCATE_RETRY);
-            match truncated {
-                Ok(0) => {}
-                Ok(_) => {
-                    tracing::debug!("the WAL could not be emptied now (a long read); trying again")
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot empty the WAL; trying again later"),
-            }
-        }
+        wal.after_batch(&conn);
     }
 }
 

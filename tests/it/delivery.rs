@@ -509,3 +509,21 @@ async fn transport_errors_do_not_leak_url_secrets() {
         0
     );
 }
+
+/// A queue longer than one batch is routed batch after batch at once, not
+/// one batch per read interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_longer_than_a_batch_is_routed_without_waiting_for_the_interval() {
+    let rx = Receiver::start().await;
+    let mut h = Herald::new();
+    h.set_env("HERALD_ROUTER_BATCH_SIZE", "5");
+    h.set_env("HERALD_ROUTER_READ_INTERVAL", "3600");
+    h.add("all", &rx.url("/"), &[]);
+    h.sql(&"INSERT INTO events (type, data) VALUES ('ticket.login', '{}');".repeat(23));
+    let _server = h.serve();
+    assert_eq!(rx.wait_for(23).await.len(), 23);
+    assert_eq!(
+        h.sql_count("SELECT count(*) FROM events WHERE state = 'queued'"),
+        0
+    );
+}

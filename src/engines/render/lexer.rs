@@ -218,8 +218,9 @@ pub fn rewrite(src: &str, format: Format) -> Result<String, Misplaced> {
 /// markup declaration, a misplaced placeholder, or one in CDATA or an XML
 /// comment (whose escapers cannot see the literal text beside them: `]]`
 /// before a `>`). Element text and attribute values escape every character
-/// markup is made of, so when the probes with [`PROBE_VALUES`] are
-/// well-formed, every render is.
+/// markup is made of, so when the probes with the values of
+/// [`super::wellformed::always_well_formed_xml`] are well-formed, every
+/// render is.
 pub fn probe(src: &str, value: &str) -> Option<String> {
     if src.contains(BLOCK_START) || src.contains(COMMENT_START) || has_declaration(src) {
         return None;
@@ -236,11 +237,6 @@ pub fn probe(src: &str, value: &str) -> Option<String> {
     .ok()?;
     (!varies).then_some(out)
 }
-
-/// Values a body is probed with: a plain letter, and the characters markup
-/// and references are made of (a placeholder inside `&#…;` or `&…;` written
-/// around it in the literal text is well-formed for one and not the other).
-pub const PROBE_VALUES: [&str; 2] = ["x", "<\"'&;#]]>"];
 
 /// Whether `src` has a markup declaration (`<!DOCTYPE`, `<!ENTITY`, …),
 /// whose quoted parts the lexer does not follow.

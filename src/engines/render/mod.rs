@@ -195,7 +195,7 @@ pub struct CompiledRequest {
     /// The URL when it has no placeholders: checked once here, not per render.
     static_url: Option<String>,
     /// An XML body whose every render is well-formed, as checked once here
-    /// (see [`lexer::probe`]): not parsed again per render.
+    /// (see [`wellformed::always_well_formed_xml`]): not parsed again per render.
     body_checked: bool,
 }
 
@@ -295,9 +295,7 @@ impl CompiledRequest {
             static_url: static_url(&spec.url)?,
             body_checked: has_body
                 && spec.body_format == BodyFormat::Xml
-                && lexer::PROBE_VALUES.iter().all(|v| {
-                    lexer::probe(&spec.body_template, v).is_some_and(|p| check_xml(&p).is_ok())
-                }),
+                && wellformed::always_well_formed_xml(&spec.body_template),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Whether a rendered request is what herald may send: an absolute http(s)
 //! URL, one well-formed JSON or XML document. Pure text checks, shared by
-//! rendering, the save-time check and the web form's preview.
+//! rendering, the save-time check and the web form's preview; and which
+//! XML bodies need the check only once, when compiled.
 
 /// Is `url` an absolute http(s) URL with a host?
 pub fn check_url_text(url: &str) -> Result<(), (&'static str, String)> {
@@ -88,4 +89,20 @@ pub fn check_xml(body: &str) -> Result<(), String> {
         return Err("the body holds characters XML 1.0 does not allow".into());
     }
     Ok(())
+}
+
+/// Values an XML body is probed with: a plain letter, and the characters
+/// markup and references are made of (a placeholder inside `&#…;` or `&…;`
+/// written around it in the literal text is well-formed for one and not the
+/// other).
+const PROBE_VALUES: [&str; 2] = ["x", "<\"'&;#]]>"];
+
+/// Whether every render of the XML body template `src` is well-formed,
+/// whatever the values: its shape cannot vary and its probes (see
+/// [`super::lexer::probe`]) are well-formed. Such a body is checked once,
+/// when compiled, instead of per render.
+pub fn always_well_formed_xml(src: &str) -> bool {
+    PROBE_VALUES
+        .iter()
+        .all(|v| super::lexer::probe(src, v).is_some_and(|p| check_xml(&p).is_ok()))
 }
