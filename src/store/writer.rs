@@ -106,7 +106,7 @@ impl Writer {
         let wal = WalLimit {
             path: PathBuf::from(wal_path),
             busy_timeout,
-            retry_at: None,
+            retry: None,
         };
         // Checkpoints (copying the WAL into the database, with its fsync)
         // run on a connection of their own, so no commit waits for one.
@@ -210,20 +210,28 @@ struct WalLimit {
     path: PathBuf,
     /// The writer connection's usual busy timeout, restored afterwards.
     busy_timeout: Duration,
-    /// After a truncation readers prevented: not before then.
-    retry_at: Option<Instant>,
+    /// After a truncation that could not finish: not before this time,
+    /// unless the WAL has grown past the size given.
+    retry: Option<(Instant, u64)>,
 }
 
 impl WalLimit {
     /// One stat per batch; the copy (about 16 MiB) holds the next batch for
     /// some milliseconds. A reader in the middle of a long read (a backup, a
-    /// shell) makes it give up after [`TRUNCATE_WAIT`] and wait
-    /// [`TRUNCATE_RETRY`], rather than hold every write.
+    /// shell) makes it give up after [`TRUNCATE_WAIT`]; it tries again after
+    /// [`TRUNCATE_RETRY`] or once another quarter of the limit was written,
+    /// whichever comes first — so a try that lost to the checkpoint thread
+    /// does not let the WAL grow for a whole second, and a long reader costs
+    /// at most one wait per 4 MiB written.
     fn after_batch(&mut self, conn: &Connection) {
-        if self.retry_at.is_some_and(|at| Instant::now() < at)
-            || !std::fs::metadata(&self.path)
-                .is_ok_and(|m| m.len() > WAL_TRUNCATE_FRAMES as u64 * 4096)
-        {
+        let limit = WAL_TRUNCATE_FRAMES as u64 * 4096;
+        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else {
+            return;
+        };
+        let waiting = self
+            .retry
+            .is_some_and(|(at, grown)| Instant::now() < at && size < grown);
+        if waiting || size <= limit {
             return;
         }
         let truncated = conn.busy_timeout(TRUNCATE_WAIT).and_then(|()| {
@@ -232,15 +240,16 @@ impl WalLimit {
             })
         });
         let _ = conn.busy_timeout(self.busy_timeout);
-        self.retry_at = None;
+        let later = Some((Instant::now() + TRUNCATE_RETRY, size + limit / 4));
+        self.retry = None;
         match truncated {
             Ok(0) => {}
             Ok(_) => {
-                self.retry_at = Some(Instant::now() + TRUNCATE_RETRY);
+                self.retry = later;
                 tracing::debug!("the WAL could not be emptied now (a long read); trying again");
             }
             Err(e) => {
-                self.retry_at = Some(Instant::now() + TRUNCATE_RETRY);
+                self.retry = later;
                 tracing::warn!(error = %e, "cannot empty the WAL; trying again later");
             }
         }
@@ -475,5 +484,49 @@ mod tests {
             largest < limit,
             "the WAL reached {largest} bytes (limit {limit})"
         );
+    }
+
+    /// A reader that holds an old snapshot (a backup, a shell) keeps the WAL
+    /// from being emptied: writes go on meanwhile, and once the reader has
+    /// left the next writes past the limit empty it.
+    #[test]
+    fn a_long_reader_delays_truncation_without_stopping_writes() {
+        let (dir, w, reader) = writer("CREATE TABLE t (v BLOB);");
+        let write_mib = |mib: usize| {
+            for _ in 0..mib {
+                w.write(|c| {
+                    let mut s = c.prepare_cached("INSERT INTO t VALUES (zeroblob(4000))")?;
+                    for _ in 0..256 {
+                        s.execute([])?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            }
+        };
+        let wal = dir.path().join("w.db-wal");
+        let wal_size = || std::fs::metadata(&wal).unwrap().len();
+        reader.execute_batch("BEGIN").unwrap();
+        assert_eq!(count(&reader, "SELECT count(*) FROM t"), 0);
+        write_mib(40);
+        let limit = WAL_TRUNCATE_FRAMES as u64 * 4096;
+        assert!(
+            wal_size() > 2 * limit,
+            "the WAL was emptied under a reader's snapshot"
+        );
+        assert_eq!(
+            count(&reader, "SELECT count(*) FROM t"),
+            0,
+            "the snapshot moved"
+        );
+        reader.execute_batch("COMMIT").unwrap();
+        // Another quarter of the limit written lets the writer try again.
+        write_mib(8);
+        assert!(
+            wal_size() < limit,
+            "the WAL was not emptied: {} bytes",
+            wal_size()
+        );
+        assert_eq!(count(&reader, "SELECT count(*) FROM t"), 48 * 256);
     }
 }
