@@ -272,6 +272,21 @@ fn cpu_secs(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds per thread name of process `pid` (threads of one name,
+/// e.g. tokio's workers, summed): which part of herald is busy.
+fn thread_cpu_secs(pid: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        *out.entry(name.trim().to_owned()).or_insert(0.0) += cpu_secs(&format!("{pid}/task/{tid}"));
+    }
+    out
+}
+
 /// Busy and total CPU time of the whole machine so far (seconds, all
 /// cores), from /proc/stat: whether a run was short of CPU.
 fn machine_cpu() -> (f64, f64) {
@@ -342,6 +357,7 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             let before = sink.count();
             let pid = h.pid().to_string();
             let (herald_cpu, bench_cpu) = (cpu_secs(&pid), cpu_secs("self"));
+            let threads_before = thread_cpu_secs(&pid);
             let (busy, _) = machine_cpu();
             let start = Instant::now();
             if via == "sql" {
@@ -356,10 +372,21 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             let herald_cores = (cpu_secs(&pid) - herald_cpu) / wall;
             let bench_cores = (cpu_secs("self") - bench_cpu) / wall;
             let machine_cores = (machine_cpu().0 - busy) / wall;
+            let mut threads: Vec<(String, f64)> = thread_cpu_secs(&pid)
+                .into_iter()
+                .map(|(name, secs)| {
+                    let before = threads_before.get(&name).copied().unwrap_or(0.0);
+                    (name, (secs - before) / wall)
+                })
+                .filter(|(_, cores)| *cores >= 0.01)
+                .collect();
+            threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let threads: Vec<String> = threads.iter().map(|(n, c)| format!("{n} {c:.2}")).collect();
             println!(
                 "throughput {webhooks:>3} webhook(s), {events:>5} events via {via}: {rate:>8.0} deliveries/s = {:.2} x sink ceiling (target >= 0.5); cores busy: herald {herald_cores:.2}, sink and load generator {bench_cores:.2}, whole machine {machine_cores:.2}",
                 rate / ceiling
             );
+            println!("    herald's threads (cores): {}", threads.join(", "));
         }
     }
 }

@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_access.sql"),
     include_str!("migrations/005_sessions.sql"),
     include_str!("migrations/006_checks_without_in.sql"),
+    include_str!("migrations/007_one_index_fewer.sql"),
 ];
 
 /// Read-only connections kept for reads running at once.
@@ -331,7 +332,7 @@ mod tests {
             .unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 6);
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         assert_eq!(store.pending_deliveries().unwrap(), 1);
         drop(store);
         let c = Connection::open(&path).unwrap();
@@ -366,7 +367,16 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(indexes, 8);
+        // Eight rebuilt by 006, one dropped by 007.
+        assert_eq!(indexes, 7);
+        let gone: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_pending_event'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0);
     }
 
     #[test]
