@@ -43,6 +43,13 @@ fn fewer_malloc_heaps() {
     }
 }
 
+/// Writes a line to stderr; a stderr that cannot be written (a full disk,
+/// a closed pipe) loses the line instead of panicking.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn main() -> ExitCode {
     fewer_malloc_heaps();
     quiet_on_closed_stdout();
@@ -54,11 +61,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr on a full disk, a closed
+        // pipe) is dropped. By default the subscriber reports that with
+        // `eprintln!`, which panics when stderr fails: the request being
+        // logged died with its connection unanswered.
+        .log_internal_errors(false)
         .init();
     let config = match herald::surfaces::cli::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("herald: invalid configuration: {e:#}");
+            say(format_args!("herald: invalid configuration: {e:#}"));
             return ExitCode::from(2);
         }
     };
@@ -77,7 +89,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("herald: {e:#}");
+            say(format_args!("herald: {e:#}"));
             // Refused input (a bad event or webhook setting) is the user's to fix.
             let user_error = e
                 .downcast_ref::<herald::surfaces::shared::ops::Error>()
@@ -86,7 +98,26 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<herald::engines::render::Error>().is_some()
                 || e.downcast_ref::<herald::spec::field::FieldError>()
                     .is_some();
-            ExitCode::from(if user_error { 2 } else { 1 })
+            // The database cannot take writes for now (disk full, locked,
+            // read-only): EX_TEMPFAIL, so a producer's script knows to retry.
+            let storage = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<herald::store::Error>(),
+                    Some(herald::store::Error::Storage { .. })
+                ) || matches!(
+                    c.downcast_ref::<herald::surfaces::shared::ops::Error>(),
+                    Some(herald::surfaces::shared::ops::Error::Store(
+                        herald::store::Error::Storage { .. }
+                    ))
+                )
+            });
+            ExitCode::from(if storage {
+                75
+            } else if user_error {
+                2
+            } else {
+                1
+            })
         }
     }
 }

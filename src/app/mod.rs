@@ -86,7 +86,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         source,
     })?;
     let _lock = lock_instance(&config.database_path)?;
-    let store = Store::open(&config.database_path)?;
+    let store = Store::open_configured(&config)?;
     match crate::surfaces::shared::ops::ensure_admin_password(&store, &config.database_path) {
         Ok(Some(path)) => tracing::warn!(
             file = %path.display(),

@@ -92,6 +92,20 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawDatabase {
     pub path: String,
+    pub durability: String,
+    #[serde(deserialize_with = "number")]
+    pub busy_timeout: f64,
+    pub min_free_mb: u64,
+}
+
+/// `database.durability`: whether a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit synced: an acknowledged event survives a power cut.
+    Full,
+    /// Synced at checkpoints only: survives a crash of herald, not
+    /// necessarily a power cut.
+    Normal,
 }
 
 /// `[router]` as written.
@@ -145,6 +159,12 @@ pub struct Config {
     pub max_connections: usize,
     /// SQLite database file.
     pub database_path: PathBuf,
+    /// Whether each commit is synced to disk.
+    pub durability: Durability,
+    /// How long a write waits for another process's write lock.
+    pub busy_timeout: Duration,
+    /// Free bytes below which new events are refused (0: never).
+    pub min_free_bytes: u64,
     /// Interval between reads of the queue when nothing wakes the router.
     pub read_interval: Duration,
     /// Events routed per transaction.
@@ -497,6 +517,24 @@ impl RawConfig {
                 reason: "must name a file".into(),
             });
         }
+        let durability = match self.database.durability.as_str() {
+            "full" => Durability::Full,
+            "normal" => Durability::Normal,
+            other => {
+                return Err(Error::Invalid {
+                    key: "database.durability",
+                    value: other.to_owned(),
+                    reason: "must be \"full\" or \"normal\"".into(),
+                });
+            }
+        };
+        let busy_timeout = in_range(
+            "database.busy_timeout",
+            self.database.busy_timeout,
+            0.05,
+            600.0,
+        )?;
+        let min_free_mb = in_range("database.min_free_mb", self.database.min_free_mb, 0, 1 << 30)?;
         let read_interval = in_range(
             "router.read_interval",
             self.router.read_interval,
@@ -556,6 +594,9 @@ impl RawConfig {
             body_timeout: Duration::from_secs_f64(body_timeout),
             max_connections: max_connections as usize,
             database_path: PathBuf::from(self.database.path),
+            durability,
+            busy_timeout: Duration::from_secs_f64(busy_timeout),
+            min_free_bytes: min_free_mb.saturating_mul(1_000_000),
             read_interval: Duration::from_secs_f64(read_interval),
             router_batch_size: router_batch_size as usize,
             delivery_concurrency: concurrency as usize,

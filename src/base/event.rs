@@ -20,6 +20,8 @@ pub const KNOWN_TYPES: &[&str] = &[
     "herald.webhook.failing",
     "herald.webhook.paused",
     "herald.webhook.recovered",
+    "herald.storage.low",
+    "herald.storage.ok",
 ];
 
 /// Longest accepted event type name.

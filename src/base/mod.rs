@@ -1,7 +1,9 @@
 //! What every layer may use: the [`config`], [`event`]s and their checks,
-//! [`secret`] values that never print, and the [`live`] settings channel.
+//! [`secret`] values that never print, the [`live`] settings channel, and
+//! [`repeats`], which keeps a repeated log line from flooding the log.
 
 pub mod config;
 pub mod event;
 pub mod live;
+pub mod repeats;
 pub mod secret;

@@ -1,8 +1,10 @@
 //! The health monitor: looks at failing webhooks when an attempt starts or
 //! ends a failure streak, and on a short tick, to pause a webhook after a
 //! long outage, repeat the alert once per interval while it fails, and
-//! announce its recovery once. Alerts are logged and queued as
-//! `herald.webhook.*` events, which reach any webhook subscribed to them.
+//! announce its recovery once; and at free space, to raise
+//! `herald.storage.low` below `database.min_free_mb` and `herald.storage.ok`
+//! once space is back. Alerts are logged and queued as `herald.*` events,
+//! which reach any webhook subscribed to them.
 
 use std::sync::Arc;
 
@@ -10,6 +12,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, now_ms};
+
+/// Longest time between two looks at free space.
+const STORAGE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The loop. `poke` is notified by the deliverer; `routed_wake` wakes the
 /// router when alert events were queued.
@@ -38,11 +43,27 @@ pub async fn run(
                     router_wake.notify_one();
                 }
             }
-            Err(e) => tracing::error!(error = %e, "health check failed; trying again"),
+            Err(e) => {
+                if let Some(held) = crate::base::repeats::admit(&format!("health: {e}")) {
+                    tracing::error!(error = %e, "health check failed; trying again{}", crate::base::repeats::summary(held));
+                }
+            }
+        }
+        match store.run(|st| st.storage_tick()).await {
+            Ok(Some(message)) => {
+                tracing::warn!("{message}");
+                router_wake.notify_one();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if let Some(held) = crate::base::repeats::admit(&format!("storage: {e}")) {
+                    tracing::error!(error = %e, "cannot raise the storage alert; trying again{}", crate::base::repeats::summary(held));
+                }
+            }
         }
         tokio::select! {
             _ = poke.notified() => {}
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(tick.min(STORAGE_EVERY)) => {}
             _ = crate::base::live::changed(&mut live) => {}
             _ = shutdown.cancelled() => return,
         }

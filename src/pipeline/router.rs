@@ -70,7 +70,9 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "routing failed; retrying");
+                if let Some(held) = crate::base::repeats::admit(&format!("route: {e}")) {
+                    tracing::error!(error = %e, "routing failed; retrying{}", crate::base::repeats::summary(held));
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(ON_ERROR) => continue,
                     _ = shutdown.cancelled() => return,

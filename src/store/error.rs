@@ -38,6 +38,38 @@ pub enum Error {
     /// committed with it) could not be committed: none of it was kept.
     #[error("database error: the write was not committed: {0}")]
     NotCommitted(DbError),
+    /// The database cannot take writes now (disk full, read-only, locked by
+    /// another process, or free space below the watermark); nothing of the
+    /// write was kept. `message` says so in plain words.
+    #[error("{message}")]
+    Storage {
+        /// What is wrong.
+        fault: super::fault::Fault,
+        /// What is wrong, naming the database file.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The storage fault an engine error stands for, if it is one: the
+    /// conditions that pass by themselves or by an admin's hand, as opposed
+    /// to a statement herald got wrong.
+    pub(super) fn engine_fault(&self) -> Option<super::fault::Fault> {
+        use super::fault::Fault;
+        use rusqlite::ErrorCode;
+        let (Error::Database(e) | Error::NotCommitted(e)) = self else {
+            return None;
+        };
+        let rusqlite::Error::SqliteFailure(f, _) = e.0.as_ref() else {
+            return None;
+        };
+        match f.code {
+            ErrorCode::DiskFull => Some(Fault::DiskFull),
+            ErrorCode::ReadOnly => Some(Fault::ReadOnly),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Some(Fault::Locked),
+            _ => None,
+        }
+    }
 }
 
 /// The database engine's own error, kept whole for its message but opaque

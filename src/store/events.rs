@@ -113,7 +113,10 @@ pub struct RouteStats {
 impl Store {
     /// Appends a checked event to the queue. A uuid already queued is refused
     /// with [`Error::Duplicate`].
+    /// Refused with [`Error::Storage`] while free space is below the
+    /// watermark: the space left is kept for deliveries and their log.
     pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
+        self.watch.check_space()?;
         let data = serde_json::Value::Object(e.data.clone()).to_string();
         let (uuid, kind, created_at, ticket_id) = (
             e.uuid.clone(),

@@ -206,6 +206,9 @@ pub struct HeaderStats {
     pub failing: i64,
     /// Webhooks paused.
     pub paused: i64,
+    /// What keeps the database from taking new events, if anything (the
+    /// red banner on every page).
+    pub storage: Option<super::Condition>,
 }
 
 impl Store {
@@ -335,6 +338,7 @@ impl Store {
                 failed_last_hour: failed,
                 failing,
                 paused,
+                storage: self.condition(),
             })
         })
     }

@@ -12,6 +12,7 @@ mod access;
 mod deliveries;
 mod error;
 mod events;
+mod fault;
 mod health;
 mod log;
 mod parsed;
@@ -40,6 +41,7 @@ pub use deliveries::{
     Replay, Unreadable,
 };
 pub use error::{DbError, Error};
+pub use fault::{Condition, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Fault};
 pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
 pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
 pub use log::{AttemptDetail, HeaderStats, LogEntry, LogFilter, NewLogEntry};
@@ -74,7 +76,44 @@ pub struct Store {
     /// Events parsed by the router, for the claims that send them.
     parsed: Arc<ParsedEvents>,
     path: Arc<PathBuf>,
+    /// Whether the database can be written, and free space.
+    watch: Arc<fault::Watch>,
 }
+
+/// How the database is opened: from `[database]` of the config, or the
+/// defaults ([`Options::default`]) for tests.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Whether each commit is synced to disk (see [`Durability`]).
+    pub durability: Durability,
+    /// How long a write waits for another process's write lock.
+    pub busy_timeout: Duration,
+    /// Free bytes below which new events are refused (0: never).
+    pub min_free_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            durability: Durability::Full,
+            busy_timeout: BUSY_TIMEOUT,
+            min_free_bytes: 0,
+        }
+    }
+}
+
+impl Options {
+    /// The options `[database]` of `config` asks for.
+    pub fn from_config(config: &crate::base::config::Config) -> Options {
+        Options {
+            durability: config.durability,
+            busy_timeout: config.busy_timeout,
+            min_free_bytes: config.min_free_bytes,
+        }
+    }
+}
+
+pub use crate::base::config::Durability;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,31 +150,67 @@ fn prepare_file(path: &Path) -> std::io::Result<()> {
 use std::os::unix::fs::DirBuilderExt;
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the database at `path`, with
+    /// the default [`Options`].
     pub fn open(path: &Path) -> Result<Store, Error> {
+        Store::open_with(path, &Options::default())
+    }
+
+    /// Opens the database `config` names, as [`Store::open`], with its options.
+    pub fn open_configured(config: &crate::base::config::Config) -> Result<Store, Error> {
+        Store::open_with(&config.database_path, &Options::from_config(config))
+    }
+
+    /// Opens a database that must exist, as [`Store::open_existing`], with
+    /// the options of `config`.
+    pub fn open_existing_configured(config: &crate::base::config::Config) -> Result<Store, Error> {
+        Store::must_exist(&config.database_path)?;
+        Store::open_configured(config)
+    }
+
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open_with(path: &Path, options: &Options) -> Result<Store, Error> {
         let open_err = |message: String| Error::Open {
             path: path.to_owned(),
             message,
         };
         prepare_file(path).map_err(|e| open_err(e.to_string()))?;
         let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(options.busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: the WAL is synced at every commit (one per batch of the
+        // writer), so an acknowledged write survives a power cut. NORMAL
+        // syncs only at checkpoints: a crash of the process loses nothing,
+        // a power cut may lose the last commits.
+        let synchronous = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         readers::plan_once(&conn)?;
         migrate(&mut conn)?;
         Ok(Store {
-            writer: Writer::start(conn, path, BUSY_TIMEOUT)?,
+            writer: Writer::start(conn, path, options.busy_timeout)?,
             readers: Arc::new(Readers::new(path, READERS)),
             parsed: Arc::default(),
             path: Arc::new(path.to_owned()),
+            watch: Arc::new(fault::Watch::new(
+                path,
+                options.min_free_bytes,
+                options.busy_timeout,
+            )),
         })
     }
 
     /// Opens a database that must already exist (read-only commands: a wrong
     /// path must not create an empty database and report "nothing found").
     pub fn open_existing(path: &Path) -> Result<Store, Error> {
+        Store::must_exist(path)?;
+        Store::open(path)
+    }
+
+    fn must_exist(path: &Path) -> Result<(), Error> {
         if !path.exists() {
             return Err(Error::Open {
                 path: path.to_owned(),
@@ -144,7 +219,7 @@ impl Store {
                     .into(),
             });
         }
-        Store::open(path)
+        Ok(())
     }
 
     /// The database file.
@@ -158,7 +233,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        self.writer.write(f)
+        self.watch.after_write(self.writer.write(f))
     }
 
     /// [`Store::write`] for async callers: awaits the commit without
@@ -167,7 +242,15 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        self.writer.write_async(f).await
+        self.watch.after_write(self.writer.write_async(f).await)
+    }
+
+    /// What keeps the database from being written now (a full disk, a
+    /// read-only file, another process's lock, free space below
+    /// `database.min_free_mb`), if anything: for `/healthz` and the web
+    /// admin's banner.
+    pub fn condition(&self) -> Option<Condition> {
+        self.watch.condition()
     }
 
     /// Runs the read `f` on a read-only connection, on the calling thread.

@@ -59,6 +59,14 @@ const SAMPLES: &[(&str, &str)] = &[
         "herald.webhook.recovered",
         include_str!("../../../templates/samples/herald.webhook.recovered.json"),
     ),
+    (
+        "herald.storage.low",
+        include_str!("../../../templates/samples/herald.storage.low.json"),
+    ),
+    (
+        "herald.storage.ok",
+        include_str!("../../../templates/samples/herald.storage.ok.json"),
+    ),
 ];
 
 /// Every data field the appliance documents, for save-time warnings.

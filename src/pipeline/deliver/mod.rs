@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::base::event::{Event, now_rfc3339};
+use crate::base::repeats;
 use crate::engines::auth::{self, token::TokenCache};
 use crate::engines::render::{CompiledRequest, RenderedRequest};
 use crate::engines::retry::{self, Decision, Failure};
@@ -197,7 +198,9 @@ impl Deliverer {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot claim deliveries; retrying");
+                        if let Some(held) = repeats::admit(&format!("claim: {e}")) {
+                            tracing::error!(error = %e, "cannot claim deliveries; retrying{}", repeats::summary(held));
+                        }
                         wait = ON_ERROR;
                     }
                 }
@@ -252,7 +255,9 @@ impl Deliverer {
             {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::error!(delivery_id = id, error = %e, "cannot record unreadable delivery; trying again");
+                    if let Some(held) = repeats::admit(&format!("unreadable: {e}")) {
+                        tracing::error!(delivery_id = id, error = %e, "cannot record unreadable delivery; trying again{}", repeats::summary(held));
+                    }
                     if self.pause(ON_ERROR).await.is_err() {
                         return;
                     }
@@ -543,7 +548,9 @@ impl Deliverer {
                     return;
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "cannot record attempt; trying again");
+                    if let Some(held) = repeats::admit(&format!("record: {err}")) {
+                        tracing::error!(error = %err, "cannot record attempt; trying again{}", repeats::summary(held));
+                    }
                     if self.pause(ON_ERROR).await.is_err() {
                         return;
                     }

@@ -113,15 +113,22 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// `GET /healthz`: liveness and queue figures.
+/// `GET /healthz`: liveness, queue figures, and the storage condition:
+/// `status` is `degraded` and `storage` says why while the database cannot
+/// take new events (disk full, read-only, locked, low space). Always 200
+/// while herald answers: it is alive, and delivers what it holds.
 pub async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let (queued, pending) = state
+    let (queued, pending, condition) = state
         .store
-        .run(|s| Ok((s.queue_depth()?, s.pending_deliveries()?)))
+        .run(|s| Ok((s.queue_depth()?, s.pending_deliveries()?, s.condition())))
         .await?;
-    Ok(Json(
-        json!({"status": "ok", "queued_events": queued, "pending_deliveries": pending}),
-    ))
+    let status = if condition.is_some() { "degraded" } else { "ok" };
+    Ok(Json(json!({
+        "status": status,
+        "queued_events": queued,
+        "pending_deliveries": pending,
+        "storage": condition,
+    })))
 }
 
 /// `POST /api/v1/events`: queue one event; 202 with its uuid.

@@ -1,6 +1,6 @@
 //! The one error response of the API: 4xx with a message (and the field at
-//! fault) for the caller's mistakes; anything else logged once and answered
-//! with a generic 500.
+//! fault) for the caller's mistakes; 507/503 naming what is wrong with the
+//! database's storage; anything else logged and answered with a generic 500.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -15,7 +15,13 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<String>,
+    /// Seconds for a `Retry-After` header (a 503 that passes by itself).
+    retry_after: Option<u64>,
 }
+
+/// Seconds a producer is asked to wait when the database is locked or
+/// cannot be written for now.
+const RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -31,6 +37,31 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// The answer for a store error: 404 for a missing row; 507 when the
+    /// disk is full (or free space is below the watermark) and 503 with
+    /// `Retry-After` when the database is read-only or locked — a producer
+    /// can tell "retry later" from "herald is broken"; 500 for the rest.
+    /// Storage faults are logged by the store when they begin, not here
+    /// once per request.
+    pub fn from_store(e: crate::store::Error) -> ApiError {
+        match e {
+            crate::store::Error::NotFound(what) => {
+                ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+            }
+            crate::store::Error::Storage { fault, message } => {
+                if fault.is_space() {
+                    ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message)
+                } else {
+                    let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+                    e.retry_after = Some(RETRY_AFTER_SECS);
+                    e
+                }
+            }
+            e => ApiError::internal(e),
         }
     }
 
@@ -51,7 +82,10 @@ impl ApiError {
 
     /// 500, after logging the cause.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %cause, "request failed");
+        let cause = cause.to_string();
+        if let Some(held) = crate::base::repeats::admit(&format!("request: {cause}")) {
+            tracing::error!(error = %cause, "request failed{}", crate::base::repeats::summary(held));
+        }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error; see herald's log",
@@ -65,7 +99,13 @@ impl IntoResponse for ApiError {
             error: &self.message,
             field: self.field.as_deref(),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -78,6 +118,7 @@ impl From<ops::Error> for ApiError {
                 status: StatusCode::BAD_REQUEST,
                 message: f.to_string(),
                 field: Some(f.field),
+                retry_after: None,
             },
             ops::Error::WebhookNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             ops::Error::WebhookConflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
@@ -88,18 +129,13 @@ impl From<ops::Error> for ApiError {
             }
             ops::Error::ApiKeyNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
             ops::Error::Access(e) => ApiError::internal(e),
-            ops::Error::Store(e) => ApiError::internal(e),
+            ops::Error::Store(e) => ApiError::from_store(e),
         }
     }
 }
 
 impl From<crate::store::Error> for ApiError {
     fn from(e: crate::store::Error) -> Self {
-        match e {
-            crate::store::Error::NotFound(what) => {
-                ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
-            }
-            e => ApiError::internal(e),
-        }
+        ApiError::from_store(e)
     }
 }

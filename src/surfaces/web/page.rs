@@ -110,7 +110,9 @@ impl WebError {
 
     /// A failure of herald itself (logged; the page says to look at the log).
     pub fn internal(detail: impl std::fmt::Display) -> WebError {
-        tracing::error!(error = %detail, "web admin page failed");
+        if let Some(held) = crate::base::repeats::admit(&format!("page: {detail}")) {
+            tracing::error!(error = %detail, "web admin page failed{}", crate::base::repeats::summary(held));
+        }
         WebError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "herald could not show this page; the server log has the details",
@@ -127,6 +129,10 @@ impl From<crate::store::Error> for WebError {
     fn from(e: crate::store::Error) -> Self {
         match e {
             crate::store::Error::NotFound(what) => WebError::not_found(what),
+            e @ crate::store::Error::Storage { .. } => {
+                let api = crate::surfaces::shared::ApiError::from_store(e);
+                WebError::new(api.status(), api.message().to_owned())
+            }
             e => WebError::internal(e),
         }
     }
