@@ -534,7 +534,12 @@ impl RawConfig {
             0.05,
             600.0,
         )?;
-        let min_free_mb = in_range("database.min_free_mb", self.database.min_free_mb, 0, 1 << 30)?;
+        let min_free_mb = in_range(
+            "database.min_free_mb",
+            self.database.min_free_mb,
+            0,
+            1 << 30,
+        )?;
         let read_interval = in_range(
             "router.read_interval",
             self.router.read_interval,

@@ -39,13 +39,22 @@ impl Repeats {
                 return None;
             }
             let held = s.held;
-            *s = Seen { written: now, held: 0 };
+            *s = Seen {
+                written: now,
+                held: 0,
+            };
             return Some(held);
         }
         if seen.len() >= REMEMBERED {
             seen.clear();
         }
-        seen.insert(key.to_owned(), Seen { written: now, held: 0 });
+        seen.insert(
+            key.to_owned(),
+            Seen {
+                written: now,
+                held: 0,
+            },
+        );
         Some(0)
     }
 }
@@ -83,7 +92,10 @@ mod tests {
         assert_eq!(r.admit_at("locked", t + Duration::from_secs(1)), Some(0));
         assert_eq!(r.admit_at("disk full", t + WINDOW), Some(1480));
         assert_eq!(summary(1480), " (1480 more like it in the last 60 s)");
-        assert_eq!(r.admit_at("disk full", t + WINDOW + Duration::from_secs(1)), None);
+        assert_eq!(
+            r.admit_at("disk full", t + WINDOW + Duration::from_secs(1)),
+            None
+        );
         assert_eq!(r.admit_at("disk full", t + 2 * WINDOW), Some(1));
         assert_eq!(summary(0), "");
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Error, Store};
+use crate::base::repeats;
 
 /// Event type of the alert when free space falls below the watermark.
 pub const EVENT_STORAGE_LOW: &str = "herald.storage.low";
@@ -46,7 +47,9 @@ impl Store {
             "message": message,
         });
         self.write(move |c| super::health::queue_notice_event(c, kind, data))?;
-        watch.low_alerted.store(kind == EVENT_STORAGE_LOW, Ordering::Relaxed);
+        watch
+            .low_alerted
+            .store(kind == EVENT_STORAGE_LOW, Ordering::Relaxed);
         Ok(Some(message))
     }
 }
@@ -122,8 +125,12 @@ impl Watch {
         match result {
             Ok(v) => {
                 let mut fault = self.fault.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((c, failed)) = fault.take() {
-                    tracing::info!(since = %c.since, failed_writes = failed, "the database can be written again ({})", c.message);
+                // On a nearly full disk writes that fit come and go: the
+                // beginning and the end are each logged at most once a minute.
+                if let Some((c, failed)) = fault.take()
+                    && let Some(held) = repeats::admit(&format!("storage ok: {}", c.message))
+                {
+                    tracing::info!(since = %c.since, failed_writes = failed, "the database can be written again ({}){}", c.message, repeats::summary(held));
                 }
                 Ok(v)
             }
@@ -136,7 +143,9 @@ impl Watch {
                 match fault.as_mut() {
                     Some((c, failed)) if c.fault == kind => *failed += 1,
                     _ => {
-                        tracing::error!(error = %e, "{message}; writes are refused until it is fixed");
+                        if let Some(held) = repeats::admit(&format!("storage: {message}")) {
+                            tracing::error!(error = %e, "{message}; writes are refused until it is fixed{}", repeats::summary(held));
+                        }
                         *fault = Some((
                             Condition {
                                 fault: kind,
@@ -256,7 +265,16 @@ mod tests {
         let free = free_space(&path).unwrap();
         let watch = Watch::new(&path, free.saturating_mul(2), Duration::from_secs(1));
         let e = watch.check_space().unwrap_err();
-        assert!(matches!(e, Error::Storage { fault: Fault::LowSpace, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Storage {
+                    fault: Fault::LowSpace,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("database.min_free_mb"), "{e}");
         assert_eq!(watch.condition().unwrap().fault, Fault::LowSpace);
         let roomy = Watch::new(&path, 1, Duration::from_secs(1));

@@ -93,7 +93,11 @@ fn none_if_missing<T>(e: rusqlite::Error) -> rusqlite::Result<Option<T>> {
 }
 
 /// Queues a `herald.webhook.*` event for the webhooks subscribed to it.
-pub(super) fn queue_notice_event(c: &Connection, kind: &str, data: serde_json::Value) -> Result<(), Error> {
+pub(super) fn queue_notice_event(
+    c: &Connection,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<(), Error> {
     c.prepare_cached("INSERT INTO events (uuid, type, created_at, data) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![
             uuid::Uuid::new_v4().to_string(),

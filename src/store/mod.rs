@@ -41,8 +41,8 @@ pub use deliveries::{
     Replay, Unreadable,
 };
 pub use error::{DbError, Error};
-pub use fault::{Condition, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Fault};
 pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
+pub use fault::{Condition, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Fault};
 pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
 pub use log::{AttemptDetail, HeaderStats, LogEntry, LogFilter, NewLogEntry};
 pub use sessions::Session;

@@ -58,12 +58,17 @@ impl Herald {
         self.env.retain(|(k, _)| k != key);
     }
 
-    /// The database file.
+    /// The database file (`HERALD_DATABASE_PATH`).
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("herald.db")
+        self.env
+            .iter()
+            .find(|(k, _)| k == "HERALD_DATABASE_PATH")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| self.dir.path().join("herald.db"))
     }
 
-    fn command(&self) -> Command {
+    /// The `herald` binary with this herald's environment, not yet run.
+    pub fn command(&self) -> Command {
         self.with_env(Command::new(env!("CARGO_BIN_EXE_herald")))
     }
 

@@ -122,7 +122,11 @@ pub async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse,
         .store
         .run(|s| Ok((s.queue_depth()?, s.pending_deliveries()?, s.condition())))
         .await?;
-    let status = if condition.is_some() { "degraded" } else { "ok" };
+    let status = if condition.is_some() {
+        "degraded"
+    } else {
+        "ok"
+    };
     Ok(Json(json!({
         "status": status,
         "queued_events": queued,
