@@ -3,7 +3,7 @@
 //! measured in the same run. See BENCHMARKS.md for what each one means.
 //!
 //! `cargo bench --bench e2e` (all), or name scenarios:
-//! `cargo bench --bench e2e -- ceiling throughput latency backlog footprint slow`.
+//! `cargo bench --bench e2e -- ceiling throughput latency durability backlog footprint slow`.
 //! `BENCH_BACKLOG=N` sets the backlog size (default 1,000,000).
 
 use std::collections::HashMap;
@@ -108,6 +108,8 @@ struct Herald {
     child: Option<Child>,
     addr: Option<SocketAddr>,
     read_interval: String,
+    /// `database.durability` (herald's default, `full`, when `None`).
+    durability: Option<&'static str>,
 }
 
 impl Herald {
@@ -117,6 +119,7 @@ impl Herald {
             child: None,
             addr: None,
             read_interval: read_interval.into(),
+            durability: None,
         }
     }
     fn db(&self) -> std::path::PathBuf {
@@ -131,6 +134,9 @@ impl Herald {
             // The sink is on loopback, which the SSRF guard refuses by default.
             .env("HERALD_DELIVERY_ALLOW_NETWORKS", "127.0.0.0/8")
             .env("HERALD_LOG", "warn,herald::app=info");
+        if let Some(d) = self.durability {
+            c.env("HERALD_DATABASE_DURABILITY", d);
+        }
         c
     }
     fn cli(&self, args: &[&str]) {
@@ -414,6 +420,44 @@ async fn post_events(h: &Herald, n: usize, conns: usize) {
     }
 }
 
+/// The cost of `database.durability`: the same API ingest (16 connections,
+/// one webhook) and single-producer ingest latency with each setting, in
+/// the same run, on the same disk.
+async fn durability(sink: &Sink, ceiling: f64) {
+    const EVENTS: usize = 10_000;
+    const SEQUENTIAL: usize = 500;
+    for setting in ["normal", "full"] {
+        let mut h = Herald::new("0.1");
+        h.durability = Some(setting);
+        h.add_webhook(&sink.url("/durability"));
+        h.serve();
+        let before = sink.count();
+        let start = Instant::now();
+        post_events(&h, EVENTS, 16).await;
+        let ingest = EVENTS as f64 / start.elapsed().as_secs_f64();
+        sink.wait_for(before + EVENTS as u64).await;
+        let rate = EVENTS as f64 / start.elapsed().as_secs_f64();
+        // One producer, one event at a time: each answer waits for its commit.
+        let client = h.api_client();
+        let url = h.api("/api/v1/events");
+        let body = serde_json::json!({"type": "ticket.login", "ticket_id": "T-1"}).to_string();
+        let mut took = Vec::with_capacity(SEQUENTIAL);
+        for _ in 0..SEQUENTIAL {
+            let t = Instant::now();
+            let r = client.post(&url).body(body.clone()).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            took.push(t.elapsed());
+        }
+        took.sort();
+        println!(
+            "durability {setting:>6}: API ingest {ingest:>6.0} events/s (16 connections), delivered {rate:>6.0}/s = {:.2} x sink ceiling; one producer: p50 {:.2} ms, p99 {:.2} ms per acknowledged event",
+            rate / ceiling,
+            percentile(&took, 0.5).as_secs_f64() * 1e3,
+            percentile(&took, 0.99).as_secs_f64() * 1e3,
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -602,6 +646,9 @@ async fn main() {
     }
     if wants("latency") {
         latency(&sink).await;
+    }
+    if wants("durability") {
+        durability(&sink, ceiling).await;
     }
     if wants("footprint") {
         footprint().await;

@@ -642,6 +642,30 @@ mod tests {
         assert_eq!(c.read_interval, Duration::from_secs(10));
         assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(c.database_path, PathBuf::from("data/herald.db"));
+        assert_eq!(c.durability, Durability::Full);
+        assert_eq!(c.busy_timeout, Duration::from_secs(10));
+        assert_eq!(c.min_free_bytes, 50_000_000);
+    }
+
+    #[test]
+    fn database_settings_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HERALD_DATABASE_DURABILITY", "normal"),
+                ("HERALD_DATABASE_BUSY_TIMEOUT", "0.25"),
+                ("HERALD_DATABASE_MIN_FREE_MB", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.durability, Durability::Normal);
+        assert_eq!(c.busy_timeout, Duration::from_millis(250));
+        assert_eq!(c.min_free_bytes, 0);
+        let e = Config::load(None, env(&[("HERALD_DATABASE_DURABILITY", "fast")])).unwrap_err();
+        assert!(e.to_string().contains("database.durability"), "{e}");
+        assert!(e.to_string().contains("\"full\" or \"normal\""), "{e}");
+        let e = Config::load(None, env(&[("HERALD_DATABASE_BUSY_TIMEOUT", "0")])).unwrap_err();
+        assert!(e.to_string().contains("database.busy_timeout"), "{e}");
     }
 
     #[test]

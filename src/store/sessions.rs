@@ -63,6 +63,22 @@ impl Store {
         })
     }
 
+    /// The live session with this digest, read without extending it: for
+    /// when the database cannot be written, so the admin can still read
+    /// the pages (and the banner saying why).
+    pub fn live_session(&self, digest: &str, now: i64) -> Result<Option<Session>, Error> {
+        self.read(|c| {
+            let csrf: Option<String> = c
+                .prepare_cached("SELECT csrf FROM sessions WHERE digest = ?1 AND expires_at > ?2")?
+                .query_row(params![digest, now], |r| r.get(0))
+                .optional()?;
+            Ok(csrf.map(|csrf| Session {
+                digest: digest.to_owned(),
+                csrf,
+            }))
+        })
+    }
+
     /// Is the session with this digest still live (without extending it)?
     pub fn session_alive(&self, digest: &str, now: i64) -> Result<bool, Error> {
         self.read(|c| {

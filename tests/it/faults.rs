@@ -359,6 +359,7 @@ async fn a_write_lock_held_by_another_process_answers_503_with_retry_after() {
     assert_eq!(status, 202, "{body}");
     let mut acknowledged = HashSet::from([body["uuid"].as_str().unwrap().to_owned()]);
 
+    let web = crate::web::WebSession::login(&server, &crate::web::initial_password(&h)).await;
     let holder = rusqlite::Connection::open(h.db()).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let (status, retry, body) = post_event(&client, &server, 1).await;
@@ -377,6 +378,14 @@ async fn a_write_lock_held_by_another_process_answers_503_with_retry_after() {
         "{emit:?}"
     );
     assert_eq!(healthz(&server).await["storage"]["fault"], "locked");
+    // Every page of the web admin shows it in a red banner.
+    let (status, page) = web.get("/webhooks").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"class="storage-banner""#), "{page}");
+    assert!(
+        page.contains("another process has held the write lock"),
+        "{page}"
+    );
     holder.execute_batch("COMMIT").unwrap();
     drop(holder);
 
@@ -391,6 +400,11 @@ async fn a_write_lock_held_by_another_process_answers_503_with_retry_after() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let (_, page) = web.get("/webhooks").await;
+    assert!(
+        !page.contains("storage-banner"),
+        "the banner stayed after the lock was released"
+    );
 }
 
 /// `herald serve` whose stdout and stderr cannot be written — a full

@@ -55,7 +55,7 @@ pub fn run(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                 .read_line(&mut line)
                 .context("cannot read the password from stdin")?;
             let password = line.trim_end_matches(['\r', '\n']);
-            let store = Store::open_configured(&config)?;
+            let store = Store::open_configured(config)?;
             ops::set_password(&store, password, None)?;
             ops::remove_initial_password(&config.database_path)?;
             println!("admin password set");
@@ -64,7 +64,7 @@ pub fn run(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             let scope: crate::engines::access::Scope = scope
                 .parse()
                 .map_err(|m: String| ops::Error::BadRequest(m))?;
-            let store = Store::open_configured(&config)?;
+            let store = Store::open_configured(config)?;
             let (k, key) = ops::create_api_key(&store, &name, scope)?;
             eprintln!(
                 "created API key {} ({}, {}); it is shown only now:",
@@ -75,7 +75,7 @@ pub fn run(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             println!("{key}");
         }
         AdminCommand::ApiKey(ApiKeyCommand::List { json }) => {
-            let store = Store::open_existing_configured(&config)?;
+            let store = Store::open_existing_configured(config)?;
             let keys = store.api_keys()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
@@ -98,7 +98,7 @@ pub fn run(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AdminCommand::ApiKey(ApiKeyCommand::Revoke { id }) => {
-            let store = Store::open_existing_configured(&config)?;
+            let store = Store::open_existing_configured(config)?;
             ops::revoke_api_key(&store, id)?;
             println!("revoked API key {id}");
         }

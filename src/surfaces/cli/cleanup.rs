@@ -25,7 +25,7 @@ pub fn cleanup(config: &Config, args: CleanupArgs) -> anyhow::Result<ExitCode> {
             "the cleanup schedule runs inside `herald serve`; use `herald cleanup --now` to run it once"
         );
     }
-    let store = Store::open_configured(&config)?;
+    let store = Store::open_configured(config)?;
     // The retention saved in the web admin wins, as in `serve`.
     let config = config
         .with_ui(&store.ui_settings()?)

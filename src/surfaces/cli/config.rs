@@ -16,6 +16,18 @@ pub fn check_config(config: &Config) -> ExitCode {
         "  database.path            = {}",
         config.database_path.display()
     );
+    println!(
+        "  database.durability      = {}",
+        match config.durability {
+            crate::base::config::Durability::Full => "full",
+            crate::base::config::Durability::Normal => "normal",
+        }
+    );
+    println!("  database.busy_timeout    = {:?}", config.busy_timeout);
+    println!(
+        "  database.min_free_mb     = {}",
+        config.min_free_bytes / 1_000_000
+    );
     println!("  router.read_interval     = {:?}", config.read_interval);
     println!("  router.batch_size        = {}", config.router_batch_size);
     println!(

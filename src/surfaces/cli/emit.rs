@@ -83,7 +83,7 @@ pub fn run(config: &Config, args: EmitArgs) -> anyhow::Result<ExitCode> {
             e
         }
     };
-    let store = Store::open_configured(&config)?;
+    let store = Store::open_configured(config)?;
     let queued = ops::queue_event(&store, event)?;
     crate::pipeline::wake::send(&config.database_path);
     println!("{}", queued.uuid);

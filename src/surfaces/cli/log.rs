@@ -79,7 +79,7 @@ pub fn log(config: &Config, args: LogArgs) -> anyhow::Result<ExitCode> {
         limit,
         json,
     } = args;
-    let store = Store::open_existing_configured(&config)?;
+    let store = Store::open_existing_configured(config)?;
     let entries = store.log_entries(&LogFilter {
         webhook_id: webhook,
         event_uuid: event,
@@ -148,7 +148,7 @@ pub fn deliveries(config: &Config, args: DeliveriesArgs) -> anyhow::Result<ExitC
         )
         .into());
     }
-    let store = Store::open_existing_configured(&config)?;
+    let store = Store::open_existing_configured(config)?;
     let rows = store.deliveries(&crate::store::DeliveryFilter {
         webhook_id: webhook,
         state,
@@ -190,7 +190,7 @@ pub fn retry(config: &Config, args: RetryArgs) -> anyhow::Result<ExitCode> {
         from,
         to,
     } = args;
-    let store = Store::open_existing_configured(&config)?;
+    let store = Store::open_existing_configured(config)?;
     let n = ops::replay(
         &store,
         &crate::store::Replay {

@@ -58,7 +58,9 @@ pub enum Command {
     /// http://<server.listen>/ (first password in <database dir>/initial-admin-password).
     Serve,
     /// Queue an event. Without TYPE, reads a whole event as JSON from stdin
-    /// ({"type": …, "ticket_id": …, "data": {…}}).
+    /// ({"type": …, "ticket_id": …, "data": {…}}). Exits 2 when the event
+    /// is refused, 75 when the database cannot take it now (disk full,
+    /// below database.min_free_mb, locked, read-only): try again later.
     Emit(emit::EmitArgs),
     /// Manage webhooks.
     #[command(subcommand)]
@@ -105,7 +107,8 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::load(cli.config.as_deref(), vars)?)
 }
 
-/// Runs a non-`serve` command. Errors a user must fix exit with 2, others 1.
+/// Runs a non-`serve` command. Errors a user must fix exit with 2, a
+/// database that cannot be written now with 75, others 1 (see `main.rs`).
 pub fn run(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => unreachable!("serve is run by main"),

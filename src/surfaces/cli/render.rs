@@ -52,7 +52,7 @@ pub fn render(config: &Config, args: RenderArgs) -> anyhow::Result<ExitCode> {
         event,
         reveal,
     } = args;
-    let store = Store::open_existing_configured(&config)?;
+    let store = Store::open_existing_configured(config)?;
     let w = ops::webhook(&store, webhook)?;
     let raw: NewEvent = serde_json::from_str(&read_text(&event)?)
         .with_context(|| format!("{} is not an event as JSON", event.display()))?;
@@ -112,7 +112,7 @@ pub fn test(config: &Config, args: TestArgs) -> anyhow::Result<ExitCode> {
     } = args;
     let kind = kind.as_str();
     ops::check_test_type(kind)?;
-    let store = Store::open_existing_configured(&config)?;
+    let store = Store::open_existing_configured(config)?;
     let webhook = ops::webhook(&store, id)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -358,9 +358,9 @@ fn report_saved(saved: &ops::Saved, verb: &str) {
 pub fn run(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
     let store = match cmd {
         WebhookCommand::List { .. } | WebhookCommand::Show { .. } => {
-            Store::open_existing_configured(&config)?
+            Store::open_existing_configured(config)?
         }
-        _ => Store::open_configured(&config)?,
+        _ => Store::open_configured(config)?,
     };
     match cmd {
         WebhookCommand::Add(args) => {

@@ -39,7 +39,8 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The live session of a request, if its cookie names one (and extends it).
+/// The live session of a request, if its cookie names one (and extends it;
+/// while the database cannot be written, it is read without extending it).
 pub async fn current(
     state: &AppState,
     headers: &HeaderMap,
@@ -51,12 +52,15 @@ pub async fn current(
     let session = state
         .store
         .run(move |s| {
-            s.touch_session(
+            match s.touch_session(
                 &digest,
                 now_ms(),
                 IDLE.as_millis() as i64,
                 MAX_AGE.as_millis() as i64,
-            )
+            ) {
+                Err(crate::store::Error::Storage { .. }) => s.live_session(&digest, now_ms()),
+                other => other,
+            }
         })
         .await?;
     Ok(session)
