@@ -5,6 +5,28 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Why the database cannot take writes now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The file system holding the database is full.
+    DiskFull,
+    /// Free space is below `database.min_free_mb`: new events are refused,
+    /// everything else still runs.
+    LowSpace,
+    /// The database file or its file system cannot be written.
+    ReadOnly,
+    /// Another process held the write lock past the busy timeout.
+    Locked,
+}
+
+impl Fault {
+    /// Whether it is about space (HTTP 507), not a wait (503).
+    pub fn is_space(self) -> bool {
+        matches!(self, Fault::DiskFull | Fault::LowSpace)
+    }
+}
+
 /// A storage failure.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -44,7 +66,7 @@ pub enum Error {
     #[error("{message}")]
     Storage {
         /// What is wrong.
-        fault: super::fault::Fault,
+        fault: Fault,
         /// What is wrong, naming the database file.
         message: String,
     },
@@ -54,8 +76,8 @@ impl Error {
     /// The storage fault an engine error stands for, if it is one: the
     /// conditions that pass by themselves or by an admin's hand, as opposed
     /// to a statement herald got wrong.
-    pub(super) fn engine_fault(&self) -> Option<super::fault::Fault> {
-        use super::fault::Fault;
+    pub(super) fn engine_fault(&self) -> Option<Fault> {
+        use Fault;
         use rusqlite::ErrorCode;
         let (Error::Database(e) | Error::NotCommitted(e)) = self else {
             return None;

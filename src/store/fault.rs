@@ -7,74 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use super::{Error, Store};
+use super::{Error, Fault};
 use crate::base::repeats;
-
-/// Event type of the alert when free space falls below the watermark.
-pub const EVENT_STORAGE_LOW: &str = "herald.storage.low";
-/// Event type of the all-clear once free space is back above it.
-pub const EVENT_STORAGE_OK: &str = "herald.storage.ok";
-
-impl Store {
-    /// One look by the health monitor at free space: queues
-    /// `herald.storage.low` (to webhooks subscribed to it) when free space
-    /// fell below `database.min_free_mb`, and `herald.storage.ok` once it
-    /// is back; returns the message of what it raised. The alert is
-    /// written while space is low, not yet gone: that is what the
-    /// watermark keeps.
-    pub fn storage_tick(&self) -> Result<Option<String>, Error> {
-        let watch = &self.watch;
-        let low = watch.low_space();
-        let alerted = watch.low_alerted.load(Ordering::Relaxed);
-        let (kind, message) = match (low, alerted) {
-            (Some(message), false) => (EVENT_STORAGE_LOW, message),
-            (None, true) => (
-                EVENT_STORAGE_OK,
-                format!(
-                    "the disk holding {} has space again; new events are accepted",
-                    watch.path.display()
-                ),
-            ),
-            _ => return Ok(None),
-        };
-        let data = serde_json::json!({
-            "path": watch.path.display().to_string(),
-            "free_mb": watch.free_bytes().map(|b| b / 1_000_000),
-            "min_free_mb": watch.min_free / 1_000_000,
-            "message": message,
-        });
-        self.write(move |c| super::health::queue_notice_event(c, kind, data))?;
-        watch
-            .low_alerted
-            .store(kind == EVENT_STORAGE_LOW, Ordering::Relaxed);
-        Ok(Some(message))
-    }
-}
-
-/// Why the database cannot take writes now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Fault {
-    /// The file system holding the database is full.
-    DiskFull,
-    /// Free space is below `database.min_free_mb`: new events are refused,
-    /// everything else still runs.
-    LowSpace,
-    /// The database file or its file system cannot be written.
-    ReadOnly,
-    /// Another process held the write lock past the busy timeout.
-    Locked,
-}
-
-impl Fault {
-    /// Whether it is about space (HTTP 507), not a wait (503).
-    pub fn is_space(self) -> bool {
-        matches!(self, Fault::DiskFull | Fault::LowSpace)
-    }
-}
 
 /// The storage condition as `/healthz`, the API and the web admin show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -92,9 +29,9 @@ const SPACE_EVERY: Duration = Duration::from_secs(1);
 
 /// The store's view of its own storage. One per [`super::Store`].
 pub(super) struct Watch {
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// Refuse new events below this many free bytes (0: never).
-    min_free: u64,
+    pub(super) min_free: u64,
     busy_timeout: Duration,
     /// The write fault seen last, until a write succeeds.
     fault: Mutex<Option<(Condition, u64)>>,
@@ -102,7 +39,7 @@ pub(super) struct Watch {
     space: Mutex<Option<(Instant, u64)>>,
     /// Whether `herald.storage.low` was raised and not yet answered by
     /// `herald.storage.ok`.
-    low_alerted: AtomicBool,
+    pub(super) low_alerted: AtomicBool,
 }
 
 impl Watch {
@@ -191,7 +128,7 @@ impl Watch {
     }
 
     /// Why new events are refused for space, if they are.
-    fn low_space(&self) -> Option<String> {
+    pub(super) fn low_space(&self) -> Option<String> {
         if self.min_free == 0 {
             return None;
         }
@@ -208,7 +145,7 @@ impl Watch {
 
     /// Free bytes on the database's file system, measured at most once a
     /// second; `None` when it cannot be measured (then nothing is refused).
-    fn free_bytes(&self) -> Option<u64> {
+    pub(super) fn free_bytes(&self) -> Option<u64> {
         let mut space = self.space.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, free)) = *space
             && at.elapsed() < SPACE_EVERY

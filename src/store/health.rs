@@ -334,6 +334,48 @@ impl Store {
     }
 }
 
+/// Event type of the alert when free space falls below the watermark.
+pub const EVENT_STORAGE_LOW: &str = "herald.storage.low";
+/// Event type of the all-clear once free space is back above it.
+pub const EVENT_STORAGE_OK: &str = "herald.storage.ok";
+
+impl Store {
+    /// One look by the health monitor at free space: queues
+    /// `herald.storage.low` (to webhooks subscribed to it) when free space
+    /// fell below `database.min_free_mb`, and `herald.storage.ok` once it
+    /// is back; returns the message of what it raised. The alert is
+    /// written while space is low, not yet gone: that is what the
+    /// watermark keeps.
+    pub fn storage_tick(&self) -> Result<Option<String>, Error> {
+        let watch = &self.watch;
+        let low = watch.low_space();
+        let alerted = watch.low_alerted.load(std::sync::atomic::Ordering::Relaxed);
+        let (kind, message) = match (low, alerted) {
+            (Some(message), false) => (EVENT_STORAGE_LOW, message),
+            (None, true) => (
+                EVENT_STORAGE_OK,
+                format!(
+                    "the disk holding {} has space again; new events are accepted",
+                    watch.path.display()
+                ),
+            ),
+            _ => return Ok(None),
+        };
+        let data = serde_json::json!({
+            "path": watch.path.display().to_string(),
+            "free_mb": watch.free_bytes().map(|b| b / 1_000_000),
+            "min_free_mb": watch.min_free / 1_000_000,
+            "message": message,
+        });
+        self.write(move |c| queue_notice_event(c, kind, data))?;
+        watch.low_alerted.store(
+            kind == EVENT_STORAGE_LOW,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(Some(message))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

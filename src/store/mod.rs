@@ -40,10 +40,12 @@ pub use deliveries::{
     ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
     Replay, Unreadable,
 };
-pub use error::{DbError, Error};
+pub use error::{DbError, Error, Fault};
 pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
-pub use fault::{Condition, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Fault};
-pub use health::{EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Notice};
+pub use fault::Condition;
+pub use health::{
+    EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Notice,
+};
 pub use log::{AttemptDetail, HeaderStats, LogEntry, LogFilter, NewLogEntry};
 pub use sessions::Session;
 pub use webhooks::ms_to_rfc3339;

@@ -371,12 +371,24 @@ async fn a_write_lock_held_by_another_process_answers_503_with_retry_after() {
         "{message}"
     );
     assert!(message.contains("database.busy_timeout"), "{message}");
+    for n in 2..12 {
+        let (status, _, body) = post_event(&client, &server, n).await;
+        assert_eq!(status, 503, "{body}");
+    }
     let emit = h.cli(&["emit", "ticket.login", "--ticket", "T-cli"]);
     assert_eq!(emit.status.code(), Some(75), "{emit:?}");
     assert!(
         String::from_utf8_lossy(&emit.stderr).contains("write lock"),
         "{emit:?}"
     );
+    // Eleven refused events: one line about the lock (at most one per part
+    // of herald that met it), not one per request.
+    let lines = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("write lock"))
+        .count();
+    assert!((1..=5).contains(&lines), "{lines} lines:\n{}", server.log());
     assert_eq!(healthz(&server).await["storage"]["fault"], "locked");
     // Every page of the web admin shows it in a red banner.
     let (status, page) = web.get("/webhooks").await;

@@ -103,6 +103,10 @@ const DOCUMENTED_FIELDS: &[&str] = &[
     "last_error",
     "paused",
     "message",
+    // herald.storage.*
+    "path",
+    "free_mb",
+    "min_free_mb",
 ];
 
 /// The sample event of `kind`; for a type herald does not know, a ticket.login
