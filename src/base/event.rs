@@ -227,12 +227,46 @@ impl NewEvent {
     }
 }
 
-/// Does `pattern` select events of type `kind`?
+/// The appliance guide's names for herald's types, `(guide, herald)`: its
+/// data table speaks of `ticket.logged_in` and
+/// `ticket.logged_out.limit_exceeded` where the samples (and herald) say
+/// `ticket.login` and `ticket.logout.limit_exceeded`; the other logouts
+/// follow the same rule.
+pub const TYPE_ALIASES: &[(&str, &str)] = &[
+    ("ticket.logged_in", "ticket.login"),
+    ("ticket.logged_out", "ticket.logout"),
+    ("ticket.logged_out.timeout", "ticket.logout.timeout"),
+    (
+        "ticket.logged_out.limit_exceeded",
+        "ticket.logout.limit_exceeded",
+    ),
+];
+
+/// The other name of `kind` (the guide's or herald's), if it has one.
+pub fn alias_of(kind: &str) -> Option<&'static str> {
+    TYPE_ALIASES.iter().find_map(|&(guide, herald)| {
+        if kind == guide {
+            Some(herald)
+        } else if kind == herald {
+            Some(guide)
+        } else {
+            None
+        }
+    })
+}
+
+/// Does `pattern` select events of type `kind`? A type and its alias (see
+/// [`TYPE_ALIASES`]) are one: a pattern naming either selects both.
 ///
 /// `*` selects all but herald's own `herald.*` events (alerts), which are
 /// only selected by a pattern naming them; `prefix.*` selects every type
 /// below `prefix.` (not `prefix` itself); anything else must be equal.
 pub fn pattern_matches(pattern: &str, kind: &str) -> bool {
+    matches_type(pattern, kind) || alias_of(kind).is_some_and(|a| matches_type(pattern, a))
+}
+
+/// [`pattern_matches`] for one name.
+fn matches_type(pattern: &str, kind: &str) -> bool {
     if pattern == "*" {
         return !kind.starts_with(HERALD_PREFIX);
     }
@@ -287,6 +321,31 @@ mod tests {
         assert!(!pattern_matches("ticket.logout.*", "ticket.logout"));
         assert!(pattern_matches("ticket.login", "ticket.login"));
         assert!(!pattern_matches("ticket.login", "ticket.logout"));
+    }
+
+    #[test]
+    fn the_guides_names_are_aliases_both_ways() {
+        assert!(pattern_matches("ticket.logged_in", "ticket.login"));
+        assert!(pattern_matches("ticket.login", "ticket.logged_in"));
+        assert!(pattern_matches(
+            "ticket.logged_out.limit_exceeded",
+            "ticket.logout.limit_exceeded"
+        ));
+        assert!(pattern_matches(
+            "ticket.logout.limit_exceeded",
+            "ticket.logged_out.limit_exceeded"
+        ));
+        assert!(pattern_matches(
+            "ticket.logged_out.*",
+            "ticket.logout.timeout"
+        ));
+        assert!(pattern_matches(
+            "ticket.logout.*",
+            "ticket.logged_out.timeout"
+        ));
+        assert!(!pattern_matches("ticket.logged_in", "ticket.logout"));
+        assert!(!pattern_matches("ticket.logged_out.*", "ticket.login"));
+        assert_eq!(alias_of("system.start"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod faults;
+mod guide;
 mod listener;
 mod outages;
 mod security;

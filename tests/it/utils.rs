@@ -122,6 +122,17 @@ impl Herald {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs `herald ARGS` with `stdin`, asserting success; returns stdout.
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.cli_stdin(args, Some(stdin));
+        assert!(
+            out.status.success(),
+            "herald {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Adds a webhook through the CLI; returns its id.
     pub fn add_webhook(&self, args: &[&str]) -> i64 {
         let mut all = vec!["webhook", "add"];

@@ -63,6 +63,7 @@ pub fn check(spec: &WebhookSpec) -> Result<Warnings, Error> {
             })?;
         }
         let mut warnings = unknown_names(spec);
+        warnings.extend(unknown_patterns(spec));
         if !spec.body_template.contains("events") {
             warnings.push(
                 "the webhook batches events, but the body does not use `events`: iterate them with <% for e in events %> … <% endfor %>".into(),
@@ -70,14 +71,34 @@ pub fn check(spec: &WebhookSpec) -> Result<Warnings, Error> {
         }
         return Ok(warnings);
     }
+    let mut duplicates = std::collections::BTreeSet::new();
     for kind in &types {
         let event = samples::sample_event(kind);
-        compiled.render(&event).map_err(|mut e| {
+        let rendered = compiled.render(&event).map_err(|mut e| {
             e.message = format!("rendering a sample {kind} event: {}", e.message);
             e
         })?;
+        if spec.body_format == crate::spec::request::BodyFormat::Json {
+            duplicates.extend(super::duplicate_keys::duplicate_keys(&rendered.body));
+        }
     }
-    Ok(unknown_names(spec))
+    let mut warnings = unknown_names(spec);
+    warnings.extend(unknown_patterns(spec));
+    warnings.extend(duplicates.into_iter().map(|key| {
+        format!("the body has the key {key:?} more than once; it is sent as written, and most receivers keep only the last")
+    }));
+    Ok(warnings)
+}
+
+/// Patterns that select none of the types herald knows (nor their
+/// aliases): kept — custom types are routed like any other — but worth a
+/// second look for a typo.
+fn unknown_patterns(spec: &WebhookSpec) -> Warnings {
+    spec.events
+        .iter()
+        .filter(|p| crate::base::event::known_types_matching(std::slice::from_ref(*p)).is_empty())
+        .map(|p| format!("the event pattern {p:?} matches none of the types herald knows; it is kept, and events of such a type are sent"))
+        .collect()
 }
 
 /// Names used by the templates that neither herald nor any known event provides.
@@ -89,7 +110,8 @@ fn unknown_names(spec: &WebhookSpec) -> Warnings {
     let headers = parse_headers(&spec.headers).unwrap_or_default();
     sources.extend(headers.iter().map(|h| h.value.as_str()));
     for src in sources {
-        if let Ok(t) = env.template_from_str(src) {
+        let src = super::curly::to_angle(src);
+        if let Ok(t) = env.template_from_str(&src) {
             names.extend(t.undeclared_variables(false));
         }
     }

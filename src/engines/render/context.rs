@@ -111,14 +111,53 @@ impl Path {
 
 /// A data value for the template: an object stays a lazy view (a
 /// placeholder such as `backend_data.pms.room` converts only the room, not
-/// all of `backend_data`); anything else is converted as it is.
+/// all of `backend_data`); a string holding a JSON object (the appliance
+/// guide types `backend_data` "string: Json of backend data") renders as
+/// the string and reads into the object; anything else is converted as it
+/// is.
 fn field(event: &Arc<Event>, path: Path, value: &serde_json::Value) -> Value {
     match value {
         serde_json::Value::Object(_) => Value::from_object(DataMap {
             event: event.clone(),
             path,
         }),
+        serde_json::Value::String(s) if s.trim_start().starts_with('{') => {
+            match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(parsed @ serde_json::Value::Object(_)) => Value::from_object(JsonText {
+                    text: s.clone(),
+                    parsed,
+                }),
+                _ => Value::from(s.as_str()),
+            }
+        }
         other => Value::from(Serde(other)),
+    }
+}
+
+/// A string field whose text is a JSON object: written as the string it
+/// is (`<<backend_data>>`), read into as the object (`<<backend_data.pms.room>>`).
+#[derive(Debug)]
+struct JsonText {
+    text: String,
+    parsed: serde_json::Value,
+}
+
+impl Object for JsonText {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let value = self.parsed.get(key.as_str()?)?;
+        Some(Value::from(Serde(value)))
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -179,6 +218,39 @@ pub fn batch_context(events: &[Arc<Event>], webhook: &Value, auth_token: Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `backend_data` as a string of JSON (as the appliance guide types it)
+    /// is read into by a path, and written whole as the string it is, in
+    /// every slot: a JSON value stays a JSON string.
+    #[test]
+    fn a_string_holding_a_json_object_is_read_into() {
+        let mut event = crate::engines::render::samples::sample_event("ticket.login");
+        let text = r#"{"pms": {"room": "214", "name": "Doe"}}"#;
+        event
+            .data
+            .insert("backend_data".into(), serde_json::json!(text));
+        event
+            .data
+            .insert("note".into(), serde_json::json!("{not json"));
+        let ctx = context(&Arc::new(event), &Value::from(()), None);
+        let env = minijinja::Environment::new();
+        let render = |t: &str| env.template_from_str(t).unwrap().render(&ctx).unwrap();
+        assert_eq!(
+            render("{{ backend_data.pms.room }}/{{ backend_data.pms.name }}"),
+            "214/Doe"
+        );
+        assert_eq!(render("{{ backend_data }}"), text);
+        assert_eq!(render("{{ note }}|{{ note.x }}"), "{not json|");
+        assert_eq!(render("{% if backend_data %}yes{% endif %}"), "yes");
+        let whole = ctx.get_attr("backend_data").unwrap();
+        assert_eq!(
+            crate::engines::render::escape::write_slot(
+                crate::engines::render::escape::Slot::JsonValue,
+                &whole
+            ),
+            serde_json::to_string(text).unwrap()
+        );
+    }
 
     /// The event's data converted whole: what the lazy views must equal.
     fn eager(event: &Event) -> Value {

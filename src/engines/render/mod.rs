@@ -7,6 +7,8 @@
 
 pub mod check;
 pub mod context;
+pub mod curly;
+pub mod duplicate_keys;
 pub mod escape;
 pub mod lexer;
 pub mod samples;
@@ -233,6 +235,9 @@ fn add_template(
     src: &str,
     format: Format,
 ) -> Result<(), Error> {
+    // `{{ name }}` as the appliance's guide writes it is `<< name >>`
+    // (same length: positions stay the admin's).
+    let src = &*curly::to_angle(src);
     // Compile the source as written first, so positions are the admin's.
     env.template_from_str(src)
         .map_err(|e| Error::from_minijinja(field, src, &e))?;
@@ -295,7 +300,7 @@ impl CompiledRequest {
             static_url: static_url(&spec.url)?,
             body_checked: has_body
                 && spec.body_format == BodyFormat::Xml
-                && wellformed::always_well_formed_xml(&spec.body_template),
+                && wellformed::always_well_formed_xml(&curly::to_angle(&spec.body_template)),
         })
     }
 

@@ -1,0 +1,181 @@
+//! What the appliance's own webhook guide promises, taken verbatim: its
+//! example body with `{{…}}` placeholders, its event names, and
+//! `backend_data` sent as a string of JSON.
+
+use serde_json::{Value, json};
+
+use crate::utils::{Herald, Receiver, repo_file};
+
+/// The ticket.login sample, as `herald emit` reads it on stdin, with its
+/// data changed by `edit`.
+fn login_event(edit: impl FnOnce(&mut Value)) -> String {
+    let text = std::fs::read_to_string(repo_file("templates/samples/ticket.login.json")).unwrap();
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    edit(&mut event);
+    event.to_string()
+}
+
+/// The guide's example body, pasted exactly as printed (`{{…}}`, tabs,
+/// trailing spaces, "volume_limit" twice), sends the same JSON as the
+/// `<<…>>` preset; saving it warns about the key written twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guides_example_body_pasted_verbatim_sends_what_the_preset_sends() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let guide = repo_file("tests/data/iacbox-guide-example.txt");
+    let out = h.cli(&[
+        "webhook",
+        "add",
+        "--name",
+        "guide",
+        "--url",
+        &rx.url("/guide"),
+        "--events",
+        "ticket.*",
+        "--body-file",
+        guide.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warnings.contains(r#"the body has the key "volume_limit" more than once"#),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("no known event carries"), "{warnings}");
+    let preset = repo_file("templates/presets/iacbox-example.json.tmpl");
+    h.add_webhook(&[
+        "--name",
+        "preset",
+        "--url",
+        &rx.url("/preset"),
+        "--events",
+        "ticket.*",
+        "--body-file",
+        preset.to_str().unwrap(),
+    ]);
+    let _server = h.serve();
+    h.ok_stdin(&["emit"], &login_event(|_| {}));
+    let got = rx.wait_for(2).await;
+    let body = |path: &str| got.iter().find(|r| r.uri == path).unwrap().body.clone();
+    let (from_guide, from_preset) = (body("/guide"), body("/preset"));
+    assert!(!from_guide.contains("{{"), "{from_guide}");
+    assert_eq!(
+        from_guide.matches("\"volume_limit\"").count(),
+        2,
+        "sent as written"
+    );
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&from_guide).unwrap(),
+        serde_json::from_str(&from_preset).unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(a["id"], "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10");
+    assert_eq!(a["room_number"], "214");
+    assert_eq!(a["volume_limit"], "5368709120");
+}
+
+/// The guide's names (`ticket.logged_in`, `ticket.logged_out.limit_exceeded`)
+/// and herald's (`ticket.login`, `ticket.logout.limit_exceeded`) are one: a
+/// webhook subscribed to either gets events queued under either. A pattern
+/// no known type matches is kept, with a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guides_event_names_are_aliases_of_heralds() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let body = [
+        "--body",
+        r#"{"type": "<<event.type>>", "ticket": "<<event.ticket_id>>"}"#,
+    ];
+    let mut add = |name: &str, events: &str| {
+        let url = rx.url(&format!("/{name}"));
+        let mut args = vec!["--name", name, "--url", &url, "--events", events];
+        args.extend_from_slice(&body);
+        h.add_webhook(&args);
+    };
+    add("guide", "ticket.logged_in,ticket.logged_out.limit_exceeded");
+    add("herald", "ticket.login,ticket.logout.limit_exceeded");
+    let custom = h.cli(&[
+        "webhook",
+        "add",
+        "--name",
+        "fleet",
+        "--url",
+        &rx.url("/fleet"),
+        "--events",
+        "vehicle.created",
+    ]);
+    assert!(custom.status.success(), "{custom:?}");
+    assert!(
+        String::from_utf8_lossy(&custom.stderr).contains(
+            r#"the event pattern "vehicle.created" matches none of the types herald knows"#
+        ),
+        "{custom:?}"
+    );
+    let _server = h.serve();
+    for (kind, ticket) in [
+        ("ticket.login", "T-1"),
+        ("ticket.logged_in", "T-2"),
+        ("ticket.logout.limit_exceeded", "T-3"),
+        ("ticket.logged_out.limit_exceeded", "T-4"),
+        ("ticket.logout", "T-5"),
+    ] {
+        h.ok(&["emit", kind, "--ticket", ticket]);
+    }
+    let got = rx.wait_for(8).await;
+    for hook in ["/guide", "/herald"] {
+        let mut tickets: Vec<String> = got
+            .iter()
+            .filter(|r| r.uri == hook)
+            .map(|r| r.json()["ticket"].as_str().unwrap().to_owned())
+            .collect();
+        tickets.sort();
+        assert_eq!(tickets, ["T-1", "T-2", "T-3", "T-4"], "{hook}");
+    }
+    // Each event keeps the type it was queued under.
+    let t2 = got
+        .iter()
+        .find(|r| r.uri == "/herald" && r.json()["ticket"] == "T-2")
+        .unwrap();
+    assert_eq!(t2.json()["type"], "ticket.logged_in");
+}
+
+/// `backend_data` as the guide types it — a string holding JSON — is read
+/// into by `<<backend_data.pms.room>>`, as if it were the object.
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_data_sent_as_a_json_string_is_read_into() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let preset = repo_file("templates/presets/iacbox-example.json.tmpl");
+    h.add_webhook(&[
+        "--name",
+        "pms",
+        "--url",
+        &rx.url("/pms"),
+        "--events",
+        "ticket.*",
+        "--body-file",
+        preset.to_str().unwrap(),
+    ]);
+    h.add_webhook(&[
+        "--name",
+        "whole",
+        "--url",
+        &rx.url("/whole"),
+        "--events",
+        "ticket.*",
+        "--body",
+        r#"{"backend_data": <<backend_data>>}"#,
+    ]);
+    let _server = h.serve();
+    let as_string = json!({"pms": {"room": "305", "name": "Doe"}}).to_string();
+    h.ok_stdin(
+        &["emit"],
+        &login_event(|e| e["data"]["backend_data"] = json!(as_string)),
+    );
+    let got = rx.wait_for(2).await;
+    let pms = got.iter().find(|r| r.uri == "/pms").unwrap().json();
+    assert_eq!(pms["room_number"], "305");
+    // Written whole, it stays the string it came as.
+    let whole = got.iter().find(|r| r.uri == "/whole").unwrap().json();
+    assert_eq!(whole["backend_data"], json!(as_string));
+}
