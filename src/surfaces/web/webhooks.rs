@@ -126,6 +126,11 @@ async fn form_page(
             "notice": notice,
             "new_secret": new_secret,
             "known_types": KNOWN_TYPES,
+            // The appliance guide's name of each type that has one.
+            "aliases": crate::base::event::TYPE_ALIASES
+                .iter()
+                .map(|(guide, herald)| (herald.to_string(), json!(guide)))
+                .collect::<serde_json::Map<_, _>>(),
             "presets": presets(),
         }),
     )
