@@ -81,7 +81,8 @@ async function sendTest(button) {
     } else {
       line.className = j.outcome === "delivered" ? "ok" : "bad";
       line.textContent = `${j.outcome}` + (j.http_status ? ` · HTTP ${j.http_status}` : "") +
-        ` · ${j.duration_ms} ms` + (j.error ? ` · ${j.error}` : "") + ` · event ${j.event_uuid}`;
+        ` · ${j.duration_ms} ms` + (j.error ? ` · ${j.error}` : "") + ` · event ${j.event_uuid}` +
+        ` · ${j.event_type} from ${j.sample}`;
     }
     line.id = "test-outcome";
     card.append(line);

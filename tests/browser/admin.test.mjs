@@ -138,13 +138,21 @@ try {
   const id = page.url().match(/webhooks\/(\d+)/)[1];
 
   step("send a test event and see its result inline");
-  await page.selectOption("#test-type", "ticket.logout");
+  await page.fill("#test-type", "ticket.logout");
   await page.click("#test-send");
   const outcome = page.locator("#test-outcome");
   await outcome.filter({ hasText: "delivered" }).waitFor();
   assert.match(await outcome.textContent(), /HTTP 200/);
+  assert.match(await outcome.textContent(), /from templates\/samples\/ticket\.logout\.json/);
   assert.equal(received.length, 1);
   assert.equal(JSON.parse(received[0].body).type, "ticket.logout");
+
+  step("a test event of a type herald has no sample of");
+  await page.fill("#test-type", "vehicle.created");
+  await page.click("#test-send");
+  await outcome.filter({ hasText: "vehicle.created from a generic sample" }).waitFor();
+  assert.equal(received.length, 2);
+  assert.equal(JSON.parse(received[1].body).type, "vehicle.created");
 
   step("an emitted event appears in the event log without a reload");
   await page.goto(`${base}/log`);

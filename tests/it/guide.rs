@@ -179,3 +179,89 @@ async fn backend_data_sent_as_a_json_string_is_read_into() {
     let whole = got.iter().find(|r| r.uri == "/whole").unwrap().json();
     assert_eq!(whole["backend_data"], json!(as_string));
 }
+
+/// A test send takes any type: a known one (or a guide alias) is sent with
+/// its sample, any other with a generic sample of that type; without
+/// `--type` the webhook's own patterns choose; CLI and API say which sample
+/// was used.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_sends_take_any_type_and_say_which_sample_they_used() {
+    let rx = Receiver::start().await;
+    let h = Herald::new();
+    let body = [
+        "--body",
+        r#"{"type": "<<event.type>>", "room": "<<backend_data.pms.room>>"}"#,
+    ];
+    let mut args = vec!["--name", "fleet", "--url", "", "--events", "vehicle.*"];
+    let url = rx.url("/fleet");
+    args[3] = &url;
+    args.extend_from_slice(&body);
+    let fleet = h.add_webhook(&args).to_string();
+    let url = rx.url("/backup");
+    let mut args = vec![
+        "--name",
+        "backup",
+        "--url",
+        &url,
+        "--events",
+        "system.backup.*",
+    ];
+    args.extend_from_slice(&body);
+    let backup = h.add_webhook(&args).to_string();
+
+    let out = h.ok(&["test", &fleet, "--type", "vehicle.created"]);
+    assert!(out.starts_with("delivered vehicle.created event"), "{out}");
+    assert!(
+        out.contains("(sample: a generic sample (herald has none for vehicle.created))"),
+        "{out}"
+    );
+    let out = h.ok(&["test", &fleet]);
+    assert!(out.starts_with("delivered vehicle.test event"), "{out}");
+    let out = h.ok(&["test", &backup]);
+    assert!(
+        out.starts_with("delivered system.backup.started event"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(sample: templates/samples/system.backup.started.json)"),
+        "{out}"
+    );
+    let out = h.ok(&["test", &backup, "--type", "ticket.logged_in", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["event_type"], "ticket.logged_in");
+    assert_eq!(report["sample"], "templates/samples/ticket.login.json");
+
+    let server = h.serve();
+    let (status, report) = server
+        .send(
+            reqwest::Method::POST,
+            server.url(&format!("/api/v1/webhooks/{fleet}/test")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["event_type"], "vehicle.test");
+    assert!(
+        report["sample"].as_str().unwrap().contains("generic"),
+        "{report}"
+    );
+
+    let got = rx.wait_for(5).await;
+    let types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "vehicle.created",
+            "vehicle.test",
+            "system.backup.started",
+            "ticket.logged_in",
+            "vehicle.test"
+        ]
+    );
+    // The alias got the login sample's data; the generic sample has none of it.
+    assert_eq!(got[3].json()["room"], "214");
+    assert_eq!(got[0].json()["room"], "");
+}

@@ -75,6 +75,9 @@ pub struct TestReport {
     pub event_uuid: String,
     /// The sample event's type.
     pub event_type: String,
+    /// Which sample it was made from (`templates/samples/ticket.login.json`,
+    /// or the generic sample for a type herald has none of).
+    pub sample: String,
     /// The endpoint's status, when it answered.
     pub http_status: Option<u16>,
     /// Time from send to answer.
@@ -98,6 +101,7 @@ impl From<&NewLogEntry> for TestReport {
             outcome: if e.delivered { "delivered" } else { "failed" },
             event_uuid: e.event_uuid.clone(),
             event_type: e.event_type.clone(),
+            sample: crate::engines::render::samples::sample_source(&e.event_type),
             http_status: e.http_status,
             duration_ms: e.duration_ms,
             error: e.error.clone(),

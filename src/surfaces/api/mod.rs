@@ -277,7 +277,8 @@ pub async fn log(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestRequest {
-    /// Sample event type (default ticket.login).
+    /// Sample event type, any type (default: the first type the webhook's
+    /// patterns select).
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -292,9 +293,11 @@ pub async fn test_webhook(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
     let req: TestRequest = optional_json(body, "{\"type\": \"ticket.login\"}")?;
-    let kind = req.kind.unwrap_or_else(|| "ticket.login".into());
-    ops::check_test_type(&kind)?;
     let webhook = blocking(&state, move |s| ops::webhook(s, id)).await?;
+    let kind = req.kind.unwrap_or_else(|| {
+        crate::engines::render::samples::default_test_type(&webhook.spec.events)
+    });
+    ops::check_test_type(&kind)?;
     Ok(Json(state.deliverer.test_send(webhook, &kind).await?))
 }
 

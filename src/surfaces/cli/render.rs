@@ -37,9 +37,11 @@ pub struct RenderArgs {
 pub struct TestArgs {
     /// Webhook id.
     pub webhook: i64,
-    /// Sample event type (templates/samples/), e.g. ticket.logout.
-    #[arg(long = "type", default_value = "ticket.login", value_name = "TYPE")]
-    pub kind: String,
+    /// Event type of the sample, any type (e.g. vehicle.created): its sample
+    /// in templates/samples/, or a generic one. Default: the first type the
+    /// webhook's patterns select.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -110,10 +112,13 @@ pub fn test(config: &Config, args: TestArgs) -> anyhow::Result<ExitCode> {
         kind,
         json,
     } = args;
-    let kind = kind.as_str();
-    ops::check_test_type(kind)?;
     let store = Store::open_existing_configured(config)?;
     let webhook = ops::webhook(&store, id)?;
+    let kind = kind.unwrap_or_else(|| {
+        crate::engines::render::samples::default_test_type(&webhook.spec.events)
+    });
+    let kind = kind.as_str();
+    ops::check_test_type(kind)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -136,7 +141,7 @@ pub fn test(config: &Config, args: TestArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&entry)?);
     } else {
         println!(
-            "{} {} event {} to webhook {id}: {} in {} ms{}",
+            "{} {} event {} to webhook {id}: {} in {} ms{} (sample: {})",
             if entry.delivered() {
                 "delivered"
             } else {
@@ -153,7 +158,8 @@ pub fn test(config: &Config, args: TestArgs) -> anyhow::Result<ExitCode> {
                 .error
                 .as_deref()
                 .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            entry.sample
         );
         if let Some(d) = &entry.detail
             && let Some(b) = &d.response_body

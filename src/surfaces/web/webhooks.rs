@@ -102,6 +102,25 @@ pub async fn list(
     .await
 }
 
+/// The test form's first type: the first one the form's patterns select.
+fn default_test_type(values: &Values) -> String {
+    let ticked = values
+        .get("events")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned));
+    let extra = values
+        .get("events_extra")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    let patterns: Vec<String> = ticked.chain(extra).collect();
+    crate::engines::render::samples::default_test_type(&patterns)
+}
+
 /// Renders the form page.
 #[allow(clippy::too_many_arguments)]
 async fn form_page(
@@ -126,6 +145,7 @@ async fn form_page(
             "notice": notice,
             "new_secret": new_secret,
             "known_types": KNOWN_TYPES,
+            "test_type": default_test_type(&values),
             // The appliance guide's name of each type that has one.
             "aliases": crate::base::event::TYPE_ALIASES
                 .iter()
