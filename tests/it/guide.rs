@@ -86,7 +86,7 @@ async fn the_guides_event_names_are_aliases_of_heralds() {
         "--body",
         r#"{"type": "<<event.type>>", "ticket": "<<event.ticket_id>>"}"#,
     ];
-    let mut add = |name: &str, events: &str| {
+    let add = |name: &str, events: &str| {
         let url = rx.url(&format!("/{name}"));
         let mut args = vec!["--name", name, "--url", &url, "--events", events];
         args.extend_from_slice(&body);

@@ -586,4 +586,40 @@ mod tests {
             }
         }
     }
+
+    /// The chat presets show an alert's message (herald.* events carry
+    /// `message`, not `description`).
+    #[test]
+    fn chat_presets_show_an_alerts_message() {
+        for (key, _, body) in PRESETS
+            .iter()
+            .filter(|(k, _, _)| k.contains("slack") || k.contains("discord"))
+        {
+            for kind in ["herald.webhook.paused", "herald.storage.low"] {
+                let out = preview_json(
+                    &form(&[
+                        ("url", "http://127.0.0.1:9/"),
+                        ("body_template", body),
+                        ("body_mime", "application/json"),
+                    ]),
+                    kind,
+                    None,
+                );
+                let sent = out["request"]["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let message = crate::engines::render::samples::sample_event(kind).data["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let shown = serde_json::to_string(&message[..60]).unwrap();
+                assert!(
+                    sent.contains(&shown[1..shown.len() - 1]),
+                    "{key} {kind}: {sent}"
+                );
+                assert!(!sent.contains("(no description)"), "{key} {kind}: {sent}");
+            }
+        }
+    }
 }
