@@ -162,7 +162,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         shutdown.clone(),
         health_poke.clone(),
     )?;
-    let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone()));
+    let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone(), live_rx.clone()));
     let health_task = tokio::spawn(crate::pipeline::health::run(
         store.clone(),
         live_rx.clone(),

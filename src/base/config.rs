@@ -121,6 +121,7 @@ pub struct RawRouter {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
+    pub enabled: bool,
     pub concurrency: u64,
     #[serde(deserialize_with = "number")]
     pub shutdown_grace: f64,
@@ -169,6 +170,8 @@ pub struct Config {
     pub read_interval: Duration,
     /// Events routed per transaction.
     pub router_batch_size: usize,
+    /// Whether webhooks are sent at all (the global switch).
+    pub delivery_enabled: bool,
     /// Requests in flight at once.
     pub delivery_concurrency: usize,
     /// How long in-flight requests may finish on shutdown.
@@ -208,6 +211,7 @@ pub struct Config {
 /// The keys an admin may change in the web admin while herald runs (see
 /// [`crate::base::live`]); saved values win over the config file.
 pub const LIVE_KEYS: &[&str] = &[
+    "delivery.enabled",
     "router.read_interval",
     "cleanup.schedule",
     "cleanup.retention_days",
@@ -604,6 +608,7 @@ impl RawConfig {
             min_free_bytes: min_free_mb.saturating_mul(1_000_000),
             read_interval: Duration::from_secs_f64(read_interval),
             router_batch_size: router_batch_size as usize,
+            delivery_enabled: self.delivery.enabled,
             delivery_concurrency: concurrency as usize,
             shutdown_grace: Duration::from_secs_f64(grace),
             max_logged_body_bytes: max_logged as usize,

@@ -13,6 +13,8 @@ use crate::base::config::Config;
 /// The values the running loops read.
 #[derive(Debug, Clone)]
 pub struct Live {
+    /// Whether webhooks are sent at all (`delivery.enabled`).
+    pub sending: bool,
     /// How often the router reads the queue without being woken.
     pub read_interval: Duration,
     /// When the cleanup job runs.
@@ -27,6 +29,7 @@ impl Live {
     /// The live part of a validated configuration.
     pub fn from_config(c: &Config) -> Live {
         Live {
+            sending: c.delivery_enabled,
             read_interval: c.read_interval,
             cleanup_schedule: c.cleanup_schedule.clone(),
             retention: c.retention,

@@ -265,3 +265,52 @@ async fn test_sends_take_any_type_and_say_which_sample_they_used() {
     assert_eq!(got[3].json()["room"], "214");
     assert_eq!(got[0].json()["room"], "");
 }
+
+/// The global switch (the guide's "enable the webhooks feature"): with
+/// `delivery.enabled = false` events are queued and routed but nothing is
+/// sent, and every page says so; turned on in General settings, what
+/// waited is delivered in order, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_global_switch_holds_every_delivery_until_it_is_turned_on() {
+    let mut h = Herald::new();
+    h.set_env("HERALD_DELIVERY_ENABLED", "false");
+    let rx = Receiver::start().await;
+    h.add(
+        "w",
+        &rx.url("/"),
+        &[
+            "--ordered",
+            "--body",
+            r#"{"ticket": "<<event.ticket_id>>"}"#,
+        ],
+    );
+    let server = h.serve();
+    for n in 1..=3 {
+        h.ok(&["emit", "ticket.login", "--ticket", &format!("T-{n}")]);
+    }
+    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'pending'", 3);
+    // Bounded look for a send that must not happen.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(rx.received().is_empty(), "sent while sending is off");
+    let web = crate::web::WebSession::login(&server, &crate::web::initial_password(&h)).await;
+    let (_, page) = web.get("/webhooks").await;
+    assert!(page.contains(r#"id="sending-off""#), "{page}");
+    let (_, settings) = web.get("/settings").await;
+    assert!(settings.contains("delivery.enabled"), "{settings}");
+    let fields = [
+        ("delivery.enabled", "true"),
+        ("router.read_interval", "0.2"),
+        ("cleanup.schedule", "0 0 * * * *"),
+        ("cleanup.retention_days", "7"),
+        ("delivery.pause_after", "86400"),
+        ("alerts.after", "300"),
+        ("alerts.interval", "3600"),
+    ];
+    let r = web.post("/settings", &fields, true).await;
+    assert_eq!(r.status(), 303);
+    let got = rx.wait_for(3).await;
+    let tickets: Vec<Value> = got.iter().map(|r| r.json()["ticket"].clone()).collect();
+    assert_eq!(tickets, [json!("T-1"), json!("T-2"), json!("T-3")]);
+    let (_, page) = web.get("/webhooks").await;
+    assert!(!page.contains(r#"id="sending-off""#));
+}

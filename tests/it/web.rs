@@ -521,6 +521,7 @@ async fn settings_saved_in_the_page_apply_at_once_and_win_over_the_config_after_
             ("delivery.pause_after", "86400"),
             ("alerts.after", "300"),
             ("alerts.interval", "3600"),
+            ("delivery.enabled", "true"),
         ]
     };
     // Refused values name their key, keep what was typed, store nothing.
@@ -826,6 +827,7 @@ async fn a_new_cleanup_schedule_applies_at_once_and_cleanup_now_uses_the_saved_r
                 ("delivery.pause_after", "86400"),
                 ("alerts.after", "300"),
                 ("alerts.interval", "3600"),
+                ("delivery.enabled", "true"),
             ],
             true,
         )

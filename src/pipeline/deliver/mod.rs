@@ -144,8 +144,10 @@ impl Deliverer {
     /// send it, repeat when woken (`routed`), when a request finishes, when
     /// the next retry falls due, or every `IDLE`. On shutdown, stops
     /// claiming and lets requests in flight finish within the grace period;
-    /// unfinished ones are sent again after the next start.
-    pub async fn run(self, routed: Arc<Notify>) {
+    /// unfinished ones are sent again after the next start. While the
+    /// global switch (`delivery.enabled`, in `live`) is off it claims
+    /// nothing; requests already in flight finish.
+    pub async fn run(self, routed: Arc<Notify>, mut live: crate::base::live::Receiver) {
         let shutdown = self.shutdown.clone();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let freed = Arc::new(Notify::new());
@@ -156,7 +158,8 @@ impl Deliverer {
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
             let mut wait = IDLE;
-            if free > 0 {
+            let sending = live.borrow_and_update().sending;
+            if free > 0 && sending {
                 let busy = in_flight.snapshot();
                 turn = turn.wrapping_add(1);
                 match self.store.claim_due(free, &busy, turn).await {
@@ -212,6 +215,7 @@ impl Deliverer {
             tokio::select! {
                 _ = routed.notified() => {}
                 _ = freed.notified() => {}
+                _ = crate::base::live::changed(&mut live) => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }

@@ -170,6 +170,8 @@ pub(super) async fn tab_page(
     if let Some(map) = ctx.as_object_mut() {
         map.insert("tab".into(), tab.into());
         map.insert("csrf".into(), session.csrf.clone().into());
+        // The global switch, shown in the header while it is off.
+        map.insert("sending".into(), state.live.borrow().sending.into());
         map.insert(
             "stats".into(),
             serde_json::to_value(stats).map_err(WebError::internal)?,

@@ -23,6 +23,10 @@ use crate::surfaces::shared::session::{guesser, password_matches};
 /// How each live setting is labelled and explained on the page.
 fn describe(key: &str) -> (&'static str, &'static str) {
     match key {
+        "delivery.enabled" => (
+            "Send webhooks (true or false)",
+            "The global switch: false sends nothing. Events keep queueing and are delivered, in order, once it is true again.",
+        ),
         "router.read_interval" => (
             "Read interval (seconds)",
             "How often the queue is read for events other software added; events sent through herald are routed at once. 0.1 to 3600.",
