@@ -88,6 +88,8 @@ grep -qx "/etc/herald/herald.toml" "$ROOT/var/lib/dpkg/info/herald.conffiles" ||
 [ -f "$ROOT/usr/share/man/man1/herald.1.gz" ] || fail "man page"
 [ -f "$ROOT/usr/share/doc/herald/copyright" ] || fail "copyright"
 [ -f "$ROOT/usr/share/doc/herald/changelog.Debian.gz" ] || fail "changelog"
+[ -f "$ROOT/usr/share/herald/presets/iacbox-example.json.tmpl" ] || fail "presets in /usr/share/herald/presets"
+[ -f "$ROOT/usr/share/herald/presets/README.md" ] || fail "presets README"
 in_root dpkg -s ca-certificates >/dev/null 2>&1 || fail "ca-certificates not pulled in"
 in_root getent passwd herald >/dev/null || fail "no herald user"
 # Owners as the root's own user database names them.

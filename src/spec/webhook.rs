@@ -18,6 +18,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest name.
 const MAX_NAME_LEN: usize = 200;
+/// Longest description.
+pub const MAX_DESCRIPTION_LEN: usize = 1000;
 /// Largest template or header text.
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 /// Default requests in flight per webhook.
@@ -70,6 +72,8 @@ impl Batch {
 pub struct WebhookSpec {
     /// Display name.
     pub name: String,
+    /// What the webhook is for, in the admin's words (optional).
+    pub description: String,
     /// URL template.
     pub url: String,
     /// HTTP method.
@@ -164,6 +168,8 @@ pub struct Health {
 pub struct WebhookPatch {
     /// Display name.
     pub name: Option<String>,
+    /// What the webhook is for.
+    pub description: Option<String>,
     /// URL template.
     pub url: Option<String>,
     /// `POST`, `GET`, `PUT` or `DELETE`.
@@ -226,6 +232,7 @@ impl WebhookSpec {
     pub fn example(url: &str) -> WebhookSpec {
         WebhookSpec {
             name: "example".into(),
+            description: String::new(),
             url: url.into(),
             method: Method::Post,
             events: vec!["*".into()],
@@ -280,6 +287,9 @@ impl WebhookSpec {
         let stored_for = self.auth.secret_goes_to(&self.url).map(auth::origin);
         if let Some(v) = patch.name {
             self.name = v;
+        }
+        if let Some(v) = patch.description {
+            self.description = v;
         }
         if let Some(v) = patch.url {
             self.url = v;
@@ -390,6 +400,13 @@ impl WebhookSpec {
             return Err(FieldError::new(
                 "name",
                 format!("is longer than {MAX_NAME_LEN} characters"),
+            ));
+        }
+        self.description = self.description.trim().to_owned();
+        if self.description.chars().count() > MAX_DESCRIPTION_LEN {
+            return Err(FieldError::new(
+                "description",
+                format!("is longer than {MAX_DESCRIPTION_LEN} characters"),
             ));
         }
         self.url = self.url.trim().to_owned();

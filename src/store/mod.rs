@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/005_sessions.sql"),
     include_str!("migrations/006_checks_without_in.sql"),
     include_str!("migrations/007_one_index_fewer.sql"),
+    include_str!("migrations/008_webhook_description.sql"),
 ];
 
 /// Read-only connections kept for reads running at once.

@@ -17,7 +17,7 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 
 const COLUMNS: &str = "id, name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing,
                        retry, max_in_flight, ordered, follow_redirects, batch,
-                       paused_at, pause_reason, failing_since_ms, failure_streak, last_error, last_attempt_at, last_status";
+                       paused_at, pause_reason, failing_since_ms, failure_streak, last_error, last_attempt_at, last_status, description";
 
 /// Settings as stored: JSON with the secrets in it (the file is mode 0600).
 fn stored<T: serde::Serialize>(v: &T) -> String {
@@ -34,6 +34,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
     let spec = (|| {
         Ok(WebhookSpec {
             name: r.get(1)?,
+            description: r.get(27)?,
             url: r.get(2)?,
             method: method
                 .parse()
@@ -94,13 +95,14 @@ impl Store {
         let id = self.write(move |c| {
             c.execute(
                 "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms, created_at, updated_at, auth, signing,
-                                       retry, max_in_flight, ordered, follow_redirects, batch)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                                       retry, max_in_flight, ordered, follow_redirects, batch, description)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                 params![
                     spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
                     spec.timeout.as_millis() as i64, now, stored(&spec.auth), stored(&spec.signing),
-                    stored(&spec.retry), spec.max_in_flight, spec.ordered, spec.follow_redirects, spec.batch.as_ref().map(stored)
+                    stored(&spec.retry), spec.max_in_flight, spec.ordered, spec.follow_redirects, spec.batch.as_ref().map(stored),
+                    spec.description
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -128,13 +130,15 @@ impl Store {
             Ok(c.execute(
                 "UPDATE webhooks SET name = ?2, url = ?3, method = ?4, events = ?5, headers = ?6, body_template = ?7,
                  body_mime = ?8, log_bodies = ?9, enabled = ?10, timeout_ms = ?11, updated_at = ?12,
-                 auth = ?14, signing = ?15, retry = ?16, max_in_flight = ?17, ordered = ?18, follow_redirects = ?19, batch = ?20
+                 auth = ?14, signing = ?15, retry = ?16, max_in_flight = ?17, ordered = ?18, follow_redirects = ?19, batch = ?20,
+                 description = ?21
                  WHERE id = ?1 AND updated_at = ?13",
                 params![
                     id, spec.name, spec.url, spec.method.as_str(), serde_json::to_string(&spec.events).expect("strings serialise"),
                     spec.headers, spec.body_template, spec.body_format.mime(), spec.log_bodies, spec.enabled,
                     spec.timeout.as_millis() as i64, now, seen_updated_at, stored(&spec.auth), stored(&spec.signing),
-                    stored(&spec.retry), spec.max_in_flight, spec.ordered, spec.follow_redirects, spec.batch.as_ref().map(stored)
+                    stored(&spec.retry), spec.max_in_flight, spec.ordered, spec.follow_redirects, spec.batch.as_ref().map(stored),
+                    spec.description
                 ],
             )?)
         })?;

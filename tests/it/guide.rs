@@ -314,3 +314,102 @@ async fn the_global_switch_holds_every_delivery_until_it_is_turned_on() {
     let (_, page) = web.get("/webhooks").await;
     assert!(!page.contains(r#"id="sending-off""#));
 }
+
+/// Other products' create calls work as they are: RCManager's
+/// `{url, events, description}` (no name: named after the host), and
+/// LubeLogger's `discord://host/path` (sent as https with the Discord
+/// preset, and the save says so); the CLI takes `--preset NAME`.
+#[tokio::test(flavor = "multi_thread")]
+async fn other_products_create_calls_work_as_they_are() {
+    use reqwest::Method as M;
+    let h = Herald::new();
+    let s = h.serve();
+    let (status, created) = s
+        .send(
+            M::POST,
+            s.url("/api/v1/webhooks"),
+            Some(
+                &json!({"url": "http://rc.example.test:8080/hook", "events": ["ticket.*"],
+                        "description": "RCManager: guest check-ins"})
+                .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["webhook"]["id"].as_i64().unwrap();
+    let (_, got) = s
+        .send(M::GET, s.url(&format!("/api/v1/webhooks/{id}")), None)
+        .await;
+    assert_eq!(got["name"], "rc.example.test");
+    assert_eq!(got["description"], "RCManager: guest check-ins");
+
+    let (status, discord) = s
+        .send(
+            M::POST,
+            s.url("/api/v1/webhooks"),
+            Some(&json!({"url": "discord://discord.example.test/api/webhooks/1/tok", "events": ["*"]}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{discord}");
+    let w = &discord["webhook"];
+    assert_eq!(w["url"], "https://discord.example.test/api/webhooks/1/tok");
+    assert_eq!(w["name"], "discord.example.test");
+    assert!(
+        w["body_template"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_mentions"),
+        "{w}"
+    );
+    assert!(
+        discord["warnings"].as_array().unwrap().iter().any(|m| m
+            .as_str()
+            .unwrap()
+            .contains("discord:// URL is sent as https://discord.example.test")),
+        "{discord}"
+    );
+
+    let out = h.cli(&[
+        "webhook",
+        "add",
+        "--url",
+        "http://127.0.0.1:9/slack",
+        "--events",
+        "herald.*",
+        "--preset",
+        "slack",
+        "--description",
+        "ops channel",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let list: Value = serde_json::from_str(&h.ok(&["webhook", "list", "--json"])).unwrap();
+    let slack = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["url"] == "http://127.0.0.1:9/slack")
+        .unwrap();
+    assert_eq!(slack["name"], "127.0.0.1");
+    assert_eq!(slack["description"], "ops channel");
+    assert!(
+        slack["body_template"]
+            .as_str()
+            .unwrap()
+            .contains("\"blocks\"")
+    );
+    let bad = h.cli(&[
+        "webhook",
+        "add",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--events",
+        "*",
+        "--preset",
+        "teams",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("no preset \"teams\"; the presets are"),
+        "{bad:?}"
+    );
+}

@@ -11,6 +11,7 @@ pub mod curly;
 pub mod duplicate_keys;
 pub mod escape;
 pub mod lexer;
+pub mod presets;
 pub mod samples;
 pub mod wellformed;
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::spec::webhook::{Webhook, WebhookPatch};
 /// `herald webhook …`.
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
-    /// Create a webhook (name, url and events are required).
+    /// Create a webhook (url and events are required; the name defaults to
+    /// the URL's host).
     Add(WebhookArgs),
     /// List webhooks.
     List {
@@ -91,9 +92,12 @@ pub enum WebhookCommand {
 /// Webhook settings on the command line.
 #[derive(Debug, Args, Default)]
 pub struct WebhookArgs {
-    /// Display name.
+    /// Display name (default for a new webhook: the URL's host).
     #[arg(long)]
     pub name: Option<String>,
+    /// What the webhook is for (shown in the admin).
+    #[arg(long)]
+    pub description: Option<String>,
     /// URL (a template: placeholders are percent-encoded).
     #[arg(long)]
     pub url: Option<String>,
@@ -110,8 +114,12 @@ pub struct WebhookArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "headers")]
     pub headers_file: Option<PathBuf>,
     /// Body template text.
-    #[arg(long, conflicts_with = "body_file")]
+    #[arg(long, conflicts_with_all = ["body_file", "preset"])]
     pub body: Option<String>,
+    /// Body from a shipped preset: iacbox-example, generic.json, generic.xml,
+    /// slack, discord (see templates/presets/README.md).
+    #[arg(long, value_name = "NAME", conflicts_with = "body_file")]
+    pub preset: Option<String>,
     /// Body template from a file (e.g. templates/presets/iacbox-example.json.tmpl).
     #[arg(long, value_name = "FILE")]
     pub body_file: Option<PathBuf>,
@@ -213,11 +221,32 @@ impl WebhookArgs {
             (None, false) => Some(self.headers.join("\n")),
             (None, true) => None,
         };
-        let body_template = match (self.body, &self.body_file) {
-            (Some(b), _) => Some(b),
-            (None, Some(f)) => Some(read_text(f)?),
-            (None, None) => None,
+        let body_template = match (self.body, &self.body_file, &self.preset) {
+            (Some(b), _, _) => Some(b),
+            (None, Some(f), _) => Some(read_text(f)?),
+            (None, None, Some(p)) => Some(
+                crate::engines::render::presets::preset(p)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = crate::engines::render::presets::PRESETS
+                            .iter()
+                            .map(|(k, _, _)| *k)
+                            .collect();
+                        crate::spec::field::FieldError::new(
+                            "preset",
+                            format!("no preset {p:?}; the presets are {}", names.join(", ")),
+                        )
+                    })?
+                    .to_owned(),
+            ),
+            (None, None, None) => None,
         };
+        // An XML preset brings its MIME type unless one is given.
+        let mime = self.mime.or_else(|| {
+            self.preset
+                .as_deref()
+                .filter(|p| p.ends_with(".xml"))
+                .map(|_| "application/xml".to_owned())
+        });
         let timeout_ms = match self.timeout {
             Some(t) if !(t.is_finite() && t > 0.0) => {
                 return Err(crate::spec::field::FieldError::new(
@@ -232,12 +261,13 @@ impl WebhookArgs {
         };
         Ok(WebhookPatch {
             name: self.name,
+            description: self.description,
             url: self.url,
             method: self.method,
             events: self.events,
             headers,
             body_template,
-            body_mime: self.mime,
+            body_mime: mime,
             log_bodies: self.log_bodies,
             enabled: self.enabled,
             timeout_ms,

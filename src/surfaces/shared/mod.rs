@@ -3,6 +3,7 @@
 //! shape, the in-memory API keys, the session lookup and the failed-login
 //! limiter.
 
+pub mod conventions;
 pub mod error;
 pub mod keys;
 pub mod limiter;

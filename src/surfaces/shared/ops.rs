@@ -95,13 +95,18 @@ fn expose<S: serde::Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S::
 
 /// Fills in generated secrets, then checks everything.
 fn prepare(spec: &mut WebhookSpec) -> Result<(Warnings, Option<Secret>), Error> {
+    let converted = super::conventions::discord_url(spec);
     let new_secret = spec.signing.prepare(chrono::Utc::now());
-    let warnings = crate::engines::check::webhook(spec)?;
+    let mut warnings = crate::engines::check::webhook(spec)?;
+    warnings.extend(converted);
     Ok((warnings, new_secret))
 }
 
-/// Creates a webhook from a patch (name, url and events required).
+/// Creates a webhook from a patch (url and events required; without a
+/// name it is named after the URL's host).
 pub fn create_webhook(store: &Store, patch: WebhookPatch) -> Result<Saved, Error> {
+    let mut patch = patch;
+    super::conventions::default_name(&mut patch);
     let mut spec = WebhookSpec::from_patch(patch)?;
     let (warnings, new_secret) = prepare(&mut spec)?;
     Ok(Saved {

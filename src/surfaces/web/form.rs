@@ -216,6 +216,7 @@ fn retry(form: &FormData) -> Result<Value, FieldError> {
 pub fn to_patch(form: &FormData) -> Result<WebhookPatch, FieldError> {
     let mut patch = json!({
         "name": form.get("name").trim(),
+        "description": form.get("description").trim(),
         "url": form.get("url").trim(),
         "method": form.get("method"),
         "events": events(form),
@@ -299,6 +300,7 @@ pub fn values_from_webhook(w: &Webhook, known: &[String]) -> Values {
     };
     for k in [
         "name",
+        "description",
         "url",
         "method",
         "headers",

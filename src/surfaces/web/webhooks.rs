@@ -22,34 +22,7 @@ use crate::store::Session;
 use crate::surfaces::shared::AppState;
 use crate::surfaces::shared::ops;
 
-/// Body presets from `templates/presets/`: file name, label, body.
-const PRESETS: &[(&str, &str, &str)] = &[
-    (
-        "iacbox-example.json",
-        "Appliance example (JSON)",
-        include_str!("../../../templates/presets/iacbox-example.json.tmpl"),
-    ),
-    (
-        "generic.json",
-        "Generic, every field (JSON)",
-        include_str!("../../../templates/presets/generic.json.tmpl"),
-    ),
-    (
-        "generic.xml",
-        "Generic, every field (XML)",
-        include_str!("../../../templates/presets/generic.xml.tmpl"),
-    ),
-    (
-        "slack.json",
-        "Slack incoming webhook",
-        include_str!("../../../templates/presets/slack.json.tmpl"),
-    ),
-    (
-        "discord.json",
-        "Discord webhook",
-        include_str!("../../../templates/presets/discord.json.tmpl"),
-    ),
-];
+use crate::engines::render::presets::PRESETS;
 
 /// The presets as the pages list them.
 fn presets() -> Vec<serde_json::Value> {
