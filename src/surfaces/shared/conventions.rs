@@ -9,9 +9,10 @@ use crate::spec::webhook::{WebhookPatch, WebhookSpec};
 const DISCORD_SCHEME: &str = "discord://";
 
 /// A new webhook without a name is named after its URL's host (`hooks.example.com`),
-/// or `webhook` when the URL has none.
+/// or `webhook` when the URL has none. A name given empty stays empty (and
+/// is refused by the check): only a missing one is filled in.
 pub fn default_name(patch: &mut WebhookPatch) {
-    if patch.name.as_deref().is_some_and(|n| !n.trim().is_empty()) {
+    if patch.name.is_some() {
         return;
     }
     let Some(url) = patch.url.as_deref() else {
@@ -87,6 +88,6 @@ mod tests {
         );
         assert_eq!(named("<<url>>", None), "webhook");
         assert_eq!(named("https://h/", Some("mine")), "mine");
-        assert_eq!(named("https://h/", Some(" ")), "h");
+        assert_eq!(named("https://h/", Some(" ")), " ");
     }
 }
