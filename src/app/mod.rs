@@ -21,6 +21,9 @@ pub enum Error {
     /// The database cannot be opened.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// The e-mail alert settings cannot be used.
+    #[error(transparent)]
+    Mail(#[from] crate::engines::mail::Error),
     /// Another herald serves this database.
     #[error("another herald is already serving {0} (lock held on {0}.lock)")]
     AlreadyRunning(PathBuf),
@@ -163,11 +166,17 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         health_poke.clone(),
     )?;
     let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone(), live_rx.clone()));
+    let mailer = config
+        .smtp
+        .as_ref()
+        .map(crate::engines::mail::Mailer::new)
+        .transpose()?;
     let health_task = tokio::spawn(crate::pipeline::health::run(
         store.clone(),
         live_rx.clone(),
         health_poke,
         wake.clone(),
+        mailer,
         shutdown.clone(),
     ));
     let cleanup_task = tokio::spawn(crate::pipeline::cleanup::run(

@@ -72,6 +72,44 @@ pub struct RawAlerts {
     pub after: f64,
     #[serde(deserialize_with = "number")]
     pub interval: f64,
+    pub smtp_host: String,
+    pub smtp_port: u64,
+    pub smtp_tls: String,
+    pub smtp_username: String,
+    pub smtp_password: String,
+    pub smtp_from: String,
+    pub smtp_to: Vec<String>,
+}
+
+/// E-mail alerts (`alerts.smtp_*`); `None` in [`Config::smtp`] when
+/// `alerts.smtp_host` is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    /// The SMTP server.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// How the connection is protected.
+    pub tls: SmtpTls,
+    /// Login, when the server wants one.
+    pub username: Option<String>,
+    /// Its password (never printed).
+    pub password: crate::base::secret::Secret,
+    /// The sender address.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+}
+
+/// `alerts.smtp_tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (refused if the server can't).
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or a test.
+    None,
 }
 
 /// `[server]` as written.
@@ -180,6 +218,8 @@ pub struct Config {
     pub max_logged_body_bytes: usize,
     /// Longest wait a `Retry-After` answer can ask for.
     pub max_retry_after: Duration,
+    /// E-mail alerts, when `alerts.smtp_host` is set.
+    pub smtp: Option<Smtp>,
     /// Pause a webhook whose deliveries failed this long; `None`: never.
     pub pause_after: Option<Duration>,
     /// Networks herald never sends to (webhooks, token URLs, redirects).
@@ -420,6 +460,71 @@ fn typed_value(current: &toml::Value, value: &str, origin: &str) -> Result<toml:
     })
 }
 
+/// `alerts.smtp_*` checked: off when the host is empty; else a port, a TLS
+/// mode, a sender and at least one recipient that look like addresses.
+fn smtp(a: &RawAlerts) -> Result<Option<Smtp>, Error> {
+    let host = a.smtp_host.trim();
+    if host.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |key: &'static str, value: &str, reason: &str| Error::Invalid {
+        key,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let port = in_range("alerts.smtp_port", a.smtp_port, 1, 65_535)? as u16;
+    let tls = match a.smtp_tls.as_str() {
+        "starttls" => SmtpTls::StartTls,
+        "tls" => SmtpTls::Tls,
+        "none" => SmtpTls::None,
+        other => {
+            return Err(invalid(
+                "alerts.smtp_tls",
+                other,
+                "must be \"starttls\", \"tls\" or \"none\"",
+            ));
+        }
+    };
+    let address = |key: &'static str, v: &str| -> Result<String, Error> {
+        let v = v.trim();
+        match v.split_once('@') {
+            Some((user, domain))
+                if !user.is_empty() && !domain.is_empty() && !v.contains(char::is_whitespace) =>
+            {
+                Ok(v.to_owned())
+            }
+            _ => Err(invalid(
+                key,
+                v,
+                "must be an e-mail address such as herald@example.com",
+            )),
+        }
+    };
+    let from = address("alerts.smtp_from", &a.smtp_from)?;
+    if a.smtp_to.is_empty() {
+        return Err(invalid(
+            "alerts.smtp_to",
+            "[]",
+            "name at least one recipient when alerts.smtp_host is set",
+        ));
+    }
+    let to = a
+        .smtp_to
+        .iter()
+        .map(|t| address("alerts.smtp_to", t))
+        .collect::<Result<_, _>>()?;
+    let username = Some(a.smtp_username.trim().to_owned()).filter(|u| !u.is_empty());
+    Ok(Some(Smtp {
+        host: host.to_owned(),
+        port,
+        tls,
+        username,
+        password: crate::base::secret::Secret::new(a.smtp_password.clone()),
+        from,
+        to,
+    }))
+}
+
 /// Applies one `HERALD_SECTION_KEY=value`, typed like the default it
 /// replaces. Returns the key it set (`section.key`).
 fn apply_env(
@@ -619,6 +724,7 @@ impl RawConfig {
             deny_private: self.delivery.deny_private,
             alert_after: Duration::from_secs_f64(alert_after),
             alert_interval: Duration::from_secs_f64(alert_interval),
+            smtp: smtp(&self.alerts)?,
             cleanup_schedule,
             cleanup_schedule_text: self.cleanup.schedule,
             retention: Duration::from_secs(retention_days * 86_400),

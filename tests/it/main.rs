@@ -11,6 +11,7 @@ mod delivery;
 mod faults;
 mod guide;
 mod listener;
+mod mail;
 mod outages;
 mod security;
 mod ssrf;

@@ -70,6 +70,29 @@ pub fn check_config(config: &Config) -> ExitCode {
     );
     println!("  delivery.deny_private    = {}", config.deny_private);
     println!("  alerts.after             = {:?}", config.alert_after);
+    match &config.smtp {
+        None => println!("  alerts.smtp_host         = (e-mail alerts off)"),
+        Some(s) => {
+            println!(
+                "  alerts.smtp_host         = {}:{} ({:?})",
+                s.host, s.port, s.tls
+            );
+            println!(
+                "  alerts.smtp_username     = {}",
+                s.username.as_deref().unwrap_or("(none)")
+            );
+            println!(
+                "  alerts.smtp_password     = {}",
+                if s.password.expose().is_empty() {
+                    "(none)"
+                } else {
+                    "***"
+                }
+            );
+            println!("  alerts.smtp_from         = {}", s.from);
+            println!("  alerts.smtp_to           = [{}]", s.to.join(", "));
+        }
+    }
     println!("  alerts.interval          = {:?}", config.alert_interval);
     ExitCode::SUCCESS
 }
