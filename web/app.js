@@ -27,6 +27,14 @@ async function updatePreview(form) {
   const out = document.getElementById("preview");
   const err = document.getElementById("preview-error");
   const warn = document.getElementById("preview-warning");
+  // A new form before anything is typed has nothing wrong yet: no red error
+  // until there is a URL to preview.
+  if (!(form.elements.url?.value || "").trim()) {
+    err.hidden = true;
+    warn.hidden = true;
+    out.textContent = "The request appears here once the form has a URL.";
+    return;
+  }
   const data = new URLSearchParams(new FormData(form));
   data.set("sample_type", document.getElementById("sample_type").value);
   data.set("id", form.dataset.id || "");

@@ -105,7 +105,8 @@ pub struct LogFilter {
     pub failed: bool,
     /// Only entries with an id below this (paging, newest first).
     pub before_id: Option<i64>,
-    /// Only this event type.
+    /// Only this event type, or a pattern as webhooks use them
+    /// (`ticket.*`; `*` for all but herald's own).
     pub event_type: Option<String>,
     /// Only this ticket id.
     pub ticket_id: Option<String>,
@@ -230,7 +231,10 @@ impl Store {
                    AND (?2 IS NULL OR event_uuid = ?2)
                    AND (?3 = 0 OR outcome NOT IN ('delivered', 'resumed', 'recovered'))
                    AND (?4 IS NULL OR id < ?4)
-                   AND (?6 IS NULL OR event_type = ?6)
+                   AND (?6 IS NULL OR event_type = ?6
+                        OR (?6 = '*' AND event_type NOT LIKE 'herald.%')
+                        OR (?6 LIKE '%.*' AND length(event_type) > length(?6) - 1
+                            AND substr(event_type, 1, length(?6) - 1) = substr(?6, 1, length(?6) - 1)))
                    AND (?7 IS NULL OR ticket_id = ?7)
                    AND (?8 IS NULL
                         OR (?8 = 'delivered' AND outcome = 'delivered')
@@ -352,5 +356,52 @@ impl Store {
                 params![cutoff, limit as i64],
             )?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The event log's type filter takes a type or a pattern as webhooks
+    /// use them: `ticket.*` (every ticket type), `*` (all but herald's own).
+    #[test]
+    fn the_type_filter_takes_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("h.db")).unwrap();
+        for kind in [
+            "ticket.login",
+            "ticket.logout.timeout",
+            "tickets.x",
+            "system.start",
+            "herald.webhook.failing",
+        ] {
+            s.insert_log_entry(&NewLogEntry {
+                at: "2026-12-04T00:00:00.000Z".into(),
+                event_type: kind.into(),
+                test: true,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let types = |filter: &str| -> Vec<String> {
+            let mut t: Vec<String> = s
+                .log_entries(&LogFilter {
+                    event_type: Some(filter.into()),
+                    limit: 100,
+                    ..LogFilter::default()
+                })
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| e.event_type)
+                .collect();
+            t.sort();
+            t
+        };
+        assert_eq!(types("ticket.*"), ["ticket.login", "ticket.logout.timeout"]);
+        assert_eq!(types("ticket.login"), ["ticket.login"]);
+        assert_eq!(types("herald.*"), ["herald.webhook.failing"]);
+        assert_eq!(types("*").len(), 4);
+        assert!(types("ticket").is_empty());
     }
 }

@@ -242,6 +242,12 @@ try {
   );
   await shot("webhook-form-phone", phone);
   assert.ok(overflow <= 1, `the form fits a phone's width (overflow ${overflow}px: ${wide})`);
+  await phone.goto(`${base}/webhooks`);
+  const listOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  const urlWidth = await phone.evaluate(() => document.querySelector("#webhooks td.url").getBoundingClientRect().width);
+  await shot("webhooks-phone", phone);
+  assert.ok(listOverflow <= 1, `the webhooks list fits a phone's width (overflow ${listOverflow}px)`);
+  assert.ok(urlWidth > 250, `the URL has room on a phone (${urlWidth}px)`);
   await phone.close();
 
   assert.deepEqual(violations, [], "no page broke its Content-Security-Policy");

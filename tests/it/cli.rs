@@ -52,11 +52,21 @@ fn webhook_commands_manage_webhooks() {
     let copy_out = h.ok(&["webhook", "copy", &id.to_string(), "--name", "pms-2"]);
     assert!(copy_out.contains("(pms-2)"), "{copy_out}");
     h.ok(&["webhook", "disable", &id.to_string()]);
+    let long = format!("http://127.0.0.1:9/{}", "very-long-path/".repeat(6));
+    let long_id = h.add("a much longer name than the others", &long, &[]);
     let list = h.ok(&["webhook", "list"]);
     assert!(
         list.contains("disabled") && list.contains("pms-2"),
         "{list}"
     );
+    // Columns line up whatever the lengths: each row's URL starts under
+    // the header's URL.
+    let lines: Vec<&str> = list.lines().collect();
+    let url_at = lines[0].find("URL").expect("a header row");
+    for l in &lines[1..] {
+        assert!(l[url_at..].starts_with("http://"), "{list}");
+    }
+    h.sql(&format!("DELETE FROM webhooks WHERE id = {long_id}"));
 
     // Refusals name the field and exit 2, storing nothing.
     let out = h.cli(&[

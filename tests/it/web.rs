@@ -167,6 +167,7 @@ async fn nothing_but_login_static_and_healthz_answers_without_a_session_or_key()
         ("/login", true),
         ("/static/app.css", true),
         ("/static/app.js", true),
+        ("/favicon.ico", true),
         ("/healthz", true),
         ("/", false),
         ("/webhooks", false),
@@ -538,6 +539,14 @@ async fn settings_saved_in_the_page_apply_at_once_and_win_over_the_config_after_
             bad.iter().find(|(k, _)| *k == key).unwrap().1
         )));
     }
+    // Every refused value is named, not only the first.
+    let r = s.post("/settings", &fields("0", "every hour"), true).await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("router.read_interval = 0:") && html.contains("cleanup.schedule = "),
+        "both errors shown: {html}"
+    );
     assert_eq!(
         h.sql_count("SELECT count(*) FROM settings WHERE key LIKE 'ui:%'"),
         0

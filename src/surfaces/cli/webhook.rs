@@ -89,6 +89,55 @@ pub enum WebhookCommand {
     },
 }
 
+/// `herald webhook list` as a table: columns as wide as their longest
+/// value, the URL (the one that can be very long) last, so nothing after it
+/// is pushed out of line.
+fn list_table(all: &[crate::spec::webhook::Webhook]) -> String {
+    let rows: Vec<[String; 6]> = all
+        .iter()
+        .map(|w| {
+            let state = if !w.spec.enabled {
+                "disabled"
+            } else if w.health.paused_at.is_some() {
+                "PAUSED"
+            } else if w.health.failing_since.is_some() {
+                "failing"
+            } else {
+                "enabled"
+            };
+            [
+                w.id.to_string(),
+                state.to_owned(),
+                w.spec.method.to_string(),
+                w.spec.name.clone(),
+                w.spec.events.join(","),
+                w.spec.url.clone(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATE", "METHOD", "NAME", "EVENTS", "URL"].map(str::to_owned);
+    let width = |i: usize| {
+        std::iter::once(&header)
+            .chain(&rows)
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..5).map(width).collect();
+    let mut out = String::new();
+    for r in std::iter::once(&header).chain(&rows) {
+        let mut line = format!("{:>w$}", r[0], w = widths[0]);
+        for i in 1..5 {
+            line.push_str(&format!("  {:<w$}", r[i], w = widths[i]));
+        }
+        line.push_str("  ");
+        line.push_str(&r[5]);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Webhook settings on the command line.
 #[derive(Debug, Args, Default)]
 pub struct WebhookArgs {
@@ -403,25 +452,7 @@ pub fn run(config: &Config, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
             } else if all.is_empty() {
                 println!("no webhooks; add one with `herald webhook add`");
             } else {
-                for w in all {
-                    println!(
-                        "{:>4}  {:<8} {:<6} {:<24} {:<40} {}",
-                        w.id,
-                        if !w.spec.enabled {
-                            "disabled"
-                        } else if w.health.paused_at.is_some() {
-                            "PAUSED"
-                        } else if w.health.failing_since.is_some() {
-                            "failing"
-                        } else {
-                            "enabled"
-                        },
-                        w.spec.method,
-                        w.spec.name,
-                        w.spec.url,
-                        w.spec.events.join(",")
-                    );
-                }
+                print!("{}", list_table(&all));
             }
         }
         WebhookCommand::Show { id, json, reveal } => {

@@ -17,7 +17,18 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../../web/app.js"),
     ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../../web/favicon.svg"),
+    ),
 ];
+
+/// `GET /favicon.ico`, which browsers ask for on every page (the login
+/// page too, before any session): herald's icon, open like `/static`.
+pub async fn favicon() -> Response {
+    serve(Path("favicon.svg".to_owned())).await
+}
 
 /// `GET /static/{file}`.
 pub async fn serve(Path(file): Path<String>) -> Response {

@@ -292,6 +292,11 @@ pub fn values_from_webhook(w: &Webhook, known: &[String]) -> Values {
     let s = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
+        // Whole numbers as typed on a new form (`5`, not `5.0`).
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
         v => v.to_string(),
     };
     let mut v = Values::new();
@@ -607,6 +612,8 @@ mod tests {
         let v = values_from_webhook(&stored(spec.clone()), &["ticket.login".to_owned()]);
         assert_eq!(v["auth_token"], MASK);
         assert_eq!(v["events_extra"], "custom.*");
+        // Whole seconds as a new form shows them, not `5.0, 30.0`.
+        assert_eq!(v["retry_delays"], "5, 30, 120, 600, 3600");
         assert!(!serde_json::to_string(&v).unwrap().contains("tok-secret"));
         // Posting the shown values back changes nothing but keeps the secret.
         assert_eq!(round_trip(&spec), spec);

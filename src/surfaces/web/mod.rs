@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/login", get(session::login_page).post(session::login))
         .route("/static/{file}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
         .merge(pages)
         .layer(axum::middleware::map_response(security_headers))
 }

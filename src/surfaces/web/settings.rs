@@ -165,21 +165,29 @@ pub async fn page(
 
 /// The values to store: every key whose value differs from the config
 /// file's (typed, so `10` equals `10.0`); an equal one follows the file again.
+/// Every refused value is named, one per line, not only the first.
 fn changed_values(base: &Config, form: &FormData) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     for key in LIVE_KEYS {
         let text = form.get(key).trim().to_owned();
         if text.is_empty() {
-            return Err(format!("{key}: a value is required"));
+            refused.push(format!("{key}: a value is required"));
+            continue;
         }
-        let one = base
-            .with_ui(&[(key.to_string(), text.clone())])
-            .map_err(|e| e.to_string())?;
-        if one.value_text(key) != base.value_text(key) {
-            out.push((key.to_string(), text));
+        match base.with_ui(&[(key.to_string(), text.clone())]) {
+            Ok(one) if one.value_text(key) != base.value_text(key) => {
+                out.push((key.to_string(), text));
+            }
+            Ok(_) => {}
+            Err(e) => refused.push(e.to_string()),
         }
     }
-    Ok(out)
+    if refused.is_empty() {
+        Ok(out)
+    } else {
+        Err(refused.join("\n"))
+    }
 }
 
 /// `POST /settings`: validates all values together, stores them, applies them.
