@@ -130,6 +130,13 @@ try {
   const error = page.locator("#preview-error");
   await error.filter({ hasText: "line 3" }).waitFor();
   assert.match(await error.textContent(), /body_template line 3, column \d+/);
+  step("the appliance guide's example pasted verbatim previews like the preset");
+  const guide = readFileSync(new URL("../data/iacbox-guide-example.txt", import.meta.url), "utf8");
+  await page.fill("#f-body_template", guide);
+  await page.locator("#preview").filter({ hasText: '"id":"0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10"' }).waitFor();
+  assert.doesNotMatch(await page.textContent("#preview"), /\{\{/);
+  await page.locator("#preview-warning").filter({ hasText: "volume_limit" }).waitFor();
+  await shot("webhook-form-guide-paste");
   await page.fill("#f-body_template", body);
   await error.waitFor({ state: "hidden" });
   await shot("webhook-form");
@@ -214,6 +221,27 @@ try {
   await page.click("text=Save settings");
   await page.locator("#settings-error").filter({ hasText: "router.read_interval" }).waitFor();
   assert.equal(await page.inputValue("#s-router\\.read_interval"), "0", "the typed value is kept");
+
+  step("the global switch: off is shown on every page, on again sends what waited");
+  const before = received.length;
+  await page.fill("#s-router\\.read_interval", "0.2");
+  await page.fill("#s-delivery\\.enabled", "false");
+  await page.click("text=Save settings");
+  await page.getByText("Settings saved and applied.").waitFor();
+  await page.locator("#sending-off").waitFor();
+  await page.goto(`${base}/webhooks`);
+  await page.locator("#sending-off").waitFor();
+  await shot("sending-off");
+  emit("ticket.login", "T-held");
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(received.length, before, "nothing is sent while sending is off");
+  await page.goto(`${base}/settings`);
+  await page.fill("#s-delivery\\.enabled", "true");
+  await page.click("text=Save settings");
+  await page.getByText("Settings saved and applied.").waitFor();
+  assert.equal(await page.locator("#sending-off").count(), 0);
+  for (let i = 0; i < 100 && received.length === before; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(received.length > before, "the held event was sent once sending was on again");
 
   step("create an API key, use it, revoke it");
   await page.goto(`${base}/settings`);

@@ -479,7 +479,17 @@ fn preview_json(data: &FormData, kind: &str, id: Option<i64>) -> serde_json::Val
         _ if req.body.is_empty() => None,
         BodyFormat::Json => render::check_json(&req.body).err(),
         BodyFormat::Xml => render::check_xml(&req.body).err(),
-    };
+    }
+    .map(|w| format!("the body is not well-formed: {w}"))
+    .or_else(|| {
+        let twice = render::duplicate_keys::duplicate_keys(&req.body);
+        (!twice.is_empty()).then(|| {
+            format!(
+                "the body has {} more than once; it is sent as written, and most receivers keep only the last",
+                twice.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+            )
+        })
+    });
     json!({
         "request": {
             "method": req.method.as_str(),
@@ -488,7 +498,7 @@ fn preview_json(data: &FormData, kind: &str, id: Option<i64>) -> serde_json::Val
             "added": added,
             "body": req.body,
         },
-        "warning": warning.map(|w| format!("the body is not well-formed: {w}")),
+        "warning": warning,
     })
 }
 
