@@ -352,7 +352,14 @@ async fn ceiling(sink: &Sink) -> f64 {
 }
 
 async fn throughput(sink: &Sink, ceiling: f64) {
+    // BENCH_WEBHOOKS=1 (a comma-separated list) runs only those rows.
+    let only: Option<Vec<usize>> = std::env::var("BENCH_WEBHOOKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     for webhooks in [1usize, 10, 100] {
+        if only.as_ref().is_some_and(|o| !o.contains(&webhooks)) {
+            continue;
+        }
         for via in ["sql", "api"] {
             let events = THROUGHPUT_DELIVERIES / webhooks;
             let mut h = Herald::new("0.1");

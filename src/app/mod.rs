@@ -98,11 +98,12 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         Ok(None) => {}
         Err(e) => return Err(Error::Admin(e)),
     }
-    let released = store.release_claims()?;
-    if released > 0 {
+    store.release_claims()?;
+    let pending = store.pending_deliveries()?;
+    if pending > 0 {
         tracing::info!(
-            released,
-            "deliveries interrupted by the last stop will be sent again"
+            pending,
+            "deliveries waiting from before this start (those cut short by the last stop among them) will be sent again"
         );
     }
     let shutdown = CancellationToken::new();

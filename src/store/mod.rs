@@ -9,6 +9,10 @@
 //! Calls block: async code runs them through [`Store::run`].
 
 mod access;
+mod claim_pass;
+#[cfg(test)]
+mod claim_tests;
+mod claims;
 mod deliveries;
 mod error;
 mod events;
@@ -78,6 +82,8 @@ pub struct Store {
     readers: Arc<Readers>,
     /// Events parsed by the router, for the claims that send them.
     parsed: Arc<ParsedEvents>,
+    /// Deliveries this process has claimed (in memory, see [`claims`]).
+    claims: Arc<claims::Claims>,
     path: Arc<PathBuf>,
     /// Whether the database can be written, and free space.
     watch: Arc<fault::Watch>,
@@ -197,6 +203,7 @@ impl Store {
             writer: Writer::start(conn, path, options.busy_timeout)?,
             readers: Arc::new(Readers::new(path, READERS)),
             parsed: Arc::default(),
+            claims: Arc::default(),
             path: Arc::new(path.to_owned()),
             watch: Arc::new(fault::Watch::new(
                 path,
@@ -239,13 +246,14 @@ impl Store {
         self.watch.after_write(self.writer.write(f))
     }
 
-    /// [`Store::write`] for async callers: awaits the commit without
-    /// holding a thread (the hot path's writes).
-    async fn write_async<T: Send + 'static>(
+    /// [`Store::write`] for async callers whose writes no one waits on
+    /// (settled attempts): awaits the commit without holding a thread; the
+    /// write may wait a moment for others to share its commit.
+    async fn write_lingering<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        self.watch.after_write(self.writer.write_async(f).await)
+        self.watch.after_write(self.writer.write_lingering(f).await)
     }
 
     /// What keeps the database from being written now (a full disk, a

@@ -85,9 +85,7 @@ fn a_row_made_unreadable_after_routing_fails_its_delivery_with_the_reason() {
         Ok(job) => panic!("an unreadable event was claimed to send: {job:?}"),
     };
     assert!(bad.reason.contains("JSON"), "{}", bad.reason);
-    restarted
-        .fail_unreadable(bad.delivery_id, &bad.reason)
-        .unwrap();
+    restarted.fail_unreadable(&bad).unwrap();
     let conn = rusqlite::Connection::open(store.path()).unwrap();
     let state: String = conn
         .query_row("SELECT state FROM deliveries", [], |r| r.get(0))

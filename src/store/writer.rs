@@ -27,13 +27,23 @@ trait Job: Send {
     fn run(&mut self, conn: &mut Connection) -> bool;
     /// Tells the caller: its own result, unless the batch's commit failed.
     fn finish(self: Box<Self>, committed: &Result<(), Error>);
+    /// Whether the write may wait [`LINGER`] for others to share its commit.
+    fn can_wait(&self) -> bool;
 }
 
 struct Write<T, F> {
     f: Option<F>,
     result: Option<Result<T, Error>>,
     reply: Reply<T>,
+    can_wait: bool,
 }
+
+/// How long a batch of writes nobody is waiting on to go on (settled
+/// attempts) waits for more to share its commit: a commit rewrites the
+/// same pages (log, deliveries, their indexes) and syncs once, whether it
+/// carries two writes or two hundred. A write someone waits on (an event
+/// to acknowledge, a saved webhook) commits at once, with whatever queued.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// Where a write's result goes: a blocked thread, or an awaiting task
 /// (woken directly, without a thread of the blocking pool in between).
@@ -57,6 +67,10 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn can_wait(&self) -> bool {
+        self.can_wait
     }
 
     fn finish(self: Box<Self>, committed: &Result<(), Error>) {
@@ -144,23 +158,24 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.submit(f, Reply::Blocking(reply))?;
+        self.submit(f, Reply::Blocking(reply), false)?;
         answer.recv().map_err(|_| stopped())?
     }
 
-    /// [`Writer::write`] for async callers: awaits the commit without
-    /// blocking a thread.
-    pub(super) async fn write_async<T, F>(&self, f: F) -> Result<T, Error>
+    /// [`Writer::write`] for async callers, for a write that may wait up
+    /// to [`LINGER`] for others to share its commit (no one is held up by
+    /// it): awaits the commit without blocking a thread.
+    pub(super) async fn write_lingering<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(f, Reply::Async(reply))?;
+        self.submit(f, Reply::Async(reply), true)?;
         answer.await.map_err(|_| stopped())?
     }
 
-    fn submit<T, F>(&self, f: F, reply: Reply<T>) -> Result<(), Error>
+    fn submit<T, F>(&self, f: F, reply: Reply<T>, can_wait: bool) -> Result<(), Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
@@ -169,6 +184,7 @@ impl Writer {
             f: Some(f),
             result: None,
             reply,
+            can_wait,
         });
         self.queue.send(job).map_err(|_| stopped())
     }
@@ -260,11 +276,26 @@ impl WalLimit {
 /// commits, tells each caller; keeps the WAL within its limit.
 fn run(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, mut wal: WalLimit) {
     while let Ok(first) = jobs.recv() {
+        let linger_until = Instant::now() + LINGER;
+        let mut can_wait = first.can_wait();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+            let next = match jobs.try_recv() {
+                Ok(job) => Ok(job),
+                Err(mpsc::TryRecvError::Empty) if can_wait => {
+                    match linger_until.checked_duration_since(Instant::now()) {
+                        Some(left) => jobs.recv_timeout(left).map_err(|_| ()),
+                        None => Err(()),
+                    }
+                }
+                Err(_) => Err(()),
+            };
+            match next {
+                Ok(job) => {
+                    can_wait &= job.can_wait();
+                    batch.push(job);
+                }
+                Err(()) => break,
             }
         }
         let committed = commit_batch(&mut conn, &mut batch);

@@ -19,11 +19,13 @@ use crate::engines::retry::{self, Decision, Failure};
 use crate::engines::sign;
 use crate::engines::{http as client, mask};
 
+mod in_flight;
 mod logged;
 use crate::spec::webhook::Webhook;
 use crate::store::{
     AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store, now_ms,
 };
+use in_flight::InFlight;
 pub use logged::credential_forms;
 use logged::detail;
 
@@ -33,6 +35,12 @@ const IDLE: Duration = Duration::from_secs(1);
 const ON_ERROR: Duration = Duration::from_secs(1);
 /// Shortest sleep before a due time, so a due time in the past cannot spin.
 const MIN_WAIT_MS: i64 = 5;
+/// Most answered attempts waiting for their settlement to commit. A
+/// request's slot is free once its answer is in (the settlement commits
+/// with others meanwhile); past this many, answered requests keep their
+/// slots until the writer catches up. After a crash, at most the requests
+/// in flight and these are sent twice.
+pub const MAX_UNSETTLED: usize = 256;
 
 /// A webhook with its templates compiled, cached until the webhook changes.
 struct Prepared {
@@ -154,6 +162,7 @@ impl Deliverer {
     pub async fn run(self, routed: Arc<Notify>, mut live: crate::base::live::Receiver) {
         let shutdown = self.shutdown.clone();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let unsettled = Arc::new(Semaphore::new(MAX_UNSETTLED));
         let freed = Arc::new(Notify::new());
         let in_flight = InFlight::default();
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -179,31 +188,42 @@ impl Deliverer {
                                 Ok(job) => {
                                     // Counted out by the guard even if the task panics
                                     // or is aborted, before the loop is woken.
-                                    let guard = in_flight.start(job.webhook_id);
-                                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                    let guard = in_flight.start(&job);
+                                    let slots = slots.clone();
+                                    let unsettled = unsettled.clone();
+                                    let permit = slots.clone().try_acquire_owned();
+                                    if permit.is_err() {
                                         // The claim pass takes no more than the free
                                         // slots; should that ever break, the job waits
                                         // for a slot instead of being dropped.
                                         tracing::error!("more claims than free slots");
-                                        let slots = slots.clone();
-                                        tasks.spawn(async move {
-                                            let _permit = slots.acquire_owned().await;
-                                            this.attempt(job).await;
-                                            drop(guard);
-                                            freed.notify_one();
-                                        });
-                                        continue;
-                                    };
+                                    }
                                     tasks.spawn(async move {
-                                        this.attempt(job).await;
+                                        let permit = match permit {
+                                            Ok(p) => Some(p),
+                                            Err(_) => slots.acquire_owned().await.ok(),
+                                        };
+                                        let settled = this.attempt(job).await;
+                                        // The slot is free as soon as the answer is in;
+                                        // the settlement commits with others (group
+                                        // commit) while the next request goes out.
+                                        let _settling = unsettled.acquire_owned().await;
                                         drop(permit);
                                         drop(guard);
                                         freed.notify_one();
+                                        if let Some(settled) = settled {
+                                            this.record(settled).await;
+                                            // An ordered webhook's next event waits for this.
+                                            freed.notify_one();
+                                        }
                                     });
                                 }
                                 // No request: a write only, without a slot.
                                 Err(bad) => {
-                                    tasks.spawn(async move { this.fail_unreadable(bad).await });
+                                    tasks.spawn(async move {
+                                        this.fail_unreadable(bad).await;
+                                        freed.notify_one();
+                                    });
                                 }
                             }
                         }
@@ -224,9 +244,9 @@ impl Deliverer {
                 _ = shutdown.cancelled() => break,
             }
         }
-        let in_flight = tasks.len();
-        if in_flight > 0 {
-            tracing::info!(in_flight, grace = ?self.settings.shutdown_grace, "waiting for requests in flight");
+        let unfinished = tasks.len();
+        if unfinished > 0 {
+            tracing::info!(in_flight = unfinished, grace = ?self.settings.shutdown_grace, "waiting for requests in flight");
             let drain = async { while tasks.join_next().await.is_some() {} };
             if tokio::time::timeout(self.settings.shutdown_grace, drain)
                 .await
@@ -236,8 +256,16 @@ impl Deliverer {
                     left = tasks.len(),
                     "grace period over; unfinished deliveries are sent again after restart"
                 );
+                let cut_short = in_flight.deliveries();
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
+                if !cut_short.is_empty() {
+                    let store = self.store.clone();
+                    let n = cut_short.len();
+                    if let Err(e) = store.run(move |s| s.interrupt(cut_short)).await {
+                        tracing::warn!(error = %e, deliveries = n, "cannot log the interrupted attempts");
+                    }
+                }
             }
         }
     }
@@ -258,13 +286,11 @@ impl Deliverer {
 
     /// Fails a delivery whose event cannot be read, for good.
     async fn fail_unreadable(&self, bad: crate::store::Unreadable) {
+        let id = bad.delivery_id;
+        let bad = Arc::new(bad);
         loop {
-            let (id, reason) = (bad.delivery_id, bad.reason.clone());
-            match self
-                .store
-                .run(move |s| s.fail_unreadable(id, &reason))
-                .await
-            {
+            let b = bad.clone();
+            match self.store.run(move |s| s.fail_unreadable(&b)).await {
                 Ok(()) => return,
                 Err(e) => {
                     if let Some(held) = repeats::admit(&format!("unreadable: {e}")) {
@@ -278,9 +304,11 @@ impl Deliverer {
         }
     }
 
-    /// One attempt of a request (one event, or a batch): render, send,
-    /// decide (delivered, retry at, failed) and record.
-    async fn attempt(&self, job: DeliveryJob) {
+    /// One attempt of a request (one event, or a batch): render, send and
+    /// decide (delivered, retry at, failed). Returns what to record, or
+    /// `None` when there is nothing to (the webhook was deleted meanwhile,
+    /// or shutdown began while its load was retried).
+    async fn attempt(&self, job: DeliveryJob) -> Option<Vec<(NewLogEntry, Outcome)>> {
         let mut base = NewLogEntry {
             at: now_rfc3339(),
             webhook_id: job.webhook_id,
@@ -290,7 +318,11 @@ impl Deliverer {
             match self.prepared(job.webhook_id, &job.webhook_updated_at).await {
                 Ok(p) => break p,
                 // Deleted meanwhile: its deliveries went with it.
-                Err(StoreError::NotFound(_)) => return,
+                Err(StoreError::NotFound(_)) => {
+                    let ids: Vec<i64> = job.items.iter().map(|i| i.delivery_id).collect();
+                    self.store.release_unsettled(job.webhook_id, &ids);
+                    return None;
+                }
                 Err(StoreError::Corrupt(reason)) => {
                     base.error = Some(format!(
                         "webhook {} cannot be read: {reason}",
@@ -300,13 +332,12 @@ impl Deliverer {
                         .into_iter()
                         .map(|e| (e, Outcome::Failed))
                         .collect();
-                    self.record(settled).await;
-                    return;
+                    return Some(settled);
                 }
                 Err(e) => {
                     tracing::warn!(webhook = job.webhook_id, error = %e, "cannot load webhook; trying again");
                     if self.pause(ON_ERROR).await.is_err() {
-                        return; // Shutdown: the claim is logged and released at the next start.
+                        return None; // Shutdown: sent again after the next start.
                     }
                 }
             }
@@ -345,7 +376,7 @@ impl Deliverer {
         if sent.failure.is_some() {
             tracing::info!(webhook = %webhook.spec.name, events = events.len(), error = ?sent.entry.error, "delivery failed");
         }
-        self.record(settled).await;
+        Some(settled)
     }
 
     /// Sends a sample event of type `kind` (a batch of one for a batching
@@ -547,7 +578,8 @@ impl Deliverer {
     /// Records an attempt, retrying while the database refuses (e.g. another
     /// writer holds it past the busy timeout): an unrecorded attempt would
     /// leave its deliveries claimed until the next start. On shutdown it
-    /// gives up; the claims are then logged and released at the next start.
+    /// gives up; its deliveries are still pending and sent again after the
+    /// next start.
     async fn record(&self, settled: Vec<(NewLogEntry, Outcome)>) {
         let settled = Arc::new(settled);
         loop {
@@ -619,45 +651,4 @@ fn per_event(job: &DeliveryJob, shared: &NewLogEntry) -> Vec<NewLogEntry> {
             e
         })
         .collect()
-}
-
-/// Requests in flight per webhook, shared with the tasks sending them.
-#[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashMap<i64, usize>>>);
-
-/// One request counted in [`InFlight`] until dropped.
-struct InFlightGuard {
-    map: InFlight,
-    webhook_id: i64,
-}
-
-impl InFlight {
-    fn start(&self, webhook_id: i64) -> InFlightGuard {
-        *self
-            .0
-            .lock()
-            .expect("in-flight lock")
-            .entry(webhook_id)
-            .or_default() += 1;
-        InFlightGuard {
-            map: self.clone(),
-            webhook_id,
-        }
-    }
-
-    fn snapshot(&self) -> HashMap<i64, usize> {
-        self.0.lock().expect("in-flight lock").clone()
-    }
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        let mut map = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.webhook_id) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.webhook_id);
-            }
-        }
-    }
 }

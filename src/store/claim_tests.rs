@@ -1,0 +1,151 @@
+//! Claims kept in memory: a claimed or settling delivery is never claimed
+//! twice, rows read ahead are served without another read and given back
+//! when their webhook stops, first attempts routed after a retry was
+//! claimed are not held behind it, and a settlement counts the attempt.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Claimed, DeliveryJob, NewLogEntry, Outcome, Store, now_ms};
+use crate::spec::webhook::WebhookSpec;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A store with one webhook allowing `max_in_flight` requests, and `n`
+/// events routed to it.
+fn store_with(n: usize, max_in_flight: u32) -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).unwrap();
+    let mut spec = WebhookSpec::example("http://127.0.0.1:9/");
+    spec.max_in_flight = max_in_flight;
+    let w = store.insert_webhook(&spec).unwrap();
+    queue(&store, n);
+    (dir, store, w.id)
+}
+
+fn queue(store: &Store, n: usize) {
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    for _ in 0..n {
+        conn.execute("INSERT INTO events (type) VALUES ('ticket.login')", [])
+            .unwrap();
+    }
+    store
+        .route_batch(1000, |row, routes| {
+            let data =
+                crate::base::event::parse_stored_data(&row.data).map_err(|e| e.to_string())?;
+            Ok((routes.iter().map(|w| w.id).collect(), data))
+        })
+        .unwrap();
+}
+
+fn claim(rt: &tokio::runtime::Runtime, store: &Store, free: usize) -> Vec<DeliveryJob> {
+    rt.block_on(store.claim_due(free, &HashMap::new(), 0))
+        .unwrap()
+        .claimed
+        .into_iter()
+        .map(|c: Claimed| c.unwrap())
+        .collect()
+}
+
+fn ids(jobs: &[DeliveryJob]) -> Vec<i64> {
+    jobs.iter().map(|j| j.items[0].delivery_id).collect()
+}
+
+fn settle(rt: &tokio::runtime::Runtime, store: &Store, job: &DeliveryJob, outcome: Outcome) {
+    let item = &job.items[0];
+    let entry = NewLogEntry {
+        at: crate::base::event::now_rfc3339(),
+        delivered: outcome == Outcome::Delivered,
+        event_uuid: item.event.uuid.clone(),
+        event_type: item.event.kind.clone(),
+        webhook_id: job.webhook_id,
+        delivery_id: Some(item.delivery_id),
+        attempt: Some(item.attempt),
+        ..Default::default()
+    };
+    rt.block_on(store.finish_attempt(Arc::new(vec![(entry, outcome)])))
+        .unwrap();
+}
+
+fn column(store: &Store, sql: &str) -> i64 {
+    rusqlite::Connection::open(store.path())
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn claimed_and_settling_deliveries_are_not_claimed_again() {
+    let rt = rt();
+    let (_dir, store, _) = store_with(5, 16);
+    let first = claim(&rt, &store, 2);
+    assert_eq!(first.len(), 2);
+    let second = claim(&rt, &store, 10);
+    assert_eq!(second.len(), 3, "only the three not claimed");
+    let all: std::collections::HashSet<i64> = ids(&first).into_iter().chain(ids(&second)).collect();
+    assert_eq!(all.len(), 5);
+    assert!(claim(&rt, &store, 10).is_empty(), "all five are in flight");
+    // Nothing was written for the claims: a crash sends them again.
+    assert_eq!(
+        column(
+            &store,
+            "SELECT count(*) FROM deliveries WHERE claimed = 1 OR attempts > 0"
+        ),
+        0
+    );
+    for job in first.iter().chain(&second) {
+        settle(&rt, &store, job, Outcome::Delivered);
+    }
+    assert!(claim(&rt, &store, 10).is_empty(), "settled: nothing left");
+    assert_eq!(
+        column(
+            &store,
+            "SELECT count(*) FROM deliveries WHERE state = 'delivered' AND attempts = 1 AND tries = 1"
+        ),
+        5,
+        "the settlement counts the attempt"
+    );
+}
+
+#[test]
+fn rows_read_ahead_are_served_in_order_and_given_back_when_the_webhook_pauses() {
+    let rt = rt();
+    let (_dir, store, w) = store_with(100, 16);
+    let one = claim(&rt, &store, 1);
+    let two = claim(&rt, &store, 1);
+    assert!(ids(&one)[0] < ids(&two)[0], "queue order");
+    store.pause_webhook(w, "test").unwrap();
+    assert!(claim(&rt, &store, 10).is_empty(), "paused: nothing claimed");
+    store.resume_webhook(w).unwrap();
+    // The rows read ahead were given back: all 98 not in flight are claimable.
+    let mut got = 0;
+    loop {
+        let jobs = claim(&rt, &store, 16);
+        if jobs.is_empty() {
+            break;
+        }
+        got += jobs.len();
+    }
+    assert_eq!(got, 98);
+}
+
+#[test]
+fn a_new_first_attempt_is_not_held_behind_a_claimed_retry() {
+    let rt = rt();
+    let (_dir, store, _) = store_with(1, 16);
+    let job = claim(&rt, &store, 1).pop().unwrap();
+    // Failed; due again at once.
+    settle(&rt, &store, &job, Outcome::RetryAt(now_ms() - 1));
+    let retry = claim(&rt, &store, 1).pop().unwrap();
+    assert_eq!(retry.items[0].delivery_id, job.items[0].delivery_id);
+    assert_eq!((retry.items[0].attempt, retry.items[0].tries), (2, 2));
+    queue(&store, 1);
+    let fresh = claim(&rt, &store, 1);
+    assert_eq!(fresh.len(), 1, "the new event is claimed at once");
+    assert_ne!(fresh[0].items[0].delivery_id, job.items[0].delivery_id);
+}
