@@ -172,21 +172,35 @@ impl Herald {
             .build()
             .unwrap()
     }
+    /// Adds the bench's webhook; `BENCH_MAX_IN_FLIGHT=N` overrides its
+    /// per-webhook limit (to see what the default costs).
     fn add_webhook(&self, url: &str) {
-        self.cli(&[
-            "webhook",
-            "add",
-            "--name",
-            "bench",
-            "--url",
-            url,
-            "--events",
-            "*",
-            "--header",
-            "X-Id: <<event.uuid>>",
-            "--body",
-            BODY,
-        ]);
+        let limit = std::env::var("BENCH_MAX_IN_FLIGHT").unwrap_or_default();
+        let mut extra: Vec<&str> = Vec::new();
+        if !limit.is_empty() {
+            extra.extend(["--max-in-flight", limit.as_str()]);
+        }
+        self.cli_with(
+            &extra,
+            &[
+                "webhook",
+                "add",
+                "--name",
+                "bench",
+                "--url",
+                url,
+                "--events",
+                "*",
+                "--header",
+                "X-Id: <<event.uuid>>",
+                "--body",
+                BODY,
+            ],
+        );
+    }
+    fn cli_with(&self, extra: &[&str], args: &[&str]) {
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        self.cli(&all);
     }
     /// Starts `herald serve`; returns the time to ready.
     fn serve(&mut self) -> Duration {
@@ -470,50 +484,54 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn latency(sink: &Sink) {
-    let mut h = Herald::new("10");
-    h.add_webhook(&sink.url("/latency"));
-    h.serve();
-    sink.state.record.store(true, Ordering::Relaxed);
-    let client = h.api_client();
-    let url = h.api("/api/v1/events");
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
-    let n = LATENCY_RATE * LATENCY_FOR.as_secs();
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        tick.tick().await;
-        let id = uuid::Uuid::new_v4().to_string();
-        let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
-        tasks.push(tokio::spawn(async move {
-            let body = serde_json::json!({"type": "ticket.login", "uuid": id}).to_string();
-            sent.lock().unwrap().insert(id, Instant::now());
-            client.post(&url).body(body).send().await.unwrap();
-        }));
+    // The issue sets its targets at 200/s; 1,000/s shows the trend.
+    for rate in [200u64, LATENCY_RATE] {
+        let mut h = Herald::new("10");
+        h.add_webhook(&sink.url("/latency"));
+        h.serve();
+        sink.state.record.store(true, Ordering::Relaxed);
+        let client = h.api_client();
+        let url = h.api("/api/v1/events");
+        let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        let n = rate * LATENCY_FOR.as_secs();
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            tick.tick().await;
+            let id = uuid::Uuid::new_v4().to_string();
+            let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = serde_json::json!({"type": "ticket.login", "uuid": id}).to_string();
+                sent.lock().unwrap().insert(id, Instant::now());
+                client.post(&url).body(body).send().await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Wait for all arrivals.
+        let start = Instant::now();
+        while sink.state.arrivals.lock().unwrap().len() < n as usize && start.elapsed() < PATIENCE {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let arrivals = sink.state.arrivals.lock().unwrap().clone();
+        let sent = sent.lock().unwrap().clone();
+        let mut lat: Vec<Duration> = sent
+            .iter()
+            .filter_map(|(id, s)| arrivals.get(id).map(|a| a.saturating_duration_since(*s)))
+            .collect();
+        lat.sort();
+        println!(
+            "latency via API at {rate}/s for {}s ({} events): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets p50 < 2 ms, p99 < 10 ms, set at 200/s)",
+            LATENCY_FOR.as_secs(),
+            lat.len(),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            lat.last().unwrap().as_secs_f64() * 1e3
+        );
+        drop(h);
+        sink.state.arrivals.lock().unwrap().clear();
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    // Wait for all arrivals.
-    let start = Instant::now();
-    while sink.state.arrivals.lock().unwrap().len() < n as usize && start.elapsed() < PATIENCE {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let arrivals = sink.state.arrivals.lock().unwrap().clone();
-    let sent = sent.lock().unwrap().clone();
-    let mut lat: Vec<Duration> = sent
-        .iter()
-        .filter_map(|(id, s)| arrivals.get(id).map(|a| a.saturating_duration_since(*s)))
-        .collect();
-    lat.sort();
-    println!(
-        "latency via API at {LATENCY_RATE}/s for {}s ({} events): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets p50 < 2 ms, p99 < 10 ms, set at 200/s)",
-        LATENCY_FOR.as_secs(),
-        lat.len(),
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.last().unwrap().as_secs_f64() * 1e3
-    );
-    drop(h);
     // SQL-inserted events: bounded by the read interval.
     sink.state.arrivals.lock().unwrap().clear();
     let mut h = Herald::new("1");

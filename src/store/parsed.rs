@@ -20,8 +20,7 @@ const CAPACITY: usize = 1024;
 /// Largest event data (JSON text) kept; larger events are parsed at their
 /// claim, so the cache stays small whatever producers insert.
 pub(super) const MAX_DATA_BYTES: usize = 64 * 1024;
-/// An entry older than this is dropped (looked for at most once a second,
-/// and whenever the cache is full).
+/// An entry older than this is dropped (looked for at most once a second).
 const STALE: Duration = Duration::from_secs(10);
 
 struct Entry {
@@ -51,11 +50,11 @@ impl ParsedEvents {
         }
         let mut entries = self.entries.lock().expect("parsed events lock");
         let now = Instant::now();
-        let full = entries.by_id.len() >= CAPACITY;
-        if full
-            || entries
-                .pruned
-                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        // At most once a second, full or not: when a backlog keeps the
+        // cache full, pruning on every call cost more than parsing again.
+        if entries
+            .pruned
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
         {
             entries.pruned = Some(now);
             entries
