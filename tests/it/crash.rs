@@ -194,3 +194,35 @@ async fn ten_thousand_events_survive_repeated_kill_9_during_delivery() {
         EVENTS as i64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_is_sending_in_the_api_and_nothing_is_written_for_it() {
+    let rx = Receiver::start().await;
+    rx.set_delay(Duration::from_secs(3600));
+    let h = Herald::new();
+    h.add("w", &rx.url("/"), &["--timeout", "300"]);
+    let server = h.serve();
+    h.ok(&["emit", "system.start"]);
+    rx.wait_for(1).await;
+    let (status, body) = server
+        .send(reqwest::Method::GET, server.url("/api/v1/deliveries"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let list = body
+        .get("deliveries")
+        .unwrap_or(&body)
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .clone();
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["status"], "sending", "{body}");
+    // The claim lives in the server's memory: the table still says
+    // pending, unclaimed, no attempt made.
+    assert_eq!(
+        h.sql_count(
+            "SELECT count(*) FROM deliveries WHERE state = 'pending' AND claimed = 0 AND attempts = 0"
+        ),
+        1
+    );
+    server.kill9();
+}
