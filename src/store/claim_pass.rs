@@ -226,6 +226,13 @@ impl Store {
                     pass.starved = true;
                     break;
                 }
+                if w.ordered || w.batch.is_some() {
+                    // Read ahead while it sent one by one (its settings changed).
+                    let stale = claims.ahead.drop_webhook(w.id);
+                    if !stale.is_empty() {
+                        self.claims.give_back(w.id, &stale);
+                    }
+                }
                 if w.ordered {
                     let head = tx
                         .prepare_cached(&format!(

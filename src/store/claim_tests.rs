@@ -149,3 +149,31 @@ fn a_new_first_attempt_is_not_held_behind_a_claimed_retry() {
     assert_eq!(fresh.len(), 1, "the new event is claimed at once");
     assert_ne!(fresh[0].items[0].delivery_id, job.items[0].delivery_id);
 }
+
+#[test]
+fn rows_read_ahead_are_given_back_when_the_webhook_starts_sending_in_order() {
+    let rt = rt();
+    let (_dir, store, w) = store_with(3, 16);
+    let first = claim(&rt, &store, 1);
+    assert_eq!(first.len(), 1, "one taken, two read ahead");
+    settle(&rt, &store, &first[0], Outcome::Delivered);
+    let mut webhook = store.webhook(w).unwrap();
+    webhook.spec.ordered = true;
+    store
+        .update_webhook(w, &webhook.updated_at, &webhook.spec)
+        .unwrap();
+    webhook = store.webhook(w).unwrap();
+    assert!(webhook.spec.ordered);
+    // In order, one at a time: the two read ahead are sent, none stuck.
+    for _ in 0..2 {
+        let job = claim(&rt, &store, 10).pop().expect("the head is claimed");
+        settle(&rt, &store, &job, Outcome::Delivered);
+    }
+    assert_eq!(
+        column(
+            &store,
+            "SELECT count(*) FROM deliveries WHERE state = 'delivered'"
+        ),
+        3
+    );
+}

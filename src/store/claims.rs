@@ -208,6 +208,18 @@ impl Ahead {
         self.retry_after.insert(webhook, (key, since));
     }
 
+    /// The rows read ahead for `webhook`, to be given back (it now sends
+    /// in order or in batches, which read from the table each time);
+    /// its reads start over.
+    pub(super) fn drop_webhook(&mut self, webhook: i64) -> Vec<i64> {
+        self.fresh_after.remove(&webhook);
+        self.retry_after.remove(&webhook);
+        self.rows
+            .remove(&webhook)
+            .map(|rows| rows.iter().map(|r| r.delivery_id).collect())
+            .unwrap_or_default()
+    }
+
     /// Webhooks with rows read ahead that are not in `active` (paused,
     /// disabled, deleted): their rows, to be given back.
     pub(super) fn drop_inactive(&mut self, active: &HashSet<i64>) -> Vec<(i64, Vec<i64>)> {
