@@ -68,7 +68,7 @@ fn settle(rt: &tokio::runtime::Runtime, store: &Store, job: &DeliveryJob, outcom
         attempt: Some(item.attempt),
         ..Default::default()
     };
-    rt.block_on(store.finish_attempt(Arc::new(vec![(entry, outcome)])))
+    rt.block_on(store.finish_attempts(Arc::new(vec![vec![(entry, outcome)]])))
         .unwrap();
 }
 
@@ -176,4 +176,83 @@ fn rows_read_ahead_are_given_back_when_the_webhook_starts_sending_in_order() {
         ),
         3
     );
+}
+
+/// A log entry and outcome for `job`'s one event.
+fn answered(job: &DeliveryJob, outcome: Outcome) -> super::Settled {
+    let item = &job.items[0];
+    vec![(
+        NewLogEntry {
+            at: crate::base::event::now_rfc3339(),
+            delivered: outcome == Outcome::Delivered,
+            event_uuid: item.event.uuid.clone(),
+            event_type: item.event.kind.clone(),
+            webhook_id: job.webhook_id,
+            delivery_id: Some(item.delivery_id),
+            attempt: Some(item.attempt),
+            error: (outcome != Outcome::Delivered).then(|| "HTTP 500".to_owned()),
+            ..Default::default()
+        },
+        outcome,
+    )]
+}
+
+#[test]
+fn a_batch_of_settlements_keeps_each_outcome_and_the_health_in_order() {
+    let rt = rt();
+    let (_dir, store, w) = store_with(4, 16);
+    let jobs = claim(&rt, &store, 4);
+    assert_eq!(jobs.len(), 4);
+    let later = now_ms() + 60_000;
+    // Delivered, delivered, failed (retry later), failed for good: one write.
+    let batch = vec![
+        answered(&jobs[0], Outcome::Delivered),
+        answered(&jobs[1], Outcome::Delivered),
+        answered(&jobs[2], Outcome::RetryAt(later)),
+        answered(&jobs[3], Outcome::Failed),
+    ];
+    let poke = rt.block_on(store.finish_attempts(Arc::new(batch))).unwrap();
+    assert!(poke, "a failure streak began");
+    assert_eq!(
+        column(
+            &store,
+            "SELECT count(*) FROM log WHERE delivery_id IS NOT NULL"
+        ),
+        4
+    );
+    assert_eq!(
+        column(
+            &store,
+            "SELECT count(*) FROM deliveries WHERE state = 'delivered'"
+        ),
+        2
+    );
+    assert_eq!(
+        column(
+            &store,
+            "SELECT count(*) FROM deliveries WHERE state = 'failed'"
+        ),
+        1
+    );
+    assert_eq!(
+        column(
+            &store,
+            &format!(
+                "SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at = {later}"
+            )
+        ),
+        1
+    );
+    let health = store.webhook(w).unwrap().health;
+    assert_eq!(
+        health.failure_streak, 2,
+        "both failures counted after the deliveries"
+    );
+    assert_eq!(health.last_status.as_deref(), Some("failed"));
+    // A delivery after failures in one batch ends the streak.
+    queue(&store, 1);
+    let next = claim(&rt, &store, 1);
+    rt.block_on(store.finish_attempts(Arc::new(vec![answered(&next[0], Outcome::Delivered)])))
+        .unwrap();
+    assert_eq!(store.webhook(w).unwrap().health.failure_streak, 0);
 }

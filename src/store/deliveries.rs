@@ -68,6 +68,10 @@ pub struct ClaimPass {
     pub starved: bool,
 }
 
+/// One request's attempt as it is settled: a log entry and an outcome
+/// per event it carried.
+pub type Settled = Vec<(NewLogEntry, Outcome)>;
+
 /// How an attempt settles its deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -134,61 +138,72 @@ impl Store {
         })
     }
 
-    /// Records an attempt of a request and settles its deliveries, each
-    /// with its own outcome (the events of a batch may be at different
-    /// tries of their retry policy), in one transaction with their log
-    /// entries and the webhook's health. Returns whether the health changed
-    /// in a way the monitor must look at (a failure streak began, or an
-    /// alerted streak ended).
-    pub async fn finish_attempt(
-        &self,
-        settled: Arc<Vec<(NewLogEntry, Outcome)>>,
-    ) -> Result<bool, Error> {
-        let webhook = settled.first().map(|(e, _)| e.webhook_id);
-        let ids: Vec<i64> = settled.iter().filter_map(|(e, _)| e.delivery_id).collect();
-        let poke = self.write_lingering(move |c| {
-            let tx: &rusqlite::Connection = c;
-            let now = now_rfc3339();
-            // Cached: this runs once per delivery (a fresh prepare was 11% of
-            // the delivery path's instructions; see BENCHMARKS.md).
-            // The attempt and the try count from here: a claim writes
-            // nothing (see `claims`).
-            let mut settle = tx.prepare_cached(
-                "UPDATE deliveries SET state = ?2, claimed = 0, next_attempt_at = coalesce(?3, next_attempt_at),
-                                       last_error = ?4, updated_at = ?5,
-                                       attempts = attempts + 1, tries = tries + 1
-                 WHERE id = ?1",
-            )?;
-            for (entry, outcome) in settled.iter() {
-                let (state, next) = match outcome {
-                    Outcome::Delivered => ("delivered", None),
-                    Outcome::RetryAt(ms) => ("pending", Some(*ms)),
-                    Outcome::Failed => ("failed", None),
-                };
-                let retry_at = next.map(super::webhooks::ms_to_rfc3339);
-                super::log::insert_entry(tx, entry, retry_at.as_deref())?;
-                settle.execute(params![entry.delivery_id, state, next, entry.error, now])?;
-            }
-            drop(settle);
-            let poke = match settled.first() {
-                Some((e, _)) if !e.test => {
-                    let gave_up = settled.iter().any(|(_, o)| *o == Outcome::Failed);
-                    super::health::note_attempt(
+    /// Records attempts and settles their deliveries, in one write: per
+    /// request (one inner list; a batch's events may be at different tries
+    /// of their retry policy, so each has its own outcome) the log entries,
+    /// the deliveries' new state and the webhook's health. Returns whether a
+    /// health changed in a way the monitor must look at (a failure streak
+    /// began, or an alerted streak ended). The claims are released once the
+    /// write has committed.
+    pub async fn finish_attempts(&self, requests: Arc<Vec<Settled>>) -> Result<bool, Error> {
+        let batch = requests.clone();
+        let poke = self
+            .write_lingering(move |c| {
+                let tx: &rusqlite::Connection = c;
+                let now = now_rfc3339();
+                // Cached: this runs once per delivery (a fresh prepare was 11% of
+                // the delivery path's instructions; see BENCHMARKS.md).
+                // The attempt and the try count from here: a claim writes
+                // nothing (see `claims`).
+                let mut settle = tx.prepare_cached(
+                    "UPDATE deliveries SET state = ?2, claimed = 0, next_attempt_at = coalesce(?3, next_attempt_at),
+                                           last_error = ?4, updated_at = ?5,
+                                           attempts = attempts + 1, tries = tries + 1
+                     WHERE id = ?1",
+                )?;
+                let mut poke = false;
+                // Webhooks whose last attempt in this batch was delivered:
+                // noting another delivered attempt would change nothing but
+                // `last_attempt_at`, written with the same `now`.
+                let mut delivered_noted = std::collections::HashSet::new();
+                for request in batch.iter() {
+                    for (entry, outcome) in request {
+                        let (state, next) = match outcome {
+                            Outcome::Delivered => ("delivered", None),
+                            Outcome::RetryAt(ms) => ("pending", Some(*ms)),
+                            Outcome::Failed => ("failed", None),
+                        };
+                        let retry_at = next.map(super::webhooks::ms_to_rfc3339);
+                        super::log::insert_entry(tx, entry, retry_at.as_deref())?;
+                        settle.execute(params![entry.delivery_id, state, next, entry.error, now])?;
+                    }
+                    let Some((e, _)) = request.first().filter(|(e, _)| !e.test) else {
+                        continue;
+                    };
+                    if e.delivered && !delivered_noted.insert(e.webhook_id) {
+                        continue;
+                    }
+                    if !e.delivered {
+                        delivered_noted.remove(&e.webhook_id);
+                    }
+                    let gave_up = request.iter().any(|(_, o)| *o == Outcome::Failed);
+                    poke |= super::health::note_attempt(
                         tx,
                         e.webhook_id,
                         e.delivered,
                         e.error.as_deref(),
                         &now,
                         gave_up,
-                    )?
+                    )?;
                 }
-                _ => false,
-            };
-            Ok(poke)
-        })
-        .await?;
-        if let Some(webhook) = webhook {
-            self.claims.release(webhook, &ids);
+                Ok(poke)
+            })
+            .await?;
+        for request in requests.iter() {
+            if let Some((e, _)) = request.first() {
+                let ids: Vec<i64> = request.iter().filter_map(|(e, _)| e.delivery_id).collect();
+                self.claims.release(e.webhook_id, &ids);
+            }
         }
         Ok(poke)
     }

@@ -42,7 +42,7 @@ use writer::Writer;
 pub use access::ApiKey;
 pub use deliveries::{
     ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
-    Replay, Unreadable,
+    Replay, Settled, Unreadable,
 };
 pub use error::{DbError, Error, Fault};
 pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};

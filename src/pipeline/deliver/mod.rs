@@ -21,6 +21,7 @@ use crate::engines::{http as client, mask};
 
 mod in_flight;
 mod logged;
+mod settler;
 use crate::spec::webhook::Webhook;
 use crate::store::{
     AttemptDetail, DeliveryJob, Error as StoreError, NewLogEntry, Outcome, Store, now_ms,
@@ -165,6 +166,16 @@ impl Deliverer {
         let unsettled = Arc::new(Semaphore::new(MAX_UNSETTLED));
         let freed = Arc::new(Notify::new());
         let in_flight = InFlight::default();
+        let (to_settler, answered) = tokio::sync::mpsc::unbounded_channel();
+        let settler = tokio::spawn(settler::run(
+            self.store.clone(),
+            answered,
+            settler::Listeners {
+                health: self.health.clone(),
+                settled: freed.clone(),
+            },
+            shutdown.clone(),
+        ));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut turn = 0usize;
         loop {
@@ -191,6 +202,7 @@ impl Deliverer {
                                     let guard = in_flight.start(&job);
                                     let slots = slots.clone();
                                     let unsettled = unsettled.clone();
+                                    let to_settler = to_settler.clone();
                                     let permit = slots.clone().try_acquire_owned();
                                     if permit.is_err() {
                                         // The claim pass takes no more than the free
@@ -205,17 +217,18 @@ impl Deliverer {
                                         };
                                         let settled = this.attempt(job).await;
                                         // The slot is free as soon as the answer is in;
-                                        // the settlement commits with others (group
+                                        // the settler commits it with others (group
                                         // commit) while the next request goes out.
-                                        let _settling = unsettled.acquire_owned().await;
+                                        let place = unsettled.acquire_owned().await;
+                                        if let (Some(settled), Ok(place)) = (settled, place) {
+                                            // Fails only once the settler has ended (shutdown):
+                                            // the delivery stays pending, sent again after start.
+                                            let _ = to_settler
+                                                .send(settler::Answered { settled, place });
+                                        }
                                         drop(permit);
                                         drop(guard);
                                         freed.notify_one();
-                                        if let Some(settled) = settled {
-                                            this.record(settled).await;
-                                            // An ordered webhook's next event waits for this.
-                                            freed.notify_one();
-                                        }
                                     });
                                 }
                                 // No request: a write only, without a slot.
@@ -245,6 +258,12 @@ impl Deliverer {
             }
         }
         let unfinished = tasks.len();
+        let settled = async move {
+            drop(to_settler);
+            if let Err(e) = settler.await {
+                tracing::error!(error = %e, "the settler ended abnormally");
+            }
+        };
         if unfinished > 0 {
             tracing::info!(in_flight = unfinished, grace = ?self.settings.shutdown_grace, "waiting for requests in flight");
             let drain = async { while tasks.join_next().await.is_some() {} };
@@ -268,6 +287,8 @@ impl Deliverer {
                 }
             }
         }
+        // Answered attempts still queued for the settler are written.
+        settled.await;
     }
 
     /// The webhook `id` with compiled templates, from the cache when it is
@@ -572,34 +593,6 @@ impl Deliverer {
                 ));
             }
             return failure;
-        }
-    }
-
-    /// Records an attempt, retrying while the database refuses (e.g. another
-    /// writer holds it past the busy timeout): an unrecorded attempt would
-    /// leave its deliveries claimed until the next start. On shutdown it
-    /// gives up; its deliveries are still pending and sent again after the
-    /// next start.
-    async fn record(&self, settled: Vec<(NewLogEntry, Outcome)>) {
-        let settled = Arc::new(settled);
-        loop {
-            let e = settled.clone();
-            match self.store.finish_attempt(e).await {
-                Ok(poke) => {
-                    if poke {
-                        self.health.notify_one();
-                    }
-                    return;
-                }
-                Err(err) => {
-                    if let Some(held) = repeats::admit(&format!("record: {err}")) {
-                        tracing::error!(error = %err, "cannot record attempt; trying again{}", repeats::summary(held));
-                    }
-                    if self.pause(ON_ERROR).await.is_err() {
-                        return;
-                    }
-                }
-            }
         }
     }
 
