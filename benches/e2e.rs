@@ -283,13 +283,20 @@ fn sample_data() -> String {
 /// CPU time (user + system) a process has used, from /proc (`"self"` for
 /// the bench itself, where the sink and the load generator run).
 fn cpu_secs(pid: &str) -> f64 {
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// User and system CPU seconds of process `pid`: how much of herald's time
+/// the kernel takes (system calls, loopback TCP, wake-ups).
+fn cpu_split(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) / 100.0, ticks(12) / 100.0)
 }
 
 /// CPU seconds per thread name of process `pid` (threads of one name,
@@ -384,6 +391,7 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             let before = sink.count();
             let pid = h.pid().to_string();
             let (herald_cpu, bench_cpu) = (cpu_secs(&pid), cpu_secs("self"));
+            let herald_split = cpu_split(&pid);
             let threads_before = thread_cpu_secs(&pid);
             let (busy, _) = machine_cpu();
             let start = Instant::now();
@@ -397,6 +405,8 @@ async fn throughput(sink: &Sink, ceiling: f64) {
             let wall = start.elapsed().as_secs_f64();
             let rate = total as f64 / wall;
             let herald_cores = (cpu_secs(&pid) - herald_cpu) / wall;
+            let split = cpu_split(&pid);
+            let herald_system = (split.1 - herald_split.1) / wall;
             let bench_cores = (cpu_secs("self") - bench_cpu) / wall;
             let machine_cores = (machine_cpu().0 - busy) / wall;
             let mut threads: Vec<(String, f64)> = thread_cpu_secs(&pid)
@@ -413,7 +423,10 @@ async fn throughput(sink: &Sink, ceiling: f64) {
                 "throughput {webhooks:>3} webhook(s), {events:>5} events via {via}: {rate:>8.0} deliveries/s = {:.2} x sink ceiling (target >= 0.5); cores busy: herald {herald_cores:.2}, sink and load generator {bench_cores:.2}, whole machine {machine_cores:.2}",
                 rate / ceiling
             );
-            println!("    herald's threads (cores): {}", threads.join(", "));
+            println!(
+                "    herald's threads (cores): {}; of herald's {herald_cores:.2}, {herald_system:.2} in the kernel",
+                threads.join(", ")
+            );
         }
     }
 }
