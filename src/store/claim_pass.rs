@@ -177,6 +177,11 @@ impl Store {
         let raw = tokio::task::spawn_blocking(move || store.claim_pass(free, &in_flight, start))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
+        tracing::trace!(
+            free,
+            requests = raw.claimed.iter().map(|g| g.rows.len()).sum::<usize>(),
+            "claim pass"
+        );
         // Parsing is CPU work no read connection should be held for: it
         // happens here (or not at all, for an event the router parsed).
         Ok(ClaimPass {

@@ -36,6 +36,8 @@ const IDLE: Duration = Duration::from_secs(1);
 const ON_ERROR: Duration = Duration::from_secs(1);
 /// Shortest sleep before a due time, so a due time in the past cannot spin.
 const MIN_WAIT_MS: i64 = 5;
+/// Times the loop lets other tasks run between a wake-up and its claim pass.
+const YIELDS_BEFORE_A_PASS: usize = 2;
 /// Most answered attempts waiting for their settlement to commit. A
 /// request's slot is free once its answer is in (the settlement commits
 /// with others meanwhile); past this many, answered requests keep their
@@ -255,6 +257,12 @@ impl Deliverer {
                 _ = crate::base::live::changed(&mut live) => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
+            }
+            // Let the requests whose answers are already in finish first,
+            // so one claim pass fills several free slots at once (a pass
+            // per freed slot cost a read and two thread wake-ups each).
+            for _ in 0..YIELDS_BEFORE_A_PASS {
+                tokio::task::yield_now().await;
             }
         }
         let unfinished = tasks.len();
