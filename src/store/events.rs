@@ -117,27 +117,14 @@ impl Store {
     /// watermark: the space left is kept for deliveries and their log.
     pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
         self.watch.check_space()?;
-        let data = serde_json::Value::Object(e.data.clone()).to_string();
-        let (uuid, kind, created_at, ticket_id) = (
-            e.uuid.clone(),
-            e.kind.clone(),
-            e.created_at.clone(),
-            e.ticket_id.clone(),
-        );
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![uuid, kind, created_at, ticket_id, data])
-            .map_err(|err| {
-                if super::is_duplicate(&err) {
-                    Error::Duplicate(format!("event {uuid}"))
-                } else {
-                    err.into()
-                }
-            })?;
-            Ok(c.last_insert_rowid())
-        })
+        self.write(insert_event_write(e))
+    }
+
+    /// [`Store::insert_event`] for async callers (the API): awaits the
+    /// commit without holding a thread.
+    pub async fn insert_event_async(&self, e: &ValidEvent) -> Result<i64, Error> {
+        self.watch.check_space()?;
+        self.write_async(insert_event_write(e)).await
     }
 
     /// The stored event with this uuid, while the cleanup has not removed it.
@@ -278,6 +265,33 @@ impl Store {
                 params![cutoff, limit as i64],
             )?)
         })
+    }
+}
+
+/// The write that appends `e` to the queue, returning its queue id.
+fn insert_event_write(
+    e: &ValidEvent,
+) -> impl FnOnce(&mut rusqlite::Connection) -> Result<i64, Error> + Send + 'static {
+    let data = serde_json::Value::Object(e.data.clone()).to_string();
+    let (uuid, kind, created_at, ticket_id) = (
+        e.uuid.clone(),
+        e.kind.clone(),
+        e.created_at.clone(),
+        e.ticket_id.clone(),
+    );
+    move |c| {
+        c.prepare_cached(
+            "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![uuid, kind, created_at, ticket_id, data])
+        .map_err(|err| {
+            if super::is_duplicate(&err) {
+                Error::Duplicate(format!("event {uuid}"))
+            } else {
+                err.into()
+            }
+        })?;
+        Ok(c.last_insert_rowid())
     }
 }
 

@@ -252,14 +252,25 @@ impl Store {
         self.watch.after_write(self.writer.write(f))
     }
 
-    /// [`Store::write`] for async callers whose writes no one waits on
-    /// (settled attempts): awaits the commit without holding a thread; the
-    /// write may wait a moment for others to share its commit.
+    /// [`Store::write`] for async callers: awaits the commit without
+    /// holding a thread (an event to acknowledge).
+    async fn write_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.watch
+            .after_write(self.writer.write_async(f, false).await)
+    }
+
+    /// [`Store::write_async`] for writes no one waits on (settled
+    /// attempts): the write may wait a moment for others to share its
+    /// commit.
     async fn write_lingering<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        self.watch.after_write(self.writer.write_lingering(f).await)
+        self.watch
+            .after_write(self.writer.write_async(f, true).await)
     }
 
     /// What keeps the database from being written now (a full disk, a

@@ -162,16 +162,17 @@ impl Writer {
         answer.recv().map_err(|_| stopped())?
     }
 
-    /// [`Writer::write`] for async callers, for a write that may wait up
-    /// to [`LINGER`] for others to share its commit (no one is held up by
-    /// it): awaits the commit without blocking a thread.
-    pub(super) async fn write_lingering<T, F>(&self, f: F) -> Result<T, Error>
+    /// [`Writer::write`] for async callers: awaits the commit without
+    /// blocking a thread. With `can_wait`, the write may wait up to
+    /// [`LINGER`] for others to share its commit (for writes no one is
+    /// held up by).
+    pub(super) async fn write_async<T, F>(&self, f: F, can_wait: bool) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(f, Reply::Async(reply), true)?;
+        self.submit(f, Reply::Async(reply), can_wait)?;
         answer.await.map_err(|_| stopped())?
     }
 

@@ -142,7 +142,7 @@ pub async fn post_event(
 ) -> Result<impl IntoResponse, ApiError> {
     let body = read_body(body)?;
     let event: NewEvent = parse_json(&body, "an event {\"type\": ..., \"data\": {...}}")?;
-    let queued = blocking(&state, move |s| ops::queue_event(s, event)).await?;
+    let queued = ops::queue_event_async(&state.store, event).await?;
     state.wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,

@@ -69,7 +69,19 @@ fn webhook_error(id: i64) -> impl FnOnce(store::Error) -> Error {
 /// Checks and queues one event. Returns it with its uuid and time filled in.
 pub fn queue_event(store: &Store, event: NewEvent) -> Result<ValidEvent, Error> {
     let valid = event.validate()?;
-    match store.insert_event(&valid) {
+    queued(store.insert_event(&valid), valid)
+}
+
+/// [`queue_event`] for async callers (the API): awaits the commit without
+/// holding a thread.
+pub async fn queue_event_async(store: &Store, event: NewEvent) -> Result<ValidEvent, Error> {
+    let valid = event.validate()?;
+    queued(store.insert_event_async(&valid).await, valid)
+}
+
+/// The answer to queueing `valid`, from the store's.
+fn queued(inserted: Result<i64, store::Error>, valid: ValidEvent) -> Result<ValidEvent, Error> {
+    match inserted {
         Ok(_) => Ok(valid),
         Err(store::Error::Duplicate(_)) => Err(Error::DuplicateEvent(valid.uuid)),
         Err(e) => Err(e.into()),
