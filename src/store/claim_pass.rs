@@ -202,7 +202,39 @@ impl Store {
         start: usize,
     ) -> Result<RawPass, Error> {
         let mut claims = self.claims.begin();
-        self.read(move |c| {
+        let mut pass = RawPass::default();
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.read(|c| self.claim_in(c, &mut claims, &mut pass, free, in_flight, start))
+        }))
+        .unwrap_or_else(|_| Err(Error::Task("a claim pass panicked".into())));
+        match read {
+            Ok(()) => Ok(pass),
+            Err(e) => {
+                // Nothing of a failed pass is sent: what it took is given
+                // back, with every row read ahead, and reads start over.
+                for group in &pass.claimed {
+                    let ids: Vec<i64> = group.rows.iter().map(|(r, _)| r.delivery_id).collect();
+                    self.claims.give_back(group.webhook_id, &ids);
+                }
+                for (webhook, ids) in claims.ahead.drop_all() {
+                    self.claims.give_back(webhook, &ids);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`Store::claim_pass`]: fills `pass`.
+    fn claim_in(
+        &self,
+        c: &mut rusqlite::Connection,
+        claims: &mut super::claims::Pass<'_>,
+        pass: &mut RawPass,
+        free: usize,
+        in_flight: &HashMap<i64, usize>,
+        start: usize,
+    ) -> Result<(), Error> {
+        {
             let tx = c.transaction()?;
             let now = now_ms();
             let mut active = active_webhooks(&tx)?;
@@ -214,7 +246,6 @@ impl Store {
                 let n = start % active.len();
                 active.rotate_left(n);
             }
-            let mut pass = RawPass::default();
             let mut free = free;
             let note_due = |pass: &mut RawPass, at: Option<i64>| {
                 if let Some(at) = at {
@@ -256,11 +287,12 @@ impl Store {
                         continue;
                     }
                     if head.next_attempt_at > now {
-                        note_due(&mut pass, Some(head.next_attempt_at));
+                        note_due(pass, Some(head.next_attempt_at));
                         continue;
                     }
                     claims.claim(w.id, [head.delivery_id]);
-                    pass.claimed.push(claimed_rows(&tx, &self.parsed, w, vec![head], false)?);
+                    pass.claimed
+                        .push(claimed_rows(&tx, &self.parsed, w, vec![head], false)?);
                     free -= 1;
                     continue;
                 }
@@ -275,17 +307,22 @@ impl Store {
                         .collect();
                     rows.truncate(per_request);
                     let got = rows.len();
-                    let oldest = rows.iter().map(|r| age_ms(&r.created_at, now)).max().unwrap_or(0);
+                    let oldest = rows
+                        .iter()
+                        .map(|r| age_ms(&r.created_at, now))
+                        .max()
+                        .unwrap_or(0);
                     let wait = b.wait().as_millis() as i64;
                     let retry = rows.iter().any(|r| r.tries > 0);
                     if got == 0 {
                         0
                     } else if got < per_request && oldest < wait && !retry {
-                        note_due(&mut pass, Some(now + (wait - oldest).max(1)));
+                        note_due(pass, Some(now + (wait - oldest).max(1)));
                         0
                     } else {
                         claims.claim(w.id, rows.iter().map(|r| r.delivery_id));
-                        pass.claimed.push(claimed_rows(&tx, &self.parsed, w, rows, true)?);
+                        pass.claimed
+                            .push(claimed_rows(&tx, &self.parsed, w, rows, true)?);
                         free -= 1;
                         1
                     }
@@ -294,9 +331,11 @@ impl Store {
                     let mut rows = claims.ahead.take(w.id, want);
                     if rows.len() < want {
                         let fetch = (want - rows.len()).max(READ_AHEAD);
-                        let read = read_due(&tx, &mut claims, w.id, now, fetch)?;
-                        let fresh: Vec<DueRow> =
-                            read.into_iter().filter(|r| claims.is_free(w.id, r.delivery_id)).collect();
+                        let read = read_due(&tx, claims, w.id, now, fetch)?;
+                        let fresh: Vec<DueRow> = read
+                            .into_iter()
+                            .filter(|r| claims.is_free(w.id, r.delivery_id))
+                            .collect();
                         claims.claim(w.id, fresh.iter().map(|r| r.delivery_id));
                         let mut fresh = fresh.into_iter();
                         rows.extend(fresh.by_ref().take(want - rows.len()));
@@ -305,7 +344,8 @@ impl Store {
                     let n = rows.len();
                     free -= n;
                     if n > 0 {
-                        pass.claimed.push(claimed_rows(&tx, &self.parsed, w, rows, false)?);
+                        pass.claimed
+                            .push(claimed_rows(&tx, &self.parsed, w, rows, false)?);
                     }
                     n
                 };
@@ -320,11 +360,11 @@ impl Store {
                              WHERE webhook_id = ?1 AND state = 'pending' AND claimed = 0 AND next_attempt_at > ?2",
                         )?
                         .query_row(params![w.id, now], |r| r.get(0))?;
-                    note_due(&mut pass, next);
+                    note_due(pass, next);
                 }
             }
-            Ok(pass)
-        })
+            Ok(())
+        }
     }
 }
 

@@ -256,3 +256,36 @@ fn a_batch_of_settlements_keeps_each_outcome_and_the_health_in_order() {
         .unwrap();
     assert_eq!(store.webhook(w).unwrap().health.failure_streak, 0);
 }
+
+#[test]
+fn a_pass_that_fails_part_way_gives_back_what_it_took() {
+    let rt = rt();
+    let (_dir, store, a) = store_with(0, 16);
+    let b = store
+        .insert_webhook(&WebhookSpec::example("http://127.0.0.1:9/b"))
+        .unwrap()
+        .id;
+    queue(&store, 2);
+    let sql = |q: &str| {
+        rusqlite::Connection::open(store.path())
+            .unwrap()
+            .execute(q, [])
+            .unwrap()
+    };
+    // B's row cannot be read (a BLOB where text belongs): the pass fails
+    // after it has claimed A's.
+    sql(&format!(
+        "UPDATE deliveries SET created_at = x'00' WHERE webhook_id = {b}"
+    ));
+    assert!(
+        rt.block_on(store.claim_due(10, &HashMap::new(), 0))
+            .is_err()
+    );
+    sql(&format!(
+        "UPDATE deliveries SET created_at = '2026-12-07T00:00:00Z' WHERE webhook_id = {b}"
+    ));
+    let jobs = claim(&rt, &store, 10);
+    let mut webhooks: Vec<i64> = jobs.iter().map(|j| j.webhook_id).collect();
+    webhooks.sort();
+    assert_eq!(webhooks, vec![a, a, b, b], "A's rows were given back");
+}

@@ -220,6 +220,17 @@ impl Ahead {
             .unwrap_or_default()
     }
 
+    /// Every row read ahead, to be given back (a pass failed); all reads
+    /// start over.
+    pub(super) fn drop_all(&mut self) -> Vec<(i64, Vec<i64>)> {
+        self.fresh_after.clear();
+        self.retry_after.clear();
+        self.rows
+            .drain()
+            .map(|(w, rows)| (w, rows.iter().map(|r| r.delivery_id).collect()))
+            .collect()
+    }
+
     /// Webhooks with rows read ahead that are not in `active` (paused,
     /// disabled, deleted): their rows, to be given back.
     pub(super) fn drop_inactive(&mut self, active: &HashSet<i64>) -> Vec<(i64, Vec<i64>)> {

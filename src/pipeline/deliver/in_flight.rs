@@ -2,21 +2,21 @@
 //! its `max_in_flight`) and by delivery (logged as interrupted when a stop
 //! cuts them short).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::store::DeliveryJob;
 
-/// Requests in flight: how many per webhook (for its limit) and which
-/// deliveries (logged as interrupted if a stop cuts them short). Shared
-/// with the tasks sending them.
+/// Requests in flight: how many per webhook (for its limit), and the
+/// deliveries of requests that ended without their answer (cut short by a
+/// stop: logged as interrupted). Shared with the tasks sending them.
 #[derive(Clone, Default)]
 pub(super) struct InFlight(Arc<Mutex<Flying>>);
 
 #[derive(Default)]
 struct Flying {
     per_webhook: HashMap<i64, usize>,
-    deliveries: HashSet<i64>,
+    cut_short: Vec<i64>,
 }
 
 /// One request counted in [`InFlight`] until dropped.
@@ -24,6 +24,7 @@ pub(super) struct InFlightGuard {
     map: InFlight,
     webhook_id: i64,
     deliveries: Vec<i64>,
+    answered: bool,
 }
 
 impl InFlight {
@@ -31,11 +32,11 @@ impl InFlight {
         let deliveries: Vec<i64> = job.items.iter().map(|i| i.delivery_id).collect();
         let mut f = self.0.lock().expect("in-flight lock");
         *f.per_webhook.entry(job.webhook_id).or_default() += 1;
-        f.deliveries.extend(&deliveries);
         InFlightGuard {
             map: self.clone(),
             webhook_id: job.webhook_id,
             deliveries,
+            answered: false,
         }
     }
 
@@ -43,12 +44,21 @@ impl InFlight {
         self.0.lock().expect("in-flight lock").per_webhook.clone()
     }
 
-    /// The deliveries whose requests have not been answered yet.
-    pub(super) fn deliveries(&self) -> Vec<i64> {
-        let f = self.0.lock().expect("in-flight lock");
-        let mut ids: Vec<i64> = f.deliveries.iter().copied().collect();
+    /// The deliveries of requests that ended before their answer (aborted
+    /// by a stop, or panicked), since the last call.
+    pub(super) fn take_cut_short(&self) -> Vec<i64> {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = std::mem::take(&mut f.cut_short);
         ids.sort_unstable();
         ids
+    }
+}
+
+impl InFlightGuard {
+    /// The request's attempt is over (answered, failed, or nothing to
+    /// send): if its task is aborted from now on, it was not cut short.
+    pub(super) fn answered(&mut self) {
+        self.answered = true;
     }
 }
 
@@ -61,8 +71,8 @@ impl Drop for InFlightGuard {
                 f.per_webhook.remove(&self.webhook_id);
             }
         }
-        for id in &self.deliveries {
-            f.deliveries.remove(id);
+        if !self.answered {
+            f.cut_short.extend(&self.deliveries);
         }
     }
 }

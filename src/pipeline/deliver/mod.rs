@@ -201,7 +201,7 @@ impl Deliverer {
                                 Ok(job) => {
                                     // Counted out by the guard even if the task panics
                                     // or is aborted, before the loop is woken.
-                                    let guard = in_flight.start(&job);
+                                    let mut guard = in_flight.start(&job);
                                     let slots = slots.clone();
                                     let unsettled = unsettled.clone();
                                     let to_settler = to_settler.clone();
@@ -218,15 +218,18 @@ impl Deliverer {
                                             Err(_) => slots.acquire_owned().await.ok(),
                                         };
                                         let settled = this.attempt(job).await;
+                                        guard.answered();
                                         // The slot is free as soon as the answer is in;
                                         // the settler commits it with others (group
                                         // commit) while the next request goes out.
                                         let place = unsettled.acquire_owned().await;
                                         if let (Some(settled), Ok(place)) = (settled, place) {
-                                            // Fails only once the settler has ended (shutdown):
-                                            // the delivery stays pending, sent again after start.
-                                            let _ = to_settler
-                                                .send(settler::Answered { settled, place });
+                                            // Fails only once the settler has ended: the
+                                            // delivery stays pending, sent again after start.
+                                            let sent = to_settler.send(settler::Answered { settled, place });
+                                            if sent.is_err() && !this.shutdown.is_cancelled() {
+                                                tracing::error!("the settler has stopped; an attempt is sent again after the next start");
+                                            }
                                         }
                                         drop(permit);
                                         drop(guard);
@@ -283,9 +286,11 @@ impl Deliverer {
                     left = tasks.len(),
                     "grace period over; unfinished deliveries are sent again after restart"
                 );
-                let cut_short = in_flight.deliveries();
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
+                // Only requests aborted before their answer: an answered
+                // one waiting for its settlement is not an interruption.
+                let cut_short = in_flight.take_cut_short();
                 if !cut_short.is_empty() {
                     let store = self.store.clone();
                     let n = cut_short.len();

@@ -34,11 +34,10 @@ pub(super) struct Listeners {
     pub(super) settled: Arc<Notify>,
 }
 
-/// Settles what arrives on `answered` until every sender is gone. A write
-/// the database refuses is tried again (every second, one request at a
-/// time when a batch failed, so one bad request cannot hold the others);
-/// once `shutdown` has begun a refused write is given up: its deliveries
-/// are still pending and sent again after the next start.
+/// Settles what arrives on `answered` until every sender is gone. When a
+/// batch's write fails, its requests are settled one at a time (see
+/// [`settle_alone`]); once `shutdown` has begun a refused write is given
+/// up: its deliveries are still pending and sent again after the next start.
 pub(super) async fn run(
     store: Store,
     mut answered: mpsc::UnboundedReceiver<Answered>,
@@ -75,15 +74,30 @@ pub(super) async fn run(
     }
 }
 
-/// Settles one request, trying again while the database refuses and
-/// shutdown has not begun. Returns the health poke.
+/// Tries of a request whose write fails for another reason than the
+/// storage (a full disk, a lock, a read-only file, which are waited out):
+/// past them, it is given up so it cannot hold the others.
+const MAX_TRIES: usize = 10;
+
+/// Settles one request, trying again every second while the database
+/// refuses and shutdown has not begun. Returns the health poke. A write
+/// that keeps failing for another reason than the storage is given up
+/// after [`MAX_TRIES`]: its deliveries stay claimed (not sent again) until
+/// the next start, which sends them again.
 async fn settle_alone(store: &Store, request: Settled, shutdown: &CancellationToken) -> bool {
+    let ids: Vec<i64> = request.iter().filter_map(|(e, _)| e.delivery_id).collect();
     let request = Arc::new(vec![request]);
+    let mut tries = 0;
     loop {
         match store.finish_attempts(request.clone()).await {
             Ok(poke) => return poke,
             Err(e) => {
                 note(&e);
+                tries += 1;
+                if !matches!(e, crate::store::Error::Storage { .. }) && tries >= MAX_TRIES {
+                    tracing::error!(deliveries = ?ids, error = %e, "giving up recording an attempt; its deliveries are sent again after the next start");
+                    return false;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(ON_ERROR) => {}
                     _ = shutdown.cancelled() => return false,
