@@ -289,3 +289,34 @@ fn a_pass_that_fails_part_way_gives_back_what_it_took() {
     webhooks.sort();
     assert_eq!(webhooks, vec![a, a, b, b], "A's rows were given back");
 }
+
+#[test]
+fn a_resume_keeps_the_tries_of_a_request_in_flight_and_rereads_the_rest() {
+    let rt = rt();
+    let (_dir, store, w) = store_with(1, 16);
+    let first = claim(&rt, &store, 1).pop().unwrap();
+    settle(&rt, &store, &first, Outcome::RetryAt(now_ms() - 1));
+    // The retry goes out (its second try).
+    let retry = claim(&rt, &store, 1).pop().unwrap();
+    assert_eq!(retry.items[0].tries, 2);
+    // Two new events: one goes out, the other is read ahead.
+    queue(&store, 2);
+    assert_eq!(claim(&rt, &store, 1).len(), 1);
+    store.pause_webhook(w, "test").unwrap();
+    store.resume_webhook(w).unwrap();
+    settle(&rt, &store, &retry, Outcome::RetryAt(now_ms() + 60_000));
+    assert_eq!(
+        column(
+            &store,
+            &format!(
+                "SELECT tries FROM deliveries WHERE id = {}",
+                retry.items[0].delivery_id
+            )
+        ),
+        2,
+        "the try in flight at the resume counts"
+    );
+    let fresh = claim(&rt, &store, 10);
+    assert_eq!(fresh.len(), 1, "the row read ahead was given back");
+    assert_eq!(fresh[0].items[0].tries, 1);
+}

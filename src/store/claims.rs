@@ -94,6 +94,23 @@ impl Claims {
         }
     }
 
+    /// Gives back `webhook`'s rows read ahead (its reads start over) and
+    /// lists its deliveries still claimed: in flight, or answered and
+    /// being settled. Waits for a running pass.
+    pub(super) fn hold_only_in_flight(&self, webhook: i64) -> Vec<i64> {
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drop_webhook(webhook);
+        self.give_back(webhook, &ahead);
+        self.lock()
+            .claimed
+            .get(&webhook)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether delivery `id` is claimed (in flight or being settled).
     pub(super) fn is_claimed(&self, id: i64) -> bool {
         self.lock().claimed.values().any(|ids| ids.contains(&id))

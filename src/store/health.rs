@@ -304,6 +304,10 @@ impl Store {
     /// first success announces the recovery. Returns how many deliveries
     /// were waiting.
     pub fn resume_webhook(&self, id: i64) -> Result<usize, Error> {
+        // Requests in flight keep their tries: their settlement counts on
+        // them (rows read ahead are given back and read again after this).
+        let in_flight = serde_json::to_string(&self.claims.hold_only_in_flight(id))
+            .expect("a list of ids serialises");
         self.write(move |c| {
             let tx: &rusqlite::Connection = c;
             let n = tx.execute(
@@ -319,8 +323,9 @@ impl Store {
             }
             let backlog = tx.execute(
                 "UPDATE deliveries SET next_attempt_at = ?2, tries = 0
-                 WHERE webhook_id = ?1 AND state = 'pending' AND claimed = 0",
-                params![id, now_ms()],
+                 WHERE webhook_id = ?1 AND state = 'pending' AND claimed = 0
+                   AND id NOT IN (SELECT value FROM json_each(?3))",
+                params![id, now_ms(), in_flight],
             )?;
             insert_notice(
                 tx,
