@@ -252,7 +252,10 @@ async fn a_redirect_is_a_failure_unless_the_webhook_follows_redirects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_outage_pauses_alerts_once_per_interval_and_resume_delivers_the_backlog() {
-    let port = refused_port();
+    // Refused until the receiver starts on it; reserved meanwhile, so no
+    // other socket takes it.
+    let reserved = ReservedPort::new();
+    let port = reserved.port;
     let alerts = Receiver::start().await;
     let mut h = Herald::new();
     // Scaled: pause after 1.5 s of failures, first alert at once, then every 0.5 s.
@@ -311,7 +314,7 @@ async fn long_outage_pauses_alerts_once_per_interval_and_resume_delivers_the_bac
     for _ in 0..3 {
         later.push(h.ok(&["emit", "ticket.logout"]).trim().to_owned());
     }
-    let rx = Receiver::start_on(port, "ok").await;
+    let rx = Receiver::start_reserved(reserved, "ok").await;
     // Alerts keep coming while paused (each announced to the alert webhook);
     // the failed-attempt count does not move.
     let before = alerts.received().len();

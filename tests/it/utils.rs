@@ -503,15 +503,24 @@ impl Receiver {
     /// Starts a receiver on 127.0.0.1:`port` (0: any), e.g. on the port of
     /// an endpoint that was down, so it comes back.
     pub async fn start_on(port: u16, body: &str) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        Receiver::start_listening(listener, body)
+    }
+
+    /// A receiver on `reserved`'s port, answering 200 with `body`.
+    pub async fn start_reserved(reserved: ReservedPort, body: &str) -> Receiver {
+        Receiver::start_listening(reserved.socket.listen(1024).unwrap(), body)
+    }
+
+    fn start_listening(listener: tokio::net::TcpListener, body: &str) -> Receiver {
         let state = Arc::new(ReceiverState::default());
         *state.status.lock().unwrap() = 200;
         *state.body.lock().unwrap() = body.to_owned();
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { addr, state }
@@ -611,6 +620,25 @@ impl Drop for Dropper {
         if let Some(t) = &self.task {
             t.abort();
         }
+    }
+}
+
+/// A 127.0.0.1 port bound but not listening: connections to it are
+/// refused, and no other socket (another test's, an outgoing connection's)
+/// can take it before [`Receiver::start_reserved`] listens on it.
+pub struct ReservedPort {
+    socket: tokio::net::TcpSocket,
+    /// The port.
+    pub port: u16,
+}
+
+impl ReservedPort {
+    /// Reserves a free port.
+    pub fn new() -> ReservedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        ReservedPort { socket, port }
     }
 }
 
