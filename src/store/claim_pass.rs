@@ -328,7 +328,7 @@ impl Store {
                     }
                 } else {
                     let want = room.min(free);
-                    let mut rows = claims.ahead.take(w.id, want);
+                    let mut rows = claims.take_ahead(w.id, want);
                     if rows.len() < want {
                         let fetch = (want - rows.len()).max(READ_AHEAD);
                         let read = read_due(&tx, claims, w.id, now, fetch)?;
@@ -339,7 +339,7 @@ impl Store {
                         claims.claim(w.id, fresh.iter().map(|r| r.delivery_id));
                         let mut fresh = fresh.into_iter();
                         rows.extend(fresh.by_ref().take(want - rows.len()));
-                        claims.ahead.keep(w.id, fresh);
+                        claims.keep_ahead(w.id, fresh.collect());
                     }
                     let n = rows.len();
                     free -= n;

@@ -320,3 +320,23 @@ fn a_resume_keeps_the_tries_of_a_request_in_flight_and_rereads_the_rest() {
     assert_eq!(fresh.len(), 1, "the row read ahead was given back");
     assert_eq!(fresh[0].items[0].tries, 1);
 }
+
+#[test]
+fn only_deliveries_handed_to_a_request_are_listed_as_sending() {
+    let rt = rt();
+    let (_dir, store, _) = store_with(3, 16);
+    let sent = claim(&rt, &store, 1);
+    let rows = store
+        .deliveries(&super::DeliveryFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let sending: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.status == "sending")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(sending, ids(&sent), "the two read ahead are not being sent");
+    assert_eq!(rows.iter().filter(|r| r.status == "pending").count(), 2);
+}

@@ -71,6 +71,8 @@ struct Book {
     /// Deliveries settled since the running pass began: its snapshot may
     /// still show them pending. Id → webhook.
     released: HashMap<i64, i64>,
+    /// Claimed deliveries read ahead, not handed to a request yet.
+    waiting: HashSet<i64>,
 }
 
 /// One claim pass, begun with [`Claims::begin`]: the snapshot it reads
@@ -111,9 +113,11 @@ impl Claims {
             .unwrap_or_default()
     }
 
-    /// Whether delivery `id` is claimed (in flight or being settled).
-    pub(super) fn is_claimed(&self, id: i64) -> bool {
-        self.lock().claimed.values().any(|ids| ids.contains(&id))
+    /// Whether delivery `id` is being sent: claimed for a request (in
+    /// flight or being settled), not merely read ahead.
+    pub(super) fn is_sending(&self, id: i64) -> bool {
+        let book = self.lock();
+        !book.waiting.contains(&id) && book.claimed.values().any(|ids| ids.contains(&id))
     }
 
     /// Forgets the claims of `ids` of `webhook` once their settlement (or
@@ -138,6 +142,9 @@ impl Claims {
     /// be claimed again at once.
     pub(super) fn give_back(&self, webhook: i64, ids: &[i64]) {
         let mut book = self.lock();
+        for id in ids {
+            book.waiting.remove(id);
+        }
         if let Some(set) = book.claimed.get_mut(&webhook) {
             for id in ids {
                 set.remove(id);
@@ -167,6 +174,25 @@ impl Pass<'_> {
         let book = self.claims.lock();
         !book.released.contains_key(&id)
             && !book.claimed.get(&webhook).is_some_and(|s| s.contains(&id))
+    }
+
+    /// Takes up to `n` rows read ahead for `webhook`, for requests.
+    pub(super) fn take_ahead(&mut self, webhook: i64, n: usize) -> Vec<DueRow> {
+        let rows = self.ahead.take(webhook, n);
+        let mut book = self.claims.lock();
+        for r in &rows {
+            book.waiting.remove(&r.delivery_id);
+        }
+        rows
+    }
+
+    /// Keeps claimed `rows` of `webhook` read ahead for later requests.
+    pub(super) fn keep_ahead(&mut self, webhook: i64, rows: Vec<DueRow>) {
+        self.claims
+            .lock()
+            .waiting
+            .extend(rows.iter().map(|r| r.delivery_id));
+        self.ahead.keep(webhook, rows);
     }
 
     /// Claims `ids` of `webhook`.
@@ -284,11 +310,11 @@ mod tests {
             assert!(!p.is_free(1, 10));
             assert_eq!(p.taken(1), 3);
         }
-        assert!(c.is_claimed(10));
+        assert!(c.is_sending(10));
         let running = c.begin();
         // Settled while `running` reads: its snapshot may predate the commit.
         c.release(1, &[10]);
-        assert!(!c.is_claimed(10));
+        assert!(!c.is_sending(10));
         assert!(
             !running.is_free(1, 10),
             "released, maybe pending in its snapshot"

@@ -319,7 +319,7 @@ impl Store {
                     let paused: bool = r.get(11)?;
                     let id: i64 = r.get(0)?;
                     // Claims live in memory (see `claims`); older versions wrote them.
-                    let claimed: bool = r.get::<_, bool>(12)? || self.claims.is_claimed(id);
+                    let claimed: bool = r.get::<_, bool>(12)? || self.claims.is_sending(id);
                     let next: i64 = r.get(9)?;
                     let status = match state.as_str() {
                         "pending" if paused => "paused",
