@@ -22,13 +22,27 @@ pub fn decide(
     row: &QueuedEvent,
     routes: &[WebhookRoute],
 ) -> Result<(Vec<i64>, Map<String, Value>), String> {
+    decide_parsed(row, None, routes)
+}
+
+/// [`decide`] for a row whose data the store already holds parsed
+/// (`parsed`: an event the API has just queued, checked when it came in),
+/// so it is not parsed again.
+pub fn decide_parsed(
+    row: &QueuedEvent,
+    parsed: Option<Map<String, Value>>,
+    routes: &[WebhookRoute],
+) -> Result<(Vec<i64>, Map<String, Value>), String> {
     if let Some(reason) = &row.unreadable {
         return Err(reason.clone());
     }
     check_type(&row.kind).map_err(|e| e.to_string())?;
     check_uuid(&row.uuid).map_err(|e| e.to_string())?;
     check_time(&row.created_at).map_err(|e| e.to_string())?;
-    let data = parse_stored_data(&row.data).map_err(|e| e.to_string())?;
+    let data = match parsed {
+        Some(data) => data,
+        None => parse_stored_data(&row.data).map_err(|e| e.to_string())?,
+    };
     let webhooks = routes
         .iter()
         .filter(|w| w.patterns.iter().any(|p| pattern_matches(p, &row.kind)))
@@ -49,7 +63,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        match store.run(move |s| s.route_batch(batch_size, decide)).await {
+        match store
+            .run(move |s| s.route_batch(batch_size, decide_parsed))
+            .await
+        {
             Ok(stats) => {
                 if stats.invalid > 0 {
                     tracing::warn!(

@@ -35,7 +35,7 @@ fn queue(store: &Store, n: usize) {
             .unwrap();
     }
     store
-        .route_batch(1000, |row, routes| {
+        .route_batch(1000, |row, _parsed, routes| {
             let data =
                 crate::base::event::parse_stored_data(&row.data).map_err(|e| e.to_string())?;
             Ok((routes.iter().map(|w| w.id).collect(), data))

@@ -117,14 +117,18 @@ impl Store {
     /// watermark: the space left is kept for deliveries and their log.
     pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
         self.watch.check_space()?;
-        self.write(insert_event_write(e))
+        self.write(insert_event_write(e).0)
     }
 
     /// [`Store::insert_event`] for async callers (the API): awaits the
     /// commit without holding a thread.
     pub async fn insert_event_async(&self, e: &ValidEvent) -> Result<i64, Error> {
         self.watch.check_space()?;
-        self.write_async(insert_event_write(e)).await
+        let (write, text) = insert_event_write(e);
+        let id = self.write_async(write).await?;
+        // Once committed: the router finds it, and need not parse it again.
+        self.ingested.keep(id, text, e.data.clone());
+        Ok(id)
     }
 
     /// The stored event with this uuid, while the cleanup has not removed it.
@@ -159,8 +163,9 @@ impl Store {
     }
 
     /// Routes up to `limit` queued events: for each, `decide` returns the
-    /// webhooks to deliver to with the event's parsed data, or why the event
-    /// is invalid. The rows are read and decided on a read connection, off
+    /// webhooks to deliver to with the event's parsed data (given the data
+    /// parsed when the API queued it, if the row still holds what it was
+    /// given), or why the event is invalid. The rows are read and decided on a read connection, off
     /// the writer; one write then creates the deliveries and marks the
     /// events, each only if it is still queued, so an event is routed
     /// exactly once even beside another router (a second `herald serve`).
@@ -170,6 +175,7 @@ impl Store {
         limit: usize,
         mut decide: impl FnMut(
             &QueuedEvent,
+            Option<Map<String, Value>>,
             &[WebhookRoute],
         ) -> Result<(Vec<i64>, Map<String, Value>), String>,
     ) -> Result<RouteStats, Error> {
@@ -180,14 +186,16 @@ impl Store {
         let read = rows.len();
         let decided: Vec<Decision> = rows
             .into_iter()
-            .map(|row| match decide(&row, &routes) {
-                Ok((webhooks, data)) => Decision::Routed {
-                    keep: row.data.len() <= super::parsed::MAX_DATA_BYTES,
-                    event: Arc::new(row.into_event(data)),
-                    webhooks,
+            .map(
+                |row| match decide(&row, self.ingested.take(row.id, &row.data), &routes) {
+                    Ok((webhooks, data)) => Decision::Routed {
+                        keep: row.data.len() <= super::parsed::MAX_DATA_BYTES,
+                        event: Arc::new(row.into_event(data)),
+                        webhooks,
+                    },
+                    Err(reason) => Decision::Invalid { row, reason },
                 },
-                Err(reason) => Decision::Invalid { row, reason },
-            })
+            )
             .collect();
         let parsed = self.parsed.clone();
         self.write(move |c| {
@@ -268,21 +276,26 @@ impl Store {
     }
 }
 
-/// The write that appends `e` to the queue, returning its queue id.
+/// The write that appends `e` to the queue, returning its queue id, and
+/// the data text it stores.
 fn insert_event_write(
     e: &ValidEvent,
-) -> impl FnOnce(&mut rusqlite::Connection) -> Result<i64, Error> + Send + 'static {
+) -> (
+    impl FnOnce(&mut rusqlite::Connection) -> Result<i64, Error> + Send + 'static,
+    String,
+) {
     // Serialised from the map itself: a clone into a `Value` first cost a
     // third of the insert.
     // (A map of JSON values always serialises, as `Value`'s `Display` assumes.)
     let data = serde_json::to_string(&e.data).expect("a JSON map serialises");
+    let text = data.clone();
     let (uuid, kind, created_at, ticket_id) = (
         e.uuid.clone(),
         e.kind.clone(),
         e.created_at.clone(),
         e.ticket_id.clone(),
     );
-    move |c| {
+    let write = move |c: &mut rusqlite::Connection| {
         c.prepare_cached(
             "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
@@ -295,7 +308,8 @@ fn insert_event_write(
             }
         })?;
         Ok(c.last_insert_rowid())
-    }
+    };
+    (write, text)
 }
 
 /// Reads a producer-written column as text. SQL producers can store anything:

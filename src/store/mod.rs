@@ -84,6 +84,8 @@ pub struct Store {
     parsed: Arc<ParsedEvents>,
     /// Deliveries this process has claimed (in memory, see [`claims`]).
     claims: Arc<claims::Claims>,
+    /// Events the API has just queued, parsed, for the router.
+    ingested: Arc<parsed::Ingested>,
     path: Arc<PathBuf>,
     /// Whether the database can be written, and free space.
     watch: Arc<fault::Watch>,
@@ -210,6 +212,7 @@ impl Store {
             readers: Arc::new(Readers::new(path, READERS)),
             parsed: Arc::default(),
             claims: Arc::default(),
+            ingested: Arc::default(),
             path: Arc::new(path.to_owned()),
             watch: Arc::new(fault::Watch::new(
                 path,

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value};
+
 use crate::base::event::Event;
 
 /// Most events kept (about 2–4 KiB each for the appliance's events).
@@ -93,6 +95,54 @@ impl ParsedEvents {
     }
 }
 
+/// Events the API has just queued, with their data parsed, for the router
+/// (so an API event is not parsed again between its request and its
+/// routing). Keyed by queue id; an entry is used only while the row still
+/// holds the very text it was given (a row edited meanwhile is parsed from
+/// the row). Bounded like [`ParsedEvents`]: when full, events are parsed
+/// by the router as any other.
+#[derive(Default)]
+pub(super) struct Ingested {
+    entries: Mutex<IngestedEntries>,
+}
+
+#[derive(Default)]
+struct IngestedEntries {
+    by_id: HashMap<i64, (String, Map<String, Value>, Instant)>,
+    pruned: Option<Instant>,
+}
+
+impl Ingested {
+    /// Keeps the parsed `data` of queued event `id`, stored as `text`.
+    pub(super) fn keep(&self, id: i64, text: String, data: Map<String, Value>) {
+        if text.len() > MAX_DATA_BYTES {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if entries
+            .pruned
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            entries.pruned = Some(now);
+            entries
+                .by_id
+                .retain(|_, (_, _, at)| now.duration_since(*at) < STALE);
+        }
+        if entries.by_id.len() < CAPACITY {
+            entries.by_id.insert(id, (text, data, now));
+        }
+    }
+
+    /// The parsed data of queued event `id`, if kept and `text` is still
+    /// what it was stored as; forgets it either way.
+    pub(super) fn take(&self, id: i64, text: &str) -> Option<Map<String, Value>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (kept, data, _) = entries.by_id.remove(&id)?;
+        (kept == text).then_some(data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +181,22 @@ mod tests {
         assert!(
             p.take(CAPACITY as i64 + 5).is_none(),
             "the newest was not kept"
+        );
+    }
+
+    #[test]
+    fn an_ingested_event_is_handed_over_once_and_only_as_stored() {
+        let i = Ingested::default();
+        let mut data = Map::new();
+        data.insert("a".into(), 1.into());
+        i.keep(1, r#"{"a":1}"#.into(), data.clone());
+        assert_eq!(i.take(1, r#"{"a":1}"#), Some(data.clone()));
+        assert_eq!(i.take(1, r#"{"a":1}"#), None, "handed over once");
+        i.keep(2, r#"{"a":1}"#.into(), data);
+        assert_eq!(
+            i.take(2, r#"{"a":2}"#),
+            None,
+            "the row was edited: parse it"
         );
     }
 }

@@ -12,6 +12,7 @@ use crate::spec::webhook::WebhookSpec;
 /// Every route the store offers, with the data parsed as the router does.
 fn to_all(
     row: &QueuedEvent,
+    _parsed: Option<Map<String, Value>>,
     routes: &[WebhookRoute],
 ) -> Result<(Vec<i64>, Map<String, Value>), String> {
     let data = crate::base::event::parse_stored_data(&row.data).map_err(|e| e.to_string())?;
@@ -130,15 +131,63 @@ fn a_webhook_disabled_while_routing_gets_no_delivery() {
     queue(&store, "{}");
     let path = store.path().to_owned();
     let stats = store
-        .route_batch(100, move |row, routes| {
+        .route_batch(100, move |row, parsed, routes| {
             // Between the read and the write, an admin disables it.
             rusqlite::Connection::open(&path)
                 .unwrap()
                 .execute("UPDATE webhooks SET enabled = 0 WHERE id = ?1", [id])
                 .unwrap();
-            to_all(row, routes)
+            to_all(row, parsed, routes)
         })
         .unwrap();
     assert_eq!((stats.events, stats.deliveries), (1, 0));
     assert_eq!(store.parsed.len(), 0);
+}
+
+/// An event queued through the API is handed to the router parsed, unless
+/// its row was edited in between; either way the same data is routed.
+#[test]
+fn an_api_event_reaches_the_router_parsed_unless_its_row_changed() {
+    let (_dir, store, _) = store_with_webhook();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let event = |n: i64| {
+        serde_json::from_value::<crate::base::event::NewEvent>(
+            serde_json::json!({"type": "ticket.login", "data": {"n": n}}),
+        )
+        .unwrap()
+        .validate()
+        .unwrap()
+    };
+    let first = rt.block_on(store.insert_event_async(&event(1))).unwrap();
+    let second = rt.block_on(store.insert_event_async(&event(2))).unwrap();
+    rusqlite::Connection::open(store.path())
+        .unwrap()
+        .execute(
+            "UPDATE events SET data = '{\"n\": 3}' WHERE id = ?1",
+            [second],
+        )
+        .unwrap();
+    let mut handed = HashMap::new();
+    store
+        .route_batch(100, |row, parsed, routes| {
+            handed.insert(row.id, parsed.clone());
+            to_all(row, parsed, routes)
+        })
+        .unwrap();
+    let mut data = Map::new();
+    data.insert("n".into(), 1.into());
+    assert_eq!(handed[&first], Some(data), "parsed once, at the API");
+    assert_eq!(handed[&second], None, "edited: parsed from the row");
+    let jobs = claim(&store);
+    let n: Vec<i64> = jobs
+        .iter()
+        .map(|j| {
+            j.as_ref().unwrap().items[0].event.data["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(n, vec![1, 3]);
 }
