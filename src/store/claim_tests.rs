@@ -56,20 +56,41 @@ fn ids(jobs: &[DeliveryJob]) -> Vec<i64> {
     jobs.iter().map(|j| j.items[0].delivery_id).collect()
 }
 
-fn settle(rt: &tokio::runtime::Runtime, store: &Store, job: &DeliveryJob, outcome: Outcome) {
+/// A log entry and outcome for `job`'s one event.
+fn answered(job: &DeliveryJob, outcome: Outcome) -> super::Settled {
     let item = &job.items[0];
-    let entry = NewLogEntry {
-        at: crate::base::event::now_rfc3339(),
-        delivered: outcome == Outcome::Delivered,
-        event_uuid: item.event.uuid.clone(),
-        event_type: item.event.kind.clone(),
-        webhook_id: job.webhook_id,
-        delivery_id: Some(item.delivery_id),
-        attempt: Some(item.attempt),
-        ..Default::default()
-    };
-    rt.block_on(store.finish_attempts(Arc::new(vec![vec![(entry, outcome)]])))
+    vec![(
+        NewLogEntry {
+            at: crate::base::event::now_rfc3339(),
+            delivered: outcome == Outcome::Delivered,
+            event_uuid: item.event.uuid.clone(),
+            event_type: item.event.kind.clone(),
+            webhook_id: job.webhook_id,
+            delivery_id: Some(item.delivery_id),
+            attempt: Some(item.attempt),
+            error: (outcome != Outcome::Delivered).then(|| "HTTP 500".to_owned()),
+            ..Default::default()
+        },
+        outcome,
+    )]
+}
+
+fn settle(rt: &tokio::runtime::Runtime, store: &Store, job: &DeliveryJob, outcome: Outcome) {
+    rt.block_on(store.finish_attempts(Arc::new(vec![answered(job, outcome)])))
         .unwrap();
+}
+
+/// A store whose one delivery failed once and is being tried again: the
+/// first attempt and the retry in flight.
+fn retry_in_flight(
+    rt: &tokio::runtime::Runtime,
+) -> (tempfile::TempDir, Store, i64, DeliveryJob, DeliveryJob) {
+    let (dir, store, w) = store_with(1, 16);
+    let first = claim(rt, &store, 1).pop().unwrap();
+    // Failed; due again at once.
+    settle(rt, &store, &first, Outcome::RetryAt(now_ms() - 1));
+    let retry = claim(rt, &store, 1).pop().unwrap();
+    (dir, store, w, first, retry)
 }
 
 fn column(store: &Store, sql: &str) -> i64 {
@@ -137,11 +158,7 @@ fn rows_read_ahead_are_served_in_order_and_given_back_when_the_webhook_pauses() 
 #[test]
 fn a_new_first_attempt_is_not_held_behind_a_claimed_retry() {
     let rt = rt();
-    let (_dir, store, _) = store_with(1, 16);
-    let job = claim(&rt, &store, 1).pop().unwrap();
-    // Failed; due again at once.
-    settle(&rt, &store, &job, Outcome::RetryAt(now_ms() - 1));
-    let retry = claim(&rt, &store, 1).pop().unwrap();
+    let (_dir, store, _, job, retry) = retry_in_flight(&rt);
     assert_eq!(retry.items[0].delivery_id, job.items[0].delivery_id);
     assert_eq!((retry.items[0].attempt, retry.items[0].tries), (2, 2));
     queue(&store, 1);
@@ -176,25 +193,6 @@ fn rows_read_ahead_are_given_back_when_the_webhook_starts_sending_in_order() {
         ),
         3
     );
-}
-
-/// A log entry and outcome for `job`'s one event.
-fn answered(job: &DeliveryJob, outcome: Outcome) -> super::Settled {
-    let item = &job.items[0];
-    vec![(
-        NewLogEntry {
-            at: crate::base::event::now_rfc3339(),
-            delivered: outcome == Outcome::Delivered,
-            event_uuid: item.event.uuid.clone(),
-            event_type: item.event.kind.clone(),
-            webhook_id: job.webhook_id,
-            delivery_id: Some(item.delivery_id),
-            attempt: Some(item.attempt),
-            error: (outcome != Outcome::Delivered).then(|| "HTTP 500".to_owned()),
-            ..Default::default()
-        },
-        outcome,
-    )]
 }
 
 #[test]
@@ -293,11 +291,8 @@ fn a_pass_that_fails_part_way_gives_back_what_it_took() {
 #[test]
 fn a_resume_keeps_the_tries_of_a_request_in_flight_and_rereads_the_rest() {
     let rt = rt();
-    let (_dir, store, w) = store_with(1, 16);
-    let first = claim(&rt, &store, 1).pop().unwrap();
-    settle(&rt, &store, &first, Outcome::RetryAt(now_ms() - 1));
     // The retry goes out (its second try).
-    let retry = claim(&rt, &store, 1).pop().unwrap();
+    let (_dir, store, w, _, retry) = retry_in_flight(&rt);
     assert_eq!(retry.items[0].tries, 2);
     // Two new events: one goes out, the other is read ahead.
     queue(&store, 2);

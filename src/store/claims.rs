@@ -75,6 +75,20 @@ struct Book {
     waiting: HashSet<i64>,
 }
 
+impl Book {
+    /// Takes `ids` of `webhook` out of the claimed ones.
+    fn unclaim(&mut self, webhook: i64, ids: &[i64]) {
+        if let Some(set) = self.claimed.get_mut(&webhook) {
+            for id in ids {
+                set.remove(id);
+            }
+            if set.is_empty() {
+                self.claimed.remove(&webhook);
+            }
+        }
+    }
+}
+
 /// One claim pass, begun with [`Claims::begin`]: the snapshot it reads
 /// must be taken after it began.
 pub(super) struct Pass<'a> {
@@ -124,14 +138,7 @@ impl Claims {
     /// deletion) has committed.
     pub(super) fn release(&self, webhook: i64, ids: &[i64]) {
         let mut book = self.lock();
-        if let Some(set) = book.claimed.get_mut(&webhook) {
-            for id in ids {
-                set.remove(id);
-            }
-            if set.is_empty() {
-                book.claimed.remove(&webhook);
-            }
-        }
+        book.unclaim(webhook, ids);
         for id in ids {
             book.released.insert(*id, webhook);
         }
@@ -145,14 +152,7 @@ impl Claims {
         for id in ids {
             book.waiting.remove(id);
         }
-        if let Some(set) = book.claimed.get_mut(&webhook) {
-            for id in ids {
-                set.remove(id);
-            }
-            if set.is_empty() {
-                book.claimed.remove(&webhook);
-            }
-        }
+        book.unclaim(webhook, ids);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Book> {

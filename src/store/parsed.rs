@@ -25,23 +25,54 @@ pub(super) const MAX_DATA_BYTES: usize = 64 * 1024;
 /// An entry older than this is dropped (looked for at most once a second).
 const STALE: Duration = Duration::from_secs(10);
 
-struct Entry {
+/// Entries by event id, at most [`CAPACITY`], each dropped once it has
+/// waited [`STALE`]: the shape both caches here share.
+struct Shelf<V> {
+    by_id: HashMap<i64, (V, Instant)>,
+    pruned: Option<Instant>,
+}
+
+impl<V> Default for Shelf<V> {
+    fn default() -> Self {
+        Shelf {
+            by_id: HashMap::new(),
+            pruned: None,
+        }
+    }
+}
+
+impl<V> Shelf<V> {
+    /// Puts `value` under `id` if there is room (after dropping stale
+    /// entries, looked for at most once a second, full or not: when a
+    /// backlog keeps a shelf full, pruning on every call cost more than
+    /// parsing again).
+    fn put(&mut self, id: i64, value: V) {
+        let now = Instant::now();
+        if self
+            .pruned
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            self.pruned = Some(now);
+            self.by_id
+                .retain(|_, (_, at)| now.duration_since(*at) < STALE);
+        }
+        if self.by_id.len() < CAPACITY {
+            self.by_id.insert(id, (value, now));
+        }
+    }
+}
+
+/// A routed event and the claims still to come: one per delivery the
+/// router created.
+struct Routed {
     event: Arc<Event>,
-    /// Claims still to come: one per delivery the router created.
     claims_left: usize,
-    at: Instant,
 }
 
 /// The cache. Shared by every clone of a [`super::Store`].
 #[derive(Default)]
 pub(super) struct ParsedEvents {
-    entries: Mutex<Entries>,
-}
-
-#[derive(Default)]
-struct Entries {
-    by_id: HashMap<i64, Entry>,
-    pruned: Option<Instant>,
+    entries: Mutex<Shelf<Routed>>,
 }
 
 impl ParsedEvents {
@@ -50,36 +81,20 @@ impl ParsedEvents {
         if deliveries == 0 {
             return;
         }
-        let mut entries = self.entries.lock().expect("parsed events lock");
-        let now = Instant::now();
-        // At most once a second, full or not: when a backlog keeps the
-        // cache full, pruning on every call cost more than parsing again.
-        if entries
-            .pruned
-            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
-        {
-            entries.pruned = Some(now);
-            entries
-                .by_id
-                .retain(|_, e| now.duration_since(e.at) < STALE);
-        }
-        if entries.by_id.len() >= CAPACITY {
-            return;
-        }
-        entries.by_id.insert(
-            event.id,
-            Entry {
+        let id = event.id;
+        self.lock().put(
+            id,
+            Routed {
                 event,
                 claims_left: deliveries,
-                at: Instant::now(),
             },
         );
     }
 
     /// The parsed event `id`, if kept; counts one claim of it.
     pub(super) fn take(&self, id: i64) -> Option<Arc<Event>> {
-        let mut entries = self.entries.lock().expect("parsed events lock");
-        let entry = entries.by_id.get_mut(&id)?;
+        let mut entries = self.lock();
+        let (entry, _) = entries.by_id.get_mut(&id)?;
         entry.claims_left -= 1;
         let event = entry.event.clone();
         if entry.claims_left == 0 {
@@ -91,7 +106,11 @@ impl ParsedEvents {
     /// How many events are kept.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.entries.lock().expect("parsed events lock").by_id.len()
+        self.lock().by_id.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shelf<Routed>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -103,43 +122,26 @@ impl ParsedEvents {
 /// by the router as any other.
 #[derive(Default)]
 pub(super) struct Ingested {
-    entries: Mutex<IngestedEntries>,
-}
-
-#[derive(Default)]
-struct IngestedEntries {
-    by_id: HashMap<i64, (String, Map<String, Value>, Instant)>,
-    pruned: Option<Instant>,
+    entries: Mutex<Shelf<(String, Map<String, Value>)>>,
 }
 
 impl Ingested {
     /// Keeps the parsed `data` of queued event `id`, stored as `text`.
     pub(super) fn keep(&self, id: i64, text: String, data: Map<String, Value>) {
-        if text.len() > MAX_DATA_BYTES {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if entries
-            .pruned
-            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
-        {
-            entries.pruned = Some(now);
-            entries
-                .by_id
-                .retain(|_, (_, _, at)| now.duration_since(*at) < STALE);
-        }
-        if entries.by_id.len() < CAPACITY {
-            entries.by_id.insert(id, (text, data, now));
+        if text.len() <= MAX_DATA_BYTES {
+            self.lock().put(id, (text, data));
         }
     }
 
     /// The parsed data of queued event `id`, if kept and `text` is still
     /// what it was stored as; forgets it either way.
     pub(super) fn take(&self, id: i64, text: &str) -> Option<Map<String, Value>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (kept, data, _) = entries.by_id.remove(&id)?;
+        let ((kept, data), _) = self.lock().by_id.remove(&id)?;
         (kept == text).then_some(data)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shelf<(String, Map<String, Value>)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
