@@ -382,6 +382,10 @@ async fn serve_connection(
     stopping: CancellationToken,
 ) {
     let requests = slot.clone();
+    // Cancelled by a handler to drop this connection at once (a live
+    // stream whose client stopped reading).
+    let hangup = CancellationToken::new();
+    let hangup_handle = crate::surfaces::shared::state::Hangup(hangup.clone());
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let busy = Busy::new(requests.clone());
         let cut = Arc::new(AtomicBool::new(false));
@@ -395,6 +399,7 @@ async fn serve_connection(
         });
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(remote));
+        req.extensions_mut().insert(hangup_handle.clone());
         let app = app.clone();
         async move {
             let Ok(mut resp) = tower::ServiceExt::oneshot(app, req).await;
@@ -414,13 +419,18 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    // With upgrades: the live stream's WebSocket takes the connection over
+    // (its task then runs outside this one; `stream.max_subscribers` caps them).
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut draining = false;
     let mut evicted: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             _ = conn.as_mut() => break,
+            _ = hangup.cancelled() => break,
             _ = slot.close.cancelled(), if !draining => {
                 // herald stops, or a new connection needs this one's slot:
                 // an idle connection closes now, a request in progress

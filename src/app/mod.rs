@@ -145,12 +145,17 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let (live, live_rx) =
         tokio::sync::watch::channel(crate::base::live::Live::from_config(&effective));
     let live = Arc::new(live);
+    let hub = Arc::new(crate::pipeline::stream::Hub::new(
+        config.stream_buffer,
+        config.stream_max_subscribers,
+    ));
     let router_task = tokio::spawn(crate::pipeline::router::run(
         store.clone(),
         live_rx.clone(),
         config.router_batch_size,
         wake.clone(),
         routed.clone(),
+        hub.clone(),
         shutdown.clone(),
     ));
     let health_poke = Arc::new(Notify::new());
@@ -199,6 +204,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         live,
         logins: Default::default(),
         shutdown: shutdown.clone(),
+        hub,
     };
     crate::surfaces::web::compile_pages();
     let app = listener_routes(state);

@@ -64,6 +64,16 @@ pub struct RawConfig {
     pub cleanup: RawCleanup,
     /// `[alerts]`
     pub alerts: RawAlerts,
+    /// `[stream]`
+    pub stream: RawStream,
+}
+
+/// `[stream]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStream {
+    pub max_subscribers: u64,
+    pub buffer: u64,
 }
 
 /// `[alerts]` as written.
@@ -167,6 +177,10 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Connections the listener holds open at once.
     pub max_connections: usize,
+    /// Live-stream subscribers open at once.
+    pub stream_max_subscribers: usize,
+    /// Events a live-stream subscriber may fall behind before it is dropped.
+    pub stream_buffer: usize,
     /// SQLite database file.
     pub database_path: PathBuf,
     /// Whether each commit is synced to disk.
@@ -625,12 +639,21 @@ impl RawConfig {
             3650,
         )?;
         let cleanup_batch = in_range("cleanup.batch_size", self.cleanup.batch_size, 1, 100_000)?;
+        let stream_max_subscribers = in_range(
+            "stream.max_subscribers",
+            self.stream.max_subscribers,
+            0,
+            10_000,
+        )?;
+        let stream_buffer = in_range("stream.buffer", self.stream.buffer, 16, 1_000_000)?;
         Ok(Config {
             listen,
             max_body_bytes,
             header_timeout: Duration::from_secs_f64(header_timeout),
             body_timeout: Duration::from_secs_f64(body_timeout),
             max_connections: max_connections as usize,
+            stream_max_subscribers: stream_max_subscribers as usize,
+            stream_buffer: stream_buffer as usize,
             database_path: PathBuf::from(self.database.path),
             durability,
             busy_timeout: Duration::from_secs_f64(busy_timeout),

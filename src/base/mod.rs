@@ -1,7 +1,8 @@
 //! What every layer may use: the [`config`], [`event`]s and their checks,
 //! [`secret`] values that never print, the [`live`] settings channel, and
 //! [`repeats`], which keeps a repeated log line from flooding the log, and the
-//! checked e-mail alert settings ([`smtp`]).
+//! checked e-mail alert settings ([`smtp`]), and what a live-stream
+//! subscriber receives ([`subscription`]).
 
 pub mod config;
 pub mod event;
@@ -9,3 +10,4 @@ pub mod live;
 pub mod repeats;
 pub mod secret;
 pub mod smtp;
+pub mod subscription;

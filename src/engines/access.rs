@@ -47,30 +47,59 @@ pub enum Error {
     },
 }
 
+/// The live stream's path: the one route a `stream` key may use.
+pub const STREAM_PATH: &str = "/api/v1/stream";
+/// The ingest path: the one route an `ingest` key may use (POST).
+pub const INGEST_PATH: &str = "/api/v1/events";
+
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// GET requests only.
+    /// GET requests only (the live stream included, every event).
     Read,
     /// Everything.
     Admin,
+    /// Only the live stream, within the event patterns and match filters
+    /// stored on the key (a kiosk screen, a dashboard).
+    Stream,
+    /// Only `POST /api/v1/events` (the appliance's producer).
+    Ingest,
 }
 
 impl Scope {
+    /// Every scope, most powerful last.
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Stream, Scope::Read, Scope::Admin];
+
     /// The name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::Stream => "stream",
+            Scope::Ingest => "ingest",
         }
     }
 
-    /// May a request with this method be made with this scope?
-    pub fn allows(self, method: &axum::http::Method) -> bool {
+    /// May a request with this method to this path be made with this scope?
+    pub fn allows(self, method: &axum::http::Method, path: &str) -> bool {
+        use axum::http::Method;
+        let reads = matches!(*method, Method::GET | Method::HEAD);
         match self {
             Scope::Admin => true,
-            Scope::Read => matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD),
+            Scope::Read => reads,
+            Scope::Stream => reads && path == STREAM_PATH,
+            Scope::Ingest => *method == Method::POST && path == INGEST_PATH,
+        }
+    }
+
+    /// What the scope allows, for a refusal's message.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Scope::Admin => "everything",
+            Scope::Read => "GET requests only",
+            Scope::Stream => "only GET /api/v1/stream",
+            Scope::Ingest => "only POST /api/v1/events",
         }
     }
 }
@@ -78,11 +107,11 @@ impl Scope {
 impl std::str::FromStr for Scope {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "read" => Ok(Scope::Read),
-            "admin" => Ok(Scope::Admin),
-            other => Err(format!("scope {other:?} is not read or admin")),
-        }
+        let s = s.trim();
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| format!("scope {s:?} is not read, admin, stream or ingest"))
     }
 }
 
@@ -263,13 +292,24 @@ mod tests {
     }
 
     #[test]
-    fn read_scope_is_get_only() {
+    fn scopes_allow_only_their_routes() {
         use axum::http::Method;
-        assert!(Scope::Read.allows(&Method::GET));
-        assert!(!Scope::Read.allows(&Method::POST));
-        assert!(!Scope::Read.allows(&Method::DELETE));
-        assert!(Scope::Admin.allows(&Method::PUT));
-        assert_eq!("admin".parse::<Scope>().unwrap(), Scope::Admin);
+        let w = "/api/v1/webhooks";
+        assert!(Scope::Read.allows(&Method::GET, w));
+        assert!(Scope::Read.allows(&Method::GET, STREAM_PATH));
+        assert!(!Scope::Read.allows(&Method::POST, INGEST_PATH));
+        assert!(!Scope::Read.allows(&Method::DELETE, w));
+        assert!(Scope::Admin.allows(&Method::PUT, w));
+        assert!(Scope::Stream.allows(&Method::GET, STREAM_PATH));
+        assert!(!Scope::Stream.allows(&Method::GET, w));
+        assert!(!Scope::Stream.allows(&Method::GET, "/api/v1/log"));
+        assert!(Scope::Ingest.allows(&Method::POST, INGEST_PATH));
+        assert!(!Scope::Ingest.allows(&Method::GET, INGEST_PATH));
+        assert!(!Scope::Ingest.allows(&Method::GET, STREAM_PATH));
+        assert!(!Scope::Ingest.allows(&Method::POST, "/api/v1/webhooks"));
+        for s in Scope::ALL {
+            assert_eq!(s.as_str().parse::<Scope>().unwrap(), s);
+        }
         assert!("root".parse::<Scope>().is_err());
     }
 

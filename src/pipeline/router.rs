@@ -53,13 +53,15 @@ pub fn decide_parsed(
 
 /// The polling loop. `wake` is notified by herald's ingest; `routed` is
 /// notified after every batch that created deliveries, so sending begins
-/// while a long queue is still being routed.
+/// while a long queue is still being routed; every routed event goes to the
+/// live stream's `hub` once its batch is committed.
 pub async fn run(
     store: Store,
     mut live: crate::base::live::Receiver,
     batch_size: usize,
     wake: Arc<Notify>,
     routed: Arc<Notify>,
+    hub: Arc<crate::pipeline::stream::Hub>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -68,6 +70,7 @@ pub async fn run(
             .await
         {
             Ok(stats) => {
+                hub.publish(&stats.routed);
                 if stats.invalid > 0 {
                     tracing::warn!(
                         invalid = stats.invalid,

@@ -97,7 +97,7 @@ impl QueuedEvent {
 }
 
 /// What one routing transaction did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteStats {
     /// Queued rows read and decided (the router reads again at once when
     /// this filled its batch: more may be waiting).
@@ -108,6 +108,9 @@ pub struct RouteStats {
     pub deliveries: usize,
     /// Events marked invalid.
     pub invalid: usize,
+    /// The events this transaction routed, in queue order, for the live
+    /// stream.
+    pub routed: Vec<Arc<Event>>,
 }
 
 impl Store {
@@ -225,6 +228,7 @@ impl Store {
                             continue; // Routed meanwhile by someone else.
                         }
                         stats.events += 1;
+                        stats.routed.push(event.clone());
                         let mut made = 0;
                         for w in webhooks {
                             made += insert.execute(params![event.id, w, DUE_NOW, now])?;
@@ -253,6 +257,23 @@ impl Store {
             }
             stats
         })
+    }
+
+    /// Up to `limit` routed events after queue position `after`, in queue
+    /// order: a live-stream subscriber's replay (`since`). Rows whose data
+    /// no longer parses (edited by hand since) are left out.
+    pub fn routed_events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>, Error> {
+        let rows: Vec<QueuedEvent> = self.read(|c| {
+            let mut select = c.prepare_cached(
+                "SELECT id, uuid, type, created_at, ticket_id, data FROM events
+                 WHERE id > ?1 AND state = 'routed' ORDER BY id LIMIT ?2",
+            )?;
+            let rows = select
+                .query_map(params![after, limit as i64], |r| queued_event(r, 0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })?;
+        Ok(rows.into_iter().filter_map(|r| r.parse().ok()).collect())
     }
 
     /// Deletes up to `limit` events that were routed or found invalid before

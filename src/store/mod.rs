@@ -39,7 +39,7 @@ use parsed::ParsedEvents;
 use readers::Readers;
 use writer::Writer;
 
-pub use access::ApiKey;
+pub use access::{ApiKey, LiveKey};
 pub use deliveries::{
     ClaimPass, Claimed, DeliveryFilter, DeliveryJob, DeliveryRow, INTERRUPTED, Item, Outcome,
     Replay, Settled, Unreadable,
@@ -68,6 +68,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_checks_without_in.sql"),
     include_str!("migrations/007_one_index_fewer.sql"),
     include_str!("migrations/008_webhook_description.sql"),
+    include_str!("migrations/009_stream_keys.sql"),
 ];
 
 /// Read-only connections kept for reads running at once.

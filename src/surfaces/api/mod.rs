@@ -2,9 +2,11 @@
 //! [`crate::surfaces::shared::ops`] and the store's read methods; they never
 //! write SQL.
 //!
-//! REST handlers: `/api/v1/events`, `/api/v1/webhooks…`, `/api/v1/log`, `/healthz`.
+//! REST handlers: `/api/v1/events`, `/api/v1/webhooks…`, `/api/v1/log`,
+//! `/api/v1/api-keys`, `/healthz`; the live stream `/api/v1/stream` ([`stream`]).
 
 mod guard;
+mod stream;
 
 use axum::Json;
 use axum::Router;
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/api/v1/log", get(log))
         .route("/api/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api/v1/api-keys/{id}", delete(revoke_api_key))
+        .route(crate::engines::access::STREAM_PATH, get(stream::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -381,18 +384,38 @@ pub async fn list_api_keys(State(state): State<AppState>) -> Result<impl IntoRes
 struct NewApiKey {
     name: String,
     scope: crate::engines::access::Scope,
+    /// A stream key's event patterns (array, or one comma-separated string).
+    events: Option<serde_json::Value>,
+    /// A stream key's match filters, `{"field": "value"}`.
+    #[serde(rename = "match")]
+    matches: Option<serde_json::Value>,
 }
 
-/// `POST /api/v1/api-keys` `{"name", "scope": "read"|"admin"}`: 201 with
-/// the key, shown this once.
+/// `POST /api/v1/api-keys` `{"name", "scope": "read"|"admin"|"stream"|"ingest",
+/// "events": [...], "match": {...}}` (the last two for stream keys): 201
+/// with the key, shown this once.
 pub async fn create_api_key(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = read_body(body)?;
-    let req: NewApiKey = parse_json(&body, "{\"name\": \"…\", \"scope\": \"read\" or \"admin\"}")?;
+    let req: NewApiKey = parse_json(
+        &body,
+        "{\"name\": \"…\", \"scope\": \"read\", \"admin\", \"stream\" or \"ingest\", \"events\": […], \"match\": {…}}",
+    )?;
+    let limits = if req.events.is_some() || req.matches.is_some() {
+        Some(
+            crate::base::subscription::Subscription::from_json(
+                req.events.as_ref(),
+                req.matches.as_ref(),
+            )
+            .map_err(ApiError::bad_request)?,
+        )
+    } else {
+        None
+    };
     let (listed, key) = blocking(&state, move |s| {
-        ops::create_api_key(s, &req.name, req.scope)
+        ops::create_api_key(s, &req.name, req.scope, limits)
     })
     .await?;
     state.keys.changed().await;

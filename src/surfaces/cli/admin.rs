@@ -29,9 +29,20 @@ pub enum ApiKeyCommand {
         /// What uses it, e.g. "monitoring".
         #[arg(long)]
         name: String,
-        /// `read` (GET only) or `admin` (everything).
+        /// `read` (GET only, the live stream included), `admin`
+        /// (everything), `stream` (only the live stream, within --events and
+        /// --match) or `ingest` (only POST /api/v1/events).
         #[arg(long, default_value = "read")]
         scope: String,
+        /// A stream key's event patterns, comma-separated (`ticket.*`,
+        /// `system.backup.*`); default `*`.
+        #[arg(long)]
+        events: Option<String>,
+        /// A stream key's match filter FIELD=VALUE on an event field or dot
+        /// path (`backend_group=fidelio`, `backend_data.pms.room=214`);
+        /// repeat for more (all must hold). Always applied to its streams.
+        #[arg(long = "match", value_name = "FIELD=VALUE")]
+        matches: Vec<String>,
     },
     /// List keys (never the keys themselves).
     List {
@@ -60,12 +71,28 @@ pub fn run(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             ops::remove_initial_password(&config.database_path)?;
             println!("admin password set");
         }
-        AdminCommand::ApiKey(ApiKeyCommand::Create { name, scope }) => {
+        AdminCommand::ApiKey(ApiKeyCommand::Create {
+            name,
+            scope,
+            events,
+            matches,
+        }) => {
             let scope: crate::engines::access::Scope = scope
                 .parse()
                 .map_err(|m: String| ops::Error::BadRequest(m))?;
+            let limits = if events.is_some() || !matches.is_empty() {
+                Some(
+                    crate::base::subscription::Subscription::parse(
+                        events.as_deref().unwrap_or(""),
+                        &matches,
+                    )
+                    .map_err(ops::Error::BadRequest)?,
+                )
+            } else {
+                None
+            };
             let store = Store::open_configured(config)?;
-            let (k, key) = ops::create_api_key(&store, &name, scope)?;
+            let (k, key) = ops::create_api_key(&store, &name, scope, limits)?;
             eprintln!(
                 "created API key {} ({}, {}); it is shown only now:",
                 k.id,
@@ -84,12 +111,15 @@ pub fn run(config: &Config, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             } else {
                 for k in keys {
                     println!(
-                        "{:>4}  {:<6} {:<14} {:<24} created {}{}",
+                        "{:>4}  {:<6} {:<14} {:<24} created {}{}{}",
                         k.id,
                         k.scope.as_str(),
                         k.hint,
                         k.name,
                         k.created_at,
+                        k.limits
+                            .map(|l| format!(", limited to {}", l.describe()))
+                            .unwrap_or_default(),
                         k.revoked_at
                             .map(|r| format!(", REVOKED {r}"))
                             .unwrap_or_default()

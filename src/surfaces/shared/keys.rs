@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engines::access::Scope;
-use crate::store::{Error, Store};
+use crate::store::{Error, LiveKey, Store};
 
 /// How often the view is read again.
 pub const REFRESH: Duration = Duration::from_millis(500);
@@ -46,7 +45,10 @@ impl Budget {
 /// Live keys by digest, with when they were read.
 pub struct KeyCache {
     store: Store,
-    keys: RwLock<Arc<HashMap<String, Scope>>>,
+    keys: RwLock<Arc<HashMap<String, Arc<LiveKey>>>>,
+    /// Bumped whenever a read finds the set of live keys changed, so open
+    /// streams look again at whether their key still holds.
+    generation: tokio::sync::watch::Sender<u64>,
     /// When the last read began.
     loaded: Mutex<Option<Instant>>,
     /// One reload at a time; others wait for it and use its result.
@@ -61,6 +63,7 @@ impl KeyCache {
         KeyCache {
             store,
             keys: RwLock::new(Arc::default()),
+            generation: tokio::sync::watch::Sender::new(0),
             loaded: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             misses: Mutex::new(Budget {
@@ -80,8 +83,19 @@ impl KeyCache {
     async fn load(&self) -> Result<(), Error> {
         let began = Instant::now();
         let keys = self.store.run(|s| s.live_api_keys()).await?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(keys.into_iter().collect());
+        let keys: HashMap<String, Arc<LiveKey>> = keys
+            .into_iter()
+            .map(|k| (k.digest.clone(), Arc::new(k)))
+            .collect();
+        let changed = {
+            let mut held = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            let changed = held.len() != keys.len() || keys.keys().any(|d| !held.contains_key(d));
+            *held = Arc::new(keys);
+            changed
+        };
+        if changed {
+            self.generation.send_modify(|g| *g += 1);
+        }
         *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(began);
         Ok(())
     }
@@ -94,10 +108,10 @@ impl KeyCache {
         }
     }
 
-    /// The scope of the live key with this digest, `None` when there is none.
-    pub async fn scope(&self, digest: &str) -> Result<Option<Scope>, Error> {
-        if let Some(scope) = self.known(digest) {
-            return Ok(Some(scope));
+    /// The live key with this digest, `None` when there is none.
+    pub async fn lookup(&self, digest: &str) -> Result<Option<Arc<LiveKey>>, Error> {
+        if let Some(key) = self.known(digest) {
+            return Ok(Some(key));
         }
         // Perhaps made a moment ago by the CLI: read the keys once more,
         // within a budget, so a flood of unknown keys costs at most
@@ -115,12 +129,19 @@ impl KeyCache {
         Ok(self.known(digest))
     }
 
-    fn known(&self, digest: &str) -> Option<Scope> {
+    /// The live key with this digest as last read (no database read).
+    pub fn known(&self, digest: &str) -> Option<Arc<LiveKey>> {
         self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(digest)
-            .copied()
+            .cloned()
+    }
+
+    /// Changes whenever a read finds a key made or revoked: an open stream
+    /// waits on it and then checks [`KeyCache::known`] for its key.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Reads the keys every [`REFRESH`] until `shutdown`. A failed read is
@@ -143,4 +164,15 @@ impl KeyCache {
             }
         }
     }
+}
+
+/// Who made a request to the API, as the gate let it through: handlers
+/// that depend on it (the live stream's limits) read it from the request's
+/// extensions.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A live API key.
+    Key(Arc<LiveKey>),
+    /// The web admin's session (an admin).
+    Session,
 }

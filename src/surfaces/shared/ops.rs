@@ -344,24 +344,40 @@ pub fn ensure_admin_password(
 }
 
 /// Makes an API key. Returns it as listed and the key itself, which is
-/// shown this once (only its digest is stored).
+/// shown this once (only its digest is stored). `limits` are a `stream`
+/// key's (`None`: every event); other scopes take none.
 pub fn create_api_key(
     store: &Store,
     name: &str,
     scope: crate::engines::access::Scope,
+    limits: Option<crate::base::subscription::Subscription>,
 ) -> Result<(store::ApiKey, String), Error> {
+    use crate::engines::access::Scope;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::BadRequest(
             "an API key needs a name of 1 to 200 characters (what uses it)".into(),
         ));
     }
+    let limits = match (scope, limits) {
+        (Scope::Stream, limits) => {
+            Some(limits.unwrap_or_else(crate::base::subscription::Subscription::everything))
+        }
+        (_, None) => None,
+        (other, Some(_)) => {
+            return Err(Error::BadRequest(format!(
+                "event patterns and match filters limit stream keys only; a {} key takes none",
+                other.as_str()
+            )));
+        }
+    };
     let key = crate::engines::access::new_api_key().map_err(Error::Access)?;
     let listed = store.insert_api_key(
         name,
         &crate::engines::access::key_hint(&key),
         &crate::engines::access::key_digest(&key),
         scope,
+        limits.as_ref(),
     )?;
     Ok((listed, key))
 }

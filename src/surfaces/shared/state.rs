@@ -30,4 +30,13 @@ pub struct AppState {
     /// Cancelled at shutdown: long-lived answers (the event log's live
     /// stream) end then instead of holding the shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The live stream's hub (`GET /api/v1/stream`).
+    pub hub: Arc<crate::pipeline::stream::Hub>,
 }
+
+/// Put by the listener on every request: cancelling it drops the request's
+/// connection at once, without waiting for the client. A streamed answer
+/// uses it for a client that stopped reading, whose connection would
+/// otherwise stay open with a full send buffer.
+#[derive(Debug, Clone)]
+pub struct Hangup(pub tokio_util::sync::CancellationToken);

@@ -117,6 +117,7 @@ async fn render(
         serde_json::json!({
             "rows": rows(&state.config, &saved, typed),
             "keys": keys,
+            "subscribers": subscribers(state),
             "notice": notice,
             "error": error,
             "new_key": new_key,
@@ -125,6 +126,25 @@ async fn render(
     .await?;
     *resp.status_mut() = status;
     Ok(resp)
+}
+
+/// The live stream's open subscribers, for the page: key name, protocol,
+/// what they receive, since when, events sent.
+fn subscribers(state: &AppState) -> Vec<serde_json::Value> {
+    state
+        .hub
+        .subscribers()
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "key_name": s.key_name,
+                "protocol": s.protocol,
+                "subscription": s.subscription.lock().unwrap_or_else(|p| p.into_inner()).describe(),
+                "connected_at": s.connected_at,
+                "sent": s.sent.load(std::sync::atomic::Ordering::Relaxed),
+            })
+        })
+        .collect()
 }
 
 /// `?notice=` codes of this page.
@@ -231,6 +251,13 @@ pub async fn save(
 pub struct KeyForm {
     name: String,
     scope: String,
+    /// A stream key's event patterns, comma-separated.
+    #[serde(default)]
+    events: String,
+    /// A stream key's match filters, `FIELD=VALUE`, one per line or
+    /// separated by commas.
+    #[serde(default, rename = "match")]
+    matches: String,
 }
 
 /// `POST /settings/api-keys`: makes a key and shows it this once.
@@ -247,18 +274,45 @@ pub async fn create_key(
                 &session,
                 None,
                 None,
-                Some("scope: choose read or admin".into()),
+                Some("scope: choose read, admin, stream or ingest".into()),
                 None,
                 StatusCode::BAD_REQUEST,
             )
             .await;
         }
     };
+    let filters: Vec<String> = f
+        .matches
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let limits = if scope == crate::engines::access::Scope::Stream {
+        match crate::base::subscription::Subscription::parse(&f.events, &filters) {
+            Ok(l) => Some(l),
+            Err(m) => {
+                return render(
+                    &state,
+                    &session,
+                    None,
+                    None,
+                    Some(m),
+                    None,
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            }
+        }
+    } else {
+        None
+    };
     let store = state.store.clone();
     let name = f.name.clone();
-    let made = tokio::task::spawn_blocking(move || ops::create_api_key(&store, &name, scope))
-        .await
-        .map_err(WebError::internal)?;
+    let made =
+        tokio::task::spawn_blocking(move || ops::create_api_key(&store, &name, scope, limits))
+            .await
+            .map_err(WebError::internal)?;
     match made {
         Ok((listed, key)) => {
             state.keys.changed().await;

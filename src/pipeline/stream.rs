@@ -1,0 +1,318 @@
+//! The live stream's hub: the router publishes every event it routes, in
+//! queue order, on one bounded broadcast channel; each subscriber (a
+//! WebSocket or SSE client of `GET /api/v1/stream`) reads it through a
+//! [`Feed`] that first replays stored events after its `since` position,
+//! then goes live without a gap, and keeps only what its subscription
+//! selects.
+//!
+//! Memory stays bounded whatever the subscribers do: the channel holds at
+//! most `stream.buffer` events for all of them; a subscriber that falls that
+//! far behind is [`Ended::TooSlow`] and told where to resume.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::broadcast;
+
+use crate::base::event::Event;
+use crate::base::subscription::Subscription;
+use crate::store::Store;
+
+/// Stored events read per replay page.
+const REPLAY_PAGE: usize = 256;
+
+/// One routed event as subscribers receive it; its message is written once,
+/// however many subscribers send it.
+#[derive(Debug)]
+pub struct Published {
+    /// The event, its queue id the stream position.
+    pub event: Arc<Event>,
+    message: OnceLock<String>,
+}
+
+impl Published {
+    /// Wraps a routed event.
+    pub fn new(event: Arc<Event>) -> Published {
+        Published {
+            event,
+            message: OnceLock::new(),
+        }
+    }
+
+    /// The message: `{"id", "uuid", "type", "created_at", "ticket_id", "data"}`.
+    pub fn message(&self) -> &str {
+        self.message.get_or_init(|| {
+            let e = &self.event;
+            serde_json::json!({
+                "id": e.id,
+                "uuid": e.uuid,
+                "type": e.kind,
+                "created_at": e.created_at,
+                "ticket_id": e.ticket_id,
+                "data": e.data,
+            })
+            .to_string()
+        })
+    }
+}
+
+/// An open subscriber, as the web admin lists it.
+#[derive(Debug, serde::Serialize)]
+pub struct SubscriberInfo {
+    /// Its number in this process.
+    pub id: u64,
+    /// The API key's name (`web admin` for a session).
+    pub key_name: String,
+    /// `websocket` or `sse`.
+    pub protocol: &'static str,
+    /// When it connected.
+    pub connected_at: String,
+    /// What it receives now.
+    pub subscription: Mutex<Subscription>,
+    /// Events sent to it.
+    pub sent: AtomicU64,
+}
+
+/// Why the stream refuses a subscriber.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// `stream.max_subscribers` are open.
+    #[error("{0} live-stream subscribers are open (stream.max_subscribers); try again later")]
+    Full(usize),
+}
+
+/// The hub every subscriber joins; cheap to share.
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Published>>,
+    buffer: usize,
+    max_subscribers: usize,
+    open: Mutex<HashMap<u64, Arc<SubscriberInfo>>>,
+    next_id: AtomicU64,
+    /// The queue position of the last event published: where a subscriber
+    /// without `since` starts.
+    last: AtomicI64,
+}
+
+impl Hub {
+    /// A hub whose subscribers may fall `buffer` events behind, with at
+    /// most `max_subscribers` open at once.
+    pub fn new(buffer: usize, max_subscribers: usize) -> Hub {
+        let buffer = buffer.max(1);
+        Hub {
+            tx: broadcast::Sender::new(buffer),
+            buffer,
+            max_subscribers,
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            last: AtomicI64::new(0),
+        }
+    }
+
+    /// Publishes routed events, in queue order; nothing when no one listens.
+    pub fn publish(&self, events: &[Arc<Event>]) {
+        if self.tx.receiver_count() > 0 {
+            for e in events {
+                let _ = self.tx.send(Arc::new(Published::new(e.clone())));
+            }
+        }
+        // After the sends: a subscriber that reads this before subscribing
+        // starts after events it could not have received.
+        if let Some(e) = events.last() {
+            self.last.fetch_max(e.id, Ordering::SeqCst);
+        }
+    }
+
+    /// Registers a subscriber and starts its feed after position `since`
+    /// (`None`: from now on). The caller checked the subscription against
+    /// its key.
+    pub fn join(
+        self: &Arc<Self>,
+        store: Store,
+        key_name: &str,
+        protocol: &'static str,
+        subscription: Subscription,
+        since: Option<i64>,
+    ) -> Result<Feed, JoinError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= self.max_subscribers {
+            return Err(JoinError::Full(self.max_subscribers));
+        }
+        let now = self.last.load(Ordering::SeqCst);
+        // Subscribed before the replay reads: whatever is routed meanwhile
+        // is in the channel, and read twice at most (dropped by position).
+        let rx = self.tx.subscribe();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = Arc::new(SubscriberInfo {
+            id,
+            key_name: key_name.to_owned(),
+            protocol,
+            connected_at: crate::base::event::now_rfc3339(),
+            subscription: Mutex::new(subscription),
+            sent: AtomicU64::new(0),
+        });
+        open.insert(id, info.clone());
+        Ok(Feed {
+            hub: self.clone(),
+            info,
+            rx,
+            store,
+            position: since.unwrap_or(now),
+            replaying: since.is_some(),
+            replayed: VecDeque::new(),
+        })
+    }
+
+    /// The open subscribers, oldest first.
+    pub fn subscribers(&self) -> Vec<Arc<SubscriberInfo>> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = open.values().cloned().collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    /// How many events a subscriber may fall behind.
+    pub fn buffer(&self) -> usize {
+        self.buffer
+    }
+}
+
+/// How a feed ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The subscriber fell more than `stream.buffer` events behind; it may
+    /// resume after `position`, the last event it was given.
+    TooSlow { position: i64 },
+    /// The replay could not be read.
+    Storage(String),
+}
+
+impl Ended {
+    /// The reason, for a close frame or an SSE comment.
+    pub fn reason(&self, buffer: usize) -> String {
+        match self {
+            Ended::TooSlow { position } => format!(
+                "too slow: fell more than {buffer} events behind; resume with since={position}"
+            ),
+            Ended::Storage(e) => format!("cannot read stored events: {e}"),
+        }
+    }
+}
+
+/// One subscriber's events: the stored ones after its `since`, then the
+/// live ones, each once, in queue order, those its subscription selects.
+/// Dropping it removes the subscriber.
+pub struct Feed {
+    hub: Arc<Hub>,
+    info: Arc<SubscriberInfo>,
+    rx: broadcast::Receiver<Arc<Published>>,
+    store: Store,
+    /// The last queue position given out (or passed over).
+    position: i64,
+    replaying: bool,
+    replayed: VecDeque<Arc<Published>>,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.hub
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.info.id);
+    }
+}
+
+impl Feed {
+    /// The subscriber as listed.
+    pub fn info(&self) -> &Arc<SubscriberInfo> {
+        &self.info
+    }
+
+    /// The position of the last event given out.
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// Replaces what the subscriber receives (from the next event on).
+    pub fn resubscribe(&self, subscription: Subscription) {
+        *self
+            .info
+            .subscription
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = subscription;
+    }
+
+    /// Whether the subscriber has fallen so far behind that the channel
+    /// is about to pass it by (checked while a send to it is stuck).
+    pub fn behind(&self) -> bool {
+        self.rx.len() >= self.hub.buffer
+    }
+
+    fn selects(&self, event: &Event) -> bool {
+        self.info
+            .subscription
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .selects(event)
+    }
+
+    /// The next event for this subscriber.
+    pub async fn next(&mut self) -> Result<Arc<Published>, Ended> {
+        loop {
+            if let Some(p) = self.replayed.pop_front() {
+                if self.selects(&p.event) {
+                    return Ok(self.given(p));
+                }
+                self.position = p.event.id;
+                continue;
+            }
+            if self.replaying {
+                self.replay_page().await?;
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(p) if p.event.id <= self.position => {} // replayed already
+                Ok(p) => {
+                    if self.selects(&p.event) {
+                        return Ok(self.given(p));
+                    }
+                    self.position = p.event.id;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Err(Ended::TooSlow {
+                        position: self.position,
+                    });
+                }
+                // The hub lives as long as the feeds that hold it.
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
+
+    fn given(&mut self, p: Arc<Published>) -> Arc<Published> {
+        self.position = self.position.max(p.event.id);
+        self.info.sent.fetch_add(1, Ordering::Relaxed);
+        p
+    }
+
+    /// Reads the next page of stored events; the last page ends the replay.
+    async fn replay_page(&mut self) -> Result<(), Ended> {
+        let after = self.position;
+        let page = self
+            .store
+            .run(move |s| s.routed_events_after(after, REPLAY_PAGE))
+            .await
+            .map_err(|e| Ended::Storage(e.to_string()))?;
+        if page.len() < REPLAY_PAGE {
+            self.replaying = false;
+        }
+        // Filtered as they are given out: a subscription changed meanwhile
+        // applies, and the position only passes what was passed over.
+        self.replayed.extend(
+            page.into_iter()
+                .map(|e| Arc::new(Published::new(Arc::new(e)))),
+        );
+        Ok(())
+    }
+}
