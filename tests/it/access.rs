@@ -89,7 +89,7 @@ async fn a_read_only_key_may_only_read() {
         let (st, body) = send_with(&client, method(m), s.url(path), Some("{}")).await;
         assert_eq!(st, 403, "{m} {path}: {body}");
         assert!(
-            body["error"].as_str().unwrap().contains("read-only"),
+            body["error"].as_str().unwrap().contains("scope read"),
             "{body}"
         );
     }

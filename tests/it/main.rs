@@ -15,6 +15,7 @@ mod mail;
 mod outages;
 mod security;
 mod ssrf;
+mod stream;
 mod templates;
 mod utils;
 mod web;

@@ -265,13 +265,16 @@ async fn websocket(mut socket: WebSocket, mut feed: Feed, ctx: Context) {
     let mut changes = ctx.keys.changes();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let close = loop {
+        // Every event given out so far was sent: a subscriber dropped while
+        // the next send is stuck resumes after this.
+        let resume = feed.position();
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break Close::Stopping,
             _ = ctx.revoked(&mut changes) => break Close::Revoked,
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let reply = resubscribe(&feed, &ctx, &text);
-                    if let Err(close) = send(&mut socket, &feed, Message::Text(reply.into())).await {
+                    if let Err(close) = send(&mut socket, &feed, Message::Text(reply.into()), resume).await {
                         break close;
                     }
                 }
@@ -280,13 +283,13 @@ async fn websocket(mut socket: WebSocket, mut feed: Feed, ctx: Context) {
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => {
-                if let Err(close) = send(&mut socket, &feed, Message::Ping(Bytes::new())).await {
+                if let Err(close) = send(&mut socket, &feed, Message::Ping(Bytes::new()), resume).await {
                     break close;
                 }
             }
             next = feed.next() => match next {
                 Ok(p) => {
-                    if let Err(close) = send(&mut socket, &feed, text_of(&p)).await {
+                    if let Err(close) = send(&mut socket, &feed, text_of(&p), resume).await {
                         break close;
                     }
                 }
@@ -312,8 +315,9 @@ fn text_of(p: &Published) -> Message {
 }
 
 /// Sends `msg`; while the send waits on a client that does not read, ends
-/// the subscriber as soon as it has fallen too far behind.
-async fn send(socket: &mut WebSocket, feed: &Feed, msg: Message) -> Result<(), Close> {
+/// the subscriber as soon as it has fallen too far behind, to resume after
+/// `resume` (the position of the last event it was sent).
+async fn send(socket: &mut WebSocket, feed: &Feed, msg: Message, resume: i64) -> Result<(), Close> {
     let sending = socket.send(msg);
     tokio::pin!(sending);
     let mut check = tokio::time::interval(STUCK_CHECK);
@@ -323,7 +327,7 @@ async fn send(socket: &mut WebSocket, feed: &Feed, msg: Message) -> Result<(), C
             sent = &mut sending => return sent.map_err(|_| Close::Gone),
             _ = check.tick() => {
                 if feed.behind() {
-                    return Err(Close::Feed(Ended::TooSlow { position: feed.position() }));
+                    return Err(Close::Feed(Ended::TooSlow { position: resume }));
                 }
             }
         }
@@ -382,6 +386,7 @@ async fn sse_pump(mut feed: Feed, ctx: Context, tx: mpsc::Sender<Bytes>, hangup:
     let mut changes = ctx.keys.changes();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let close = loop {
+        let resume = feed.position();
         let chunk = tokio::select! {
             _ = ctx.shutdown.cancelled() => break Close::Stopping,
             _ = ctx.revoked(&mut changes) => break Close::Revoked,
@@ -392,7 +397,7 @@ async fn sse_pump(mut feed: Feed, ctx: Context, tx: mpsc::Sender<Bytes>, hangup:
                 Err(ended) => break Close::Feed(ended),
             },
         };
-        if let Err(close) = sse_send(&tx, &feed, chunk).await {
+        if let Err(close) = sse_send(&tx, &feed, chunk, resume).await {
             break close;
         }
     };
@@ -420,8 +425,13 @@ async fn sse_pump(mut feed: Feed, ctx: Context, tx: mpsc::Sender<Bytes>, hangup:
 }
 
 /// Queues `chunk` for the body; while the client does not read, ends the
-/// subscriber as soon as it has fallen too far behind.
-async fn sse_send(tx: &mpsc::Sender<Bytes>, feed: &Feed, chunk: Bytes) -> Result<(), Close> {
+/// subscriber as soon as it has fallen too far behind (see [`send`]).
+async fn sse_send(
+    tx: &mpsc::Sender<Bytes>,
+    feed: &Feed,
+    chunk: Bytes,
+    resume: i64,
+) -> Result<(), Close> {
     let sending = tx.send(chunk);
     tokio::pin!(sending);
     let mut check = tokio::time::interval(STUCK_CHECK);
@@ -431,7 +441,7 @@ async fn sse_send(tx: &mpsc::Sender<Bytes>, feed: &Feed, chunk: Bytes) -> Result
             sent = &mut sending => return sent.map_err(|_| Close::Gone),
             _ = check.tick() => {
                 if feed.behind() {
-                    return Err(Close::Feed(Ended::TooSlow { position: feed.position() }));
+                    return Err(Close::Feed(Ended::TooSlow { position: resume }));
                 }
             }
         }
