@@ -494,6 +494,70 @@ mod tests {
         assert_eq!(gone, 0);
     }
 
+    /// Version 9 rebuilds api_keys (two scopes more, a stream key's
+    /// limits): keys, ids and the AUTOINCREMENT counter survive, and the
+    /// CHECK still refuses an unknown scope.
+    #[test]
+    fn the_version_9_rebuild_keeps_keys_and_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..8].iter().enumerate() {
+                let tx = c.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO api_keys (name, hint, digest, scope, created_at) VALUES
+                   ('a', 'hk_a…', 'd1', 'admin', 't'), ('b', 'hk_b…', 'd2', 'read', 't'), ('c', 'hk_c…', 'd3', 'read', 't');
+                 DELETE FROM api_keys WHERE id = 3;",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let keys = store.api_keys().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            (keys[0].id, keys[0].scope),
+            (1, crate::engines::access::Scope::Admin)
+        );
+        assert_eq!(
+            (keys[1].id, keys[1].scope),
+            (2, crate::engines::access::Scope::Read)
+        );
+        assert!(keys.iter().all(|k| k.limits.is_none()));
+        let limits = crate::base::subscription::Subscription::parse(
+            "ticket.*",
+            &["backend_group=fidelio".into()],
+        )
+        .unwrap();
+        let made = store
+            .insert_api_key(
+                "kiosk",
+                "hk_k…",
+                "d4",
+                crate::engines::access::Scope::Stream,
+                Some(&limits),
+            )
+            .unwrap();
+        assert_eq!(made.id, 4, "a deleted key's id is not given out again");
+        assert_eq!(made.limits.as_ref(), Some(&limits));
+        let live = store.live_api_keys().unwrap();
+        assert_eq!(
+            live.iter().find(|k| k.id == 4).unwrap().limits.as_ref(),
+            Some(&limits)
+        );
+        drop(store);
+        let c = Connection::open(&path).unwrap();
+        assert!(
+            c.execute("UPDATE api_keys SET scope = 'root' WHERE id = 1", [])
+                .is_err()
+        );
+    }
+
     #[test]
     fn open_existing_does_not_create() {
         let dir = tempfile::tempdir().unwrap();

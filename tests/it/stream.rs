@@ -692,3 +692,34 @@ async fn stopping_closes_streams() {
     }
     assert!(status.await.unwrap().success());
 }
+
+/// An idle subscriber is pinged every 15 s: a WebSocket ping frame, an SSE
+/// comment, so proxies and clients can tell a quiet stream from a dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_subscribers_are_pinged() {
+    let h = Herald::new();
+    let s = h.serve();
+    let reader = key(&h, &["read"]);
+    let mut socket = ws(&s, &format!("api_key={reader}")).await;
+    let mut sse = Sse::open(&s, &reader, "", None).await;
+    let ping = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Ping(_))) => return,
+                Some(Ok(other)) => panic!("unexpected {other:?}"),
+                _ => panic!("the stream ended"),
+            }
+        }
+    });
+    ping.await.expect("a WebSocket ping within 30 s");
+    let comment = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let chunk = sse.resp.chunk().await.unwrap().expect("the stream ended");
+            sse.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            if sse.buf.contains(": ping\n\n") {
+                return;
+            }
+        }
+    });
+    comment.await.expect("an SSE ping comment within 30 s");
+}
