@@ -3,8 +3,11 @@
 //! measured in the same run. See BENCHMARKS.md for what each one means.
 //!
 //! `cargo bench --bench e2e` (all), or name scenarios:
-//! `cargo bench --bench e2e -- ceiling throughput latency durability backlog footprint slow`.
+//! `cargo bench --bench e2e -- ceiling throughput latency durability backlog footprint slow stream`.
 //! `BENCH_BACKLOG=N` sets the backlog size (default 1,000,000).
+
+#[path = "e2e_parts/stream.rs"]
+mod stream;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -696,5 +699,8 @@ async fn main() {
     }
     if wants("backlog") {
         backlog(&sink).await;
+    }
+    if wants("stream") {
+        stream::fan_out(&sink).await;
     }
 }

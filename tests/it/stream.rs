@@ -702,16 +702,13 @@ async fn idle_subscribers_are_pinged() {
     let reader = key(&h, &["read"]);
     let mut socket = ws(&s, &format!("api_key={reader}")).await;
     let mut sse = Sse::open(&s, &reader, "", None).await;
-    let ping = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Ping(_))) => return,
-                Some(Ok(other)) => panic!("unexpected {other:?}"),
-                _ => panic!("the stream ended"),
-            }
-        }
-    });
-    ping.await.expect("a WebSocket ping within 30 s");
+    let first = tokio::time::timeout(PATIENCE, socket.next())
+        .await
+        .expect("a WebSocket ping within 30 s");
+    assert!(
+        matches!(first, Some(Ok(Message::Ping(_)))),
+        "expected a ping first, got {first:?}"
+    );
     let comment = tokio::time::timeout(PATIENCE, async {
         loop {
             let chunk = sse.resp.chunk().await.unwrap().expect("the stream ended");

@@ -57,7 +57,7 @@ impl Close {
             Close::Revoked => (CLOSE_POLICY, "the API key was revoked".into()),
             Close::Feed(e @ Ended::TooSlow { .. }) => (CLOSE_TRY_AGAIN, e.reason(buffer)),
             Close::Feed(e) => (CLOSE_ERROR, e.reason(buffer)),
-            Close::Gone => (CLOSE_GOING_AWAY, String::new()),
+            Close::Gone => (CLOSE_GOING_AWAY, "the client went away".into()),
         }
     }
 }
