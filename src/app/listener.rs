@@ -55,25 +55,28 @@ impl Limits {
         Limits {
             header_timeout: config.header_timeout,
             body_timeout: config.body_timeout,
-            max_connections: fit_open_files(config.max_connections, config.delivery_concurrency),
+            max_connections: fit_open_files(
+                config.max_connections,
+                reserved_descriptors(config.delivery_concurrency, config.stream_max_subscribers),
+            ),
         }
     }
 }
 
 /// File descriptors kept for all but the listener's connections: two per
-/// request in flight (its connection and one kept idle for reuse), plus the
-/// database, its WAL, the wake socket, the lock file and logs.
-fn reserved_descriptors(concurrency: usize) -> u64 {
-    concurrency as u64 * 2 + 64
+/// request in flight (its connection and one kept idle for reuse), one per
+/// live-stream WebSocket (which leaves the listener's count once upgraded),
+/// plus the database, its WAL, the wake socket, the lock file and logs.
+fn reserved_descriptors(concurrency: usize, stream_subscribers: usize) -> u64 {
+    concurrency as u64 * 2 + stream_subscribers as u64 + 64
 }
 
 /// Makes room for `max_connections` in the open-file limit: raises the soft
 /// limit towards the hard one when it is too small, and when even that is
 /// not enough, lowers the cap (with a warning) so the listener cannot use
 /// the descriptors deliveries and the database need.
-fn fit_open_files(max_connections: usize, concurrency: usize) -> usize {
+fn fit_open_files(max_connections: usize, reserved: u64) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let reserved = reserved_descriptors(concurrency);
     let needed = max_connections as u64 + reserved;
     let limit = getrlimit(Resource::Nofile);
     // `None` is unlimited.
@@ -102,7 +105,7 @@ fn fit_open_files(max_connections: usize, concurrency: usize) -> usize {
     tracing::warn!(
         open_file_limit = soft,
         max_connections = fitted,
-        "the open-file limit leaves room for only {fitted} of server.max_connections = {max_connections} (it keeps {reserved} for deliveries and the database); raise the limit (LimitNOFILE in the systemd unit) or lower server.max_connections"
+        "the open-file limit leaves room for only {fitted} of server.max_connections = {max_connections} (it keeps {reserved} for deliveries, live-stream WebSockets and the database); raise the limit (LimitNOFILE in the systemd unit) or lower server.max_connections"
     );
     fitted
 }

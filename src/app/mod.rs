@@ -145,9 +145,14 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let (live, live_rx) =
         tokio::sync::watch::channel(crate::base::live::Live::from_config(&effective));
     let live = Arc::new(live);
+    let limits = listener::Limits::from_config(&config);
+    // An SSE subscriber holds a listener connection for as long as it
+    // streams: at most half of them, so ingest, the API and the web admin
+    // always find one.
     let hub = Arc::new(crate::pipeline::stream::Hub::new(
         config.stream_buffer,
         config.stream_max_subscribers,
+        limits.max_connections / 2,
     ));
     let router_task = tokio::spawn(crate::pipeline::router::run(
         store.clone(),
@@ -208,7 +213,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     };
     crate::surfaces::web::compile_pages();
     let app = listener_routes(state);
-    let limits = listener::Limits::from_config(&config);
     let http_task = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
     // Tests and scripts wait for this exact line.
     tracing::info!(listen = %local, database = %config.database_path.display(), "herald ready");

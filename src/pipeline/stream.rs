@@ -13,6 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::body::Bytes;
+use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
 
 use crate::base::event::Event;
@@ -22,13 +24,16 @@ use crate::store::Store;
 /// Stored events read per replay page.
 const REPLAY_PAGE: usize = 256;
 
-/// One routed event as subscribers receive it; its message is written once,
-/// however many subscribers send it.
+/// One routed event as subscribers receive it; its message (and its SSE
+/// chunk) is written once and shared, however many subscribers send it.
+/// Held as the WebSocket's and the body's own byte types, so sending it is
+/// a reference count, not a copy.
 #[derive(Debug)]
 pub struct Published {
     /// The event, its queue id the stream position.
     pub event: Arc<Event>,
-    message: OnceLock<String>,
+    message: OnceLock<Utf8Bytes>,
+    sse: OnceLock<Bytes>,
 }
 
 impl Published {
@@ -37,22 +42,36 @@ impl Published {
         Published {
             event,
             message: OnceLock::new(),
+            sse: OnceLock::new(),
         }
     }
 
     /// The message: `{"id", "uuid", "type", "created_at", "ticket_id", "data"}`.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> &Utf8Bytes {
         self.message.get_or_init(|| {
             let e = &self.event;
-            serde_json::json!({
-                "id": e.id,
-                "uuid": e.uuid,
-                "type": e.kind,
-                "created_at": e.created_at,
-                "ticket_id": e.ticket_id,
-                "data": e.data,
-            })
-            .to_string()
+            Utf8Bytes::from(
+                serde_json::json!({
+                    "id": e.id,
+                    "uuid": e.uuid,
+                    "type": e.kind,
+                    "created_at": e.created_at,
+                    "ticket_id": e.ticket_id,
+                    "data": e.data,
+                })
+                .to_string(),
+            )
+        })
+    }
+
+    /// The message as one Server-Sent Event: `id:` the position.
+    pub fn sse_chunk(&self) -> &Bytes {
+        self.sse.get_or_init(|| {
+            Bytes::from(format!(
+                "id: {}\ndata: {}\n\n",
+                self.event.id,
+                self.message().as_str()
+            ))
         })
     }
 }
@@ -80,6 +99,11 @@ pub enum JoinError {
     /// `stream.max_subscribers` are open.
     #[error("{0} live-stream subscribers are open (stream.max_subscribers); try again later")]
     Full(usize),
+    /// SSE subscribers hold half the listener's connections already.
+    #[error(
+        "{0} SSE subscribers are open, half of server.max_connections; try again later, or use the WebSocket"
+    )]
+    SseFull(usize),
 }
 
 /// The hub every subscriber joins; cheap to share.
@@ -87,6 +111,8 @@ pub struct Hub {
     tx: broadcast::Sender<Arc<Published>>,
     buffer: usize,
     max_subscribers: usize,
+    /// SSE subscribers keep a listener connection busy: at most this many.
+    max_sse: usize,
     open: Mutex<HashMap<u64, Arc<SubscriberInfo>>>,
     next_id: AtomicU64,
     /// The queue position of the last event published: where a subscriber
@@ -96,13 +122,14 @@ pub struct Hub {
 
 impl Hub {
     /// A hub whose subscribers may fall `buffer` events behind, with at
-    /// most `max_subscribers` open at once.
-    pub fn new(buffer: usize, max_subscribers: usize) -> Hub {
+    /// most `max_subscribers` open at once, `max_sse` of them SSE.
+    pub fn new(buffer: usize, max_subscribers: usize, max_sse: usize) -> Hub {
         let buffer = buffer.max(1);
         Hub {
             tx: broadcast::Sender::new(buffer),
             buffer,
             max_subscribers,
+            max_sse,
             open: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             last: AtomicI64::new(0),
@@ -116,8 +143,9 @@ impl Hub {
                 let _ = self.tx.send(Arc::new(Published::new(e.clone())));
             }
         }
-        // After the sends: a subscriber that reads this before subscribing
-        // starts after events it could not have received.
+        // A subscriber without `since` starts from here, and reads the
+        // store after it first: an event sent just before it subscribed is
+        // committed, so the read finds it.
         if let Some(e) = events.last() {
             self.last.fetch_max(e.id, Ordering::SeqCst);
         }
@@ -137,6 +165,11 @@ impl Hub {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.len() >= self.max_subscribers {
             return Err(JoinError::Full(self.max_subscribers));
+        }
+        if protocol == "sse"
+            && open.values().filter(|s| s.protocol == "sse").count() >= self.max_sse
+        {
+            return Err(JoinError::SseFull(self.max_sse));
         }
         let now = self.last.load(Ordering::SeqCst);
         // Subscribed before the replay reads: whatever is routed meanwhile
@@ -158,7 +191,9 @@ impl Hub {
             rx,
             store,
             position: since.unwrap_or(now),
-            replaying: since.is_some(),
+            // Also without `since`: events published between reading `now`
+            // and subscribing are in the store, not the channel.
+            replaying: true,
             replayed: VecDeque::new(),
         })
     }
@@ -296,7 +331,39 @@ impl Feed {
         p
     }
 
-    /// Reads the next page of stored events; the last page ends the replay.
+    /// The next event if one is ready now (none while the replay needs
+    /// another page): what a write can take along with the one before.
+    pub fn try_next(&mut self) -> Result<Option<Arc<Published>>, Ended> {
+        loop {
+            if let Some(p) = self.replayed.pop_front() {
+                if self.selects(&p.event) {
+                    return Ok(Some(self.given(p)));
+                }
+                self.position = p.event.id;
+                continue;
+            }
+            if self.replaying {
+                return Ok(None);
+            }
+            match self.rx.try_recv() {
+                Ok(p) if p.event.id <= self.position => {}
+                Ok(p) => {
+                    if self.selects(&p.event) {
+                        return Ok(Some(self.given(p)));
+                    }
+                    self.position = p.event.id;
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    return Err(Ended::TooSlow {
+                        position: self.position,
+                    });
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads the next page of stored events; a short page ends the replay.
     async fn replay_page(&mut self) -> Result<(), Ended> {
         let after = self.position;
         let page = self
@@ -304,13 +371,20 @@ impl Feed {
             .run(move |s| s.routed_events_after(after, REPLAY_PAGE))
             .await
             .map_err(|e| Ended::Storage(e.to_string()))?;
-        if page.len() < REPLAY_PAGE {
+        if page.read < REPLAY_PAGE {
             self.replaying = false;
+        }
+        // A page of rows that no longer parse is passed over, not the end.
+        if page.events.is_empty()
+            && let Some(last) = page.last
+        {
+            self.position = self.position.max(last);
         }
         // Filtered as they are given out: a subscription changed meanwhile
         // applies, and the position only passes what was passed over.
         self.replayed.extend(
-            page.into_iter()
+            page.events
+                .into_iter()
                 .map(|e| Arc::new(Published::new(Arc::new(e)))),
         );
         Ok(())

@@ -96,6 +96,17 @@ impl QueuedEvent {
     }
 }
 
+/// A page of routed events, as a stream's replay reads them.
+#[derive(Debug)]
+pub struct RoutedPage {
+    /// The events, in queue order.
+    pub events: Vec<Event>,
+    /// Rows read (a page shorter than asked is the last).
+    pub read: usize,
+    /// Queue position of the last row read.
+    pub last: Option<i64>,
+}
+
 /// What one routing transaction did.
 #[derive(Debug, Clone, Default)]
 pub struct RouteStats {
@@ -259,10 +270,11 @@ impl Store {
         })
     }
 
-    /// Up to `limit` routed events after queue position `after`, in queue
+    /// Up to `limit` routed rows after queue position `after`, in queue
     /// order: a live-stream subscriber's replay (`since`). Rows whose data
-    /// no longer parses (edited by hand since) are left out.
-    pub fn routed_events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>, Error> {
+    /// no longer parses (edited by hand since) are left out of `events`
+    /// but counted in `read` and `last`, so a reader passes over them.
+    pub fn routed_events_after(&self, after: i64, limit: usize) -> Result<RoutedPage, Error> {
         let rows: Vec<QueuedEvent> = self.read(|c| {
             let mut select = c.prepare_cached(
                 "SELECT id, uuid, type, created_at, ticket_id, data FROM events
@@ -273,7 +285,11 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })?;
-        Ok(rows.into_iter().filter_map(|r| r.parse().ok()).collect())
+        Ok(RoutedPage {
+            read: rows.len(),
+            last: rows.last().map(|r| r.id),
+            events: rows.into_iter().filter_map(|r| r.parse().ok()).collect(),
+        })
     }
 
     /// Deletes up to `limit` events that were routed or found invalid before

@@ -45,7 +45,7 @@ pub use deliveries::{
     Replay, Settled, Unreadable,
 };
 pub use error::{DbError, Error, Fault};
-pub use events::{QueuedEvent, RouteStats, StoredEvent, WebhookRoute};
+pub use events::{QueuedEvent, RouteStats, RoutedPage, StoredEvent, WebhookRoute};
 pub use fault::Condition;
 pub use health::{
     EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Notice,

@@ -651,12 +651,63 @@ async fn the_subscriber_cap_holds_and_subscribers_are_listed() {
     let web = crate::web::WebSession::login(&s, &crate::web::initial_password(&h)).await;
     let (st, page) = web.get("/settings").await;
     assert_eq!(st, 200);
+    let listing = &page[page
+        .find("id=\"stream-subscribers\"")
+        .expect("the subscribers table")..];
+    for words in ["kiosk", "websocket", "sse", "ticket.*"] {
+        assert!(listing.contains(words), "{words} not in {listing}");
+    }
+    // A stream key made in the web admin, with its limits; a bad filter is refused.
+    let made = web
+        .post(
+            "/settings/api-keys",
+            &[
+                ("name", "screen"),
+                ("scope", "stream"),
+                ("events", "system.*"),
+                ("match", "backend_group=x"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(made.status(), 200);
+    let page = made.text().await.unwrap();
     assert!(
-        page.contains("stream-subscribers")
-            && page.contains("kiosk")
-            && page.contains("websocket")
-            && page.contains("sse"),
+        page.contains("<code>system.*</code>") && page.contains("<code>backend_group=x</code>"),
         "{page}"
+    );
+    let bad = web
+        .post(
+            "/settings/api-keys",
+            &[
+                ("name", "bad"),
+                ("scope", "stream"),
+                ("events", ""),
+                ("match", "no-equals"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("FIELD=VALUE"));
+    let listed: Value =
+        serde_json::from_str(&h.ok(&["admin", "api-key", "list", "--json"])).unwrap();
+    let screen = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "screen")
+        .unwrap();
+    assert_eq!(
+        screen["limits"],
+        json!({"events": ["system.*"], "match": {"backend_group": "x"}})
+    );
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["name"] != "bad")
     );
     drop(first);
     let deadline = std::time::Instant::now() + PATIENCE;
@@ -719,4 +770,78 @@ async fn idle_subscribers_are_pinged() {
         }
     });
     comment.await.expect("an SSE ping comment within 30 s");
+}
+
+/// A write stuck on a client that reads nothing still ends when its key is
+/// revoked (it does not wait for the subscriber to fall behind, which a
+/// large buffer may put off for long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_subscriber_is_still_closed_when_its_key_is_revoked() {
+    let mut h = Herald::new();
+    h.set_env("HERALD_STREAM_BUFFER", "100000");
+    let s = h.serve();
+    let kiosk = key(&h, &["stream"]);
+    let id = h.sql_count("SELECT max(id) FROM api_keys");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(s.addr).await.unwrap();
+    let url = format!("ws://{}/api/v1/stream?api_key={kiosk}", s.addr);
+    let (_stalled, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    let padding = "x".repeat(60_000);
+    for i in 0..200 {
+        post(
+            &s,
+            "ticket.login",
+            Some(&format!("T-{i}")),
+            json!({"padding": padding}),
+        )
+        .await;
+    }
+    h.wait_sql("SELECT count(*) FROM events WHERE state = 'routed'", 200);
+    h.ok(&["admin", "api-key", "revoke", &id.to_string()]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !s.log().contains("reason=the API key was revoked") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still streaming to a revoked key:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SSE subscribers may hold at most half the listener's connections (each
+/// keeps one busy); WebSocket subscribers and API calls still get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_subscribers_leave_the_listener_half_its_connections() {
+    let mut h = Herald::new();
+    h.set_env("HERALD_SERVER_MAX_CONNECTIONS", "8");
+    let s = h.serve();
+    let reader = key(&h, &["read"]);
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(Sse::open(&s, &reader, "", None).await);
+    }
+    let fifth = Sse::request(&s, &reader, "", None).await;
+    assert_eq!(fifth.status(), 503);
+    let body: Value = fifth.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("half of server.max_connections"),
+        "{body}"
+    );
+    let mut socket = ws(&s, &format!("api_key={reader}")).await;
+    let (st, _) = s.send(M::GET, s.url("/api/v1/webhooks"), None).await;
+    assert_eq!(st, 200);
+    post(&s, "ticket.login", Some("T-1"), json!({})).await;
+    assert_eq!(next_ws(&mut socket).await["ticket_id"], "T-1");
+    // An oversized client message ends the WebSocket (subscribe messages are small).
+    socket
+        .send(Message::text("x".repeat(64 << 10)))
+        .await
+        .unwrap();
+    let end = next_ws(&mut socket).await;
+    assert!(end.is_null() || end["close"] == 1009, "{end}");
 }

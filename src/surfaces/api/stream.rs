@@ -31,8 +31,16 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 const STUCK_CHECK: Duration = Duration::from_millis(100);
 /// How long a closing message may take to reach a subscriber.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// SSE messages between the subscriber's task and its response body.
+/// SSE chunks between the subscriber's task and its response body.
 const SSE_QUEUE: usize = 16;
+/// Largest message a WebSocket subscriber may send (a subscribe message).
+const MAX_CLIENT_MESSAGE: usize = 16 << 10;
+/// Most events written to a subscriber at once (with one flush).
+const BATCH: usize = 64;
+/// Longest a write to a subscriber may wait on it (a client that stopped
+/// reading while few events come, so it does not fall behind): it is then
+/// dropped as too slow.
+const STUCK_FOR: Duration = Duration::from_secs(30);
 
 /// WebSocket close codes: herald stops; policy (revoked key); too slow (try
 /// again later, with `since`); the stored events cannot be read.
@@ -143,6 +151,19 @@ fn subscription(
         .map_err(|m| ApiError::new(StatusCode::FORBIDDEN, m))
 }
 
+/// Whether a browser's `Origin` names the host it connects to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let (Some(origin), Some(host)) = (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}
+
 /// What a subscriber's loop needs beside its feed.
 struct Context {
     shutdown: CancellationToken,
@@ -195,7 +216,19 @@ async fn open(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = caller.map(|Extension(c)| c).unwrap_or(Caller::Session);
+    let Some(Extension(caller)) = caller else {
+        return Err(ApiError::internal(
+            "the API gate let a request through without a caller",
+        ));
+    };
+    if matches!(caller, Caller::Session) && upgrade.is_ok() && !same_origin(&headers) {
+        // The session cookie goes with a WebSocket from any page of this
+        // host (another port too): only the admin's own pages may use it.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a WebSocket with the web admin's session must come from its own pages (Origin)",
+        ));
+    }
     let sse = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -237,7 +270,7 @@ async fn open(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the live stream is off (stream.max_subscribers = 0)",
             ),
-            e @ JoinError::Full(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
     let ctx = Context {
         shutdown: state.shutdown.clone(),
@@ -249,7 +282,10 @@ async fn open(
     };
     tracing::info!(key = %key_name, protocol, subscription = %feed.info().subscription.lock().unwrap_or_else(|p| p.into_inner()).describe(), "live-stream subscriber connected");
     match upgrade {
+        // Subscribers send only small subscribe messages.
         Ok(ws) => Ok(ws
+            .max_message_size(MAX_CLIENT_MESSAGE)
+            .max_frame_size(MAX_CLIENT_MESSAGE)
             .on_failed_upgrade(
                 |e| tracing::debug!(error = %e, "live-stream WebSocket upgrade failed"),
             )
@@ -262,39 +298,44 @@ async fn open(
 
 /// Serves one WebSocket subscriber until it ends.
 async fn websocket(mut socket: WebSocket, mut feed: Feed, ctx: Context) {
+    use futures_util::SinkExt;
     let mut changes = ctx.keys.changes();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let close = loop {
-        // Every event given out so far was sent: a subscriber dropped while
-        // the next send is stuck resumes after this.
+        // Every event given out so far was handed to the socket: a
+        // subscriber dropped while the next send is stuck resumes after this.
         let resume = feed.position();
-        tokio::select! {
+        let batch: Vec<Message> = tokio::select! {
             _ = ctx.shutdown.cancelled() => break Close::Stopping,
             _ = ctx.revoked(&mut changes) => break Close::Revoked,
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = resubscribe(&feed, &ctx, &text);
-                    if let Err(close) = send(&mut socket, &feed, Message::Text(reply.into()), resume).await {
-                        break close;
-                    }
+                    vec![Message::Text(resubscribe(&feed, &ctx, &text).into())]
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Close::Gone,
                 // Pongs need nothing; pings are answered by the socket.
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => continue,
             },
-            _ = ping.tick() => {
-                if let Err(close) = send(&mut socket, &feed, Message::Ping(Bytes::new()), resume).await {
-                    break close;
-                }
-            }
+            _ = ping.tick() => vec![Message::Ping(Bytes::new())],
             next = feed.next() => match next {
-                Ok(p) => {
-                    if let Err(close) = send(&mut socket, &feed, text_of(&p), resume).await {
-                        break close;
-                    }
-                }
+                Ok(p) => match ready_batch(&mut feed, p) {
+                    Ok(events) => events.iter().map(|p| Message::Text(p.message().clone())).collect(),
+                    Err(ended) => break Close::Feed(ended),
+                },
                 Err(ended) => break Close::Feed(ended),
             },
+        };
+        // Written together, flushed once: under load one write carries
+        // many events instead of one system call each.
+        let socket = &mut socket;
+        let write = async move {
+            for m in batch {
+                socket.feed(m).await?;
+            }
+            socket.flush().await
+        };
+        if let Err(close) = guarded(write, &feed, &ctx, &mut changes, resume).await {
+            break close;
         }
     };
     let (code, reason) = close.code_and_reason(ctx.buffer);
@@ -310,26 +351,47 @@ async fn websocket(mut socket: WebSocket, mut feed: Feed, ctx: Context) {
     }
 }
 
-fn text_of(p: &Published) -> Message {
-    Message::Text(Utf8Bytes::from(p.message()))
+/// `first` and the events ready right after it, up to [`BATCH`].
+fn ready_batch(feed: &mut Feed, first: Arc<Published>) -> Result<Vec<Arc<Published>>, Ended> {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match feed.try_next()? {
+            Some(p) => batch.push(p),
+            None => break,
+        }
+    }
+    Ok(batch)
 }
 
-/// Sends `msg`; while the send waits on a client that does not read, ends
-/// the subscriber as soon as it has fallen too far behind, to resume after
-/// `resume` (the position of the last event it was sent).
-async fn send(socket: &mut WebSocket, feed: &Feed, msg: Message, resume: i64) -> Result<(), Close> {
-    let sending = socket.send(msg);
-    tokio::pin!(sending);
+/// Runs a write to the subscriber; while it waits on a client that does
+/// not read, ends the subscriber when it falls too far behind (to resume
+/// after `resume`, the last event handed over before this write), when the
+/// write has waited [`STUCK_FOR`], when its key is revoked, or when herald
+/// stops.
+async fn guarded<E>(
+    write: impl Future<Output = Result<(), E>>,
+    feed: &Feed,
+    ctx: &Context,
+    changes: &mut watch::Receiver<u64>,
+    resume: i64,
+) -> Result<(), Close> {
+    tokio::pin!(write);
+    let too_slow = || Close::Feed(Ended::TooSlow { position: resume });
+    let deadline = tokio::time::sleep(STUCK_FOR);
+    tokio::pin!(deadline);
     let mut check = tokio::time::interval(STUCK_CHECK);
     check.tick().await;
     loop {
         tokio::select! {
-            sent = &mut sending => return sent.map_err(|_| Close::Gone),
+            done = &mut write => return done.map_err(|_| Close::Gone),
             _ = check.tick() => {
                 if feed.behind() {
-                    return Err(Close::Feed(Ended::TooSlow { position: resume }));
+                    return Err(too_slow());
                 }
             }
+            _ = &mut deadline => return Err(too_slow()),
+            _ = ctx.shutdown.cancelled() => return Err(Close::Stopping),
+            _ = ctx.revoked(changes) => return Err(Close::Revoked),
         }
     }
 }
@@ -343,7 +405,10 @@ fn resubscribe(feed: &Feed, ctx: &Context, text: &str) -> String {
         None => Err(r#"expected {"subscribe": {"events": [...], "match": {...}}}"#.to_owned()),
         Some(sub) => {
             let default = serde_json::json!(ctx.default_events);
-            let events = sub.get("events").unwrap_or(&default);
+            let events = sub
+                .get("events")
+                .filter(|e| !e.is_null())
+                .unwrap_or(&default);
             Subscription::from_json(Some(events), sub.get("match"))
                 .and_then(|asked| asked.within(&ctx.limits))
         }
@@ -392,12 +457,20 @@ async fn sse_pump(mut feed: Feed, ctx: Context, tx: mpsc::Sender<Bytes>, hangup:
             _ = ctx.revoked(&mut changes) => break Close::Revoked,
             _ = tx.closed() => break Close::Gone,
             _ = ping.tick() => Bytes::from_static(b": ping\n\n"),
-            next = feed.next() => match next {
-                Ok(p) => Bytes::from(format!("id: {}\ndata: {}\n\n", p.event.id, p.message())),
+            next = feed.next() => match next.and_then(|p| ready_batch(&mut feed, p)) {
+                Ok(events) if events.len() == 1 => events[0].sse_chunk().clone(),
+                Ok(events) => {
+                    let mut all = Vec::with_capacity(events.iter().map(|p| p.sse_chunk().len()).sum());
+                    for p in &events {
+                        all.extend_from_slice(p.sse_chunk());
+                    }
+                    Bytes::from(all)
+                }
                 Err(ended) => break Close::Feed(ended),
             },
         };
-        if let Err(close) = sse_send(&tx, &feed, chunk, resume).await {
+        let send = async { tx.send(chunk).await.map_err(|_| ()) };
+        if let Err(close) = guarded(send, &feed, &ctx, &mut changes, resume).await {
             break close;
         }
     };
@@ -421,29 +494,5 @@ async fn sse_pump(mut feed: Feed, ctx: Context, tx: mpsc::Sender<Bytes>, hangup:
     .is_ok();
     if !delivered && let Some(Hangup(h)) = hangup {
         h.cancel();
-    }
-}
-
-/// Queues `chunk` for the body; while the client does not read, ends the
-/// subscriber as soon as it has fallen too far behind (see [`send`]).
-async fn sse_send(
-    tx: &mpsc::Sender<Bytes>,
-    feed: &Feed,
-    chunk: Bytes,
-    resume: i64,
-) -> Result<(), Close> {
-    let sending = tx.send(chunk);
-    tokio::pin!(sending);
-    let mut check = tokio::time::interval(STUCK_CHECK);
-    check.tick().await;
-    loop {
-        tokio::select! {
-            sent = &mut sending => return sent.map_err(|_| Close::Gone),
-            _ = check.tick() => {
-                if feed.behind() {
-                    return Err(Close::Feed(Ended::TooSlow { position: resume }));
-                }
-            }
-        }
     }
 }

@@ -288,7 +288,8 @@ pub async fn create_key(
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
         .collect();
-    let limits = if scope == crate::engines::access::Scope::Stream {
+    // Given for another scope, they are refused (as by the API and CLI).
+    let limits = if !f.events.trim().is_empty() || !filters.is_empty() {
         match crate::base::subscription::Subscription::parse(&f.events, &filters) {
             Ok(l) => Some(l),
             Err(m) => {
