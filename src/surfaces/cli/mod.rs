@@ -54,7 +54,8 @@ Blocks: <% if … %>…<% endif %>, comments: <# … #>.";
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the router, the deliverer, the health monitor, the cleanup job and
-    /// the HTTP listener: event ingest, REST API and the web admin at
+    /// the HTTP listener: event ingest, REST API, the live event stream
+    /// (GET /api/v1/stream, WebSocket or SSE) and the web admin at
     /// http://<server.listen>/ (first password in <database dir>/initial-admin-password).
     Serve,
     /// Queue an event. Without TYPE, reads a whole event as JSON from stdin
