@@ -3,7 +3,8 @@
 #   1. build the .deb and run lintian (errors fail; warnings are printed and
 #      explained in packaging/README.md);
 #   2. make a clean Debian root with debootstrap and `apt install` the .deb;
-#   3. check files, user, modes; `systemd-analyze verify` the unit;
+#   3. check files, user, modes; `systemd-analyze verify` the unit and its
+#      security exposure (at most 2.0);
 #   4. start herald as the unit does (user herald, /var/lib/herald, the same
 #      ExecStart), check /healthz and that an emitted event reaches a local
 #      receiver;
@@ -107,6 +108,13 @@ log "systemd-analyze verify"
 # --man=no: the root has no man(1); the page itself is checked above.
 in_root systemd-analyze verify --man=no /lib/systemd/system/herald.service || fail "systemd-analyze verify"
 echo "unit verified"
+
+log "systemd-analyze security: exposure at most 2.0"
+SECURITY="$(in_root systemd-analyze security --offline=true /lib/systemd/system/herald.service 2>&1 | tail -n 1)"
+echo "$SECURITY"
+EXPOSURE="$(printf '%s\n' "$SECURITY" | sed -n 's/.*Overall exposure level for herald.service: \([0-9.]*\).*/\1/p')"
+[ -n "$EXPOSURE" ] || fail "no exposure level in: $SECURITY"
+awk -v e="$EXPOSURE" 'BEGIN { exit !(e <= 2.0) }' || fail "exposure $EXPOSURE is above 2.0"
 
 log "a receiver on 127.0.0.1"
 RECEIVED="$WORK/received.jsonl"

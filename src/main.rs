@@ -50,23 +50,31 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-fn main() -> ExitCode {
-    fewer_malloc_heaps();
-    quiet_on_closed_stdout();
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+/// Logs to stderr, filtered by `HERALD_LOG`, as text or as one JSON object
+/// per line (`log.format`, for log shippers).
+fn start_logging(format: herald::base::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A log line that cannot be written (stderr on a full disk, a closed
         // pipe) is dropped. By default the subscriber reports that with
         // `eprintln!`, which panics when stderr fails: the request being
         // logged died with its connection unanswered.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match format {
+        herald::base::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        herald::base::config::LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    fewer_malloc_heaps();
+    quiet_on_closed_stdout();
+    let cli = Cli::parse();
     let config = match herald::surfaces::cli::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -74,6 +82,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    start_logging(config.log_format);
     let result = match cli.command {
         Command::Serve => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -2,6 +2,7 @@
 //! health monitor, the cleanup job and the HTTP listener until SIGTERM/SIGINT.
 
 mod listener;
+mod systemd;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -176,7 +177,12 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         shutdown.clone(),
         health_poke.clone(),
     )?;
-    let deliver_task = tokio::spawn(deliverer.clone().run(routed.clone(), live_rx.clone()));
+    let heartbeat = Arc::new(crate::pipeline::heartbeat::Heartbeat::default());
+    let deliver_task = tokio::spawn(deliverer.clone().run(
+        routed.clone(),
+        live_rx.clone(),
+        heartbeat.clone(),
+    ));
     let mailer = config
         .smtp
         .as_ref()
@@ -216,10 +222,29 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let http_task = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
     // Tests and scripts wait for this exact line.
     tracing::info!(listen = %local, database = %config.database_path.display(), "herald ready");
+    let notifier = systemd::Notifier::from_env().map(Arc::new);
+    let mut watchdog_task = None;
+    if let Some(n) = &notifier {
+        n.notify("READY=1");
+        if let Some(interval) = systemd::watchdog_interval() {
+            watchdog_task = Some(tokio::spawn(systemd::feed_watchdog(
+                n.clone(),
+                heartbeat,
+                interval,
+                shutdown.clone(),
+            )));
+        }
+    }
 
     termination().await;
     tracing::info!("stopping: no new work is taken");
+    if let Some(n) = &notifier {
+        n.notify("STOPPING=1");
+    }
     shutdown.cancel();
+    if let Some(t) = watchdog_task {
+        let _ = t.await;
+    }
     let _ = router_task.await;
     let _ = cleanup_task.await;
     let _ = health_task.await;

@@ -66,6 +66,24 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     /// `[stream]`
     pub stream: RawStream,
+    /// `[log]`
+    pub log: RawLog,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: String,
+}
+
+/// `log.format`: how log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (colours on a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// `[stream]` as written.
@@ -177,6 +195,8 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Connections the listener holds open at once.
     pub max_connections: usize,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// Live-stream subscribers open at once.
     pub stream_max_subscribers: usize,
     /// Events a live-stream subscriber may fall behind before it is dropped.
@@ -646,12 +666,24 @@ impl RawConfig {
             10_000,
         )?;
         let stream_buffer = in_range("stream.buffer", self.stream.buffer, 16, 1_000_000)?;
+        let log_format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(Error::Invalid {
+                    key: "log.format",
+                    value: other.to_owned(),
+                    reason: "must be \"text\" or \"json\"".into(),
+                });
+            }
+        };
         Ok(Config {
             listen,
             max_body_bytes,
             header_timeout: Duration::from_secs_f64(header_timeout),
             body_timeout: Duration::from_secs_f64(body_timeout),
             max_connections: max_connections as usize,
+            log_format,
             stream_max_subscribers: stream_max_subscribers as usize,
             stream_buffer: stream_buffer as usize,
             database_path: PathBuf::from(self.database.path),

@@ -12,6 +12,7 @@ mod faults;
 mod guide;
 mod listener;
 mod mail;
+mod operations;
 mod outages;
 mod security;
 mod ssrf;

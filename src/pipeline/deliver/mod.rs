@@ -162,7 +162,13 @@ impl Deliverer {
     /// unfinished ones are sent again after the next start. While the
     /// global switch (`delivery.enabled`, in `live`) is off it claims
     /// nothing; requests already in flight finish.
-    pub async fn run(self, routed: Arc<Notify>, mut live: crate::base::live::Receiver) {
+    /// Each turn beats `heartbeat` (at least every [`IDLE`]).
+    pub async fn run(
+        self,
+        routed: Arc<Notify>,
+        mut live: crate::base::live::Receiver,
+        heartbeat: Arc<crate::pipeline::heartbeat::Heartbeat>,
+    ) {
         let shutdown = self.shutdown.clone();
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let unsettled = Arc::new(Semaphore::new(MAX_UNSETTLED));
@@ -181,6 +187,7 @@ impl Deliverer {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut turn = 0usize;
         loop {
+            heartbeat.beat();
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
             let mut wait = IDLE;

@@ -48,6 +48,18 @@ pub fn check_config(config: &Config) -> ExitCode {
         config.retention.as_secs() / 86_400
     );
     println!("  cleanup.batch_size       = {}", config.cleanup_batch_size);
+    println!(
+        "  stream.max_subscribers   = {}",
+        config.stream_max_subscribers
+    );
+    println!("  stream.buffer            = {}", config.stream_buffer);
+    println!(
+        "  log.format               = {}",
+        match config.log_format {
+            crate::base::config::LogFormat::Text => "text",
+            crate::base::config::LogFormat::Json => "json",
+        }
+    );
     println!("  delivery.max_retry_after = {:?}", config.max_retry_after);
     println!(
         "  delivery.pause_after     = {}",
