@@ -205,7 +205,23 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let keys = Arc::new(crate::surfaces::shared::keys::KeyCache::new(store.clone()));
     keys.reload().await?;
     let keys_task = tokio::spawn(keys.clone().run(shutdown.clone()));
+    let metrics = install_metrics();
+    // Histogram samples wait in the recorder until drained: every few
+    // seconds, so memory stays flat when nobody scrapes.
+    let upkeep_task = metrics.clone().map(|handle| {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => handle.run_upkeep(),
+                }
+            }
+        })
+    });
     let state = AppState {
+        metrics,
         keys,
         store: store.clone(),
         wake,
@@ -249,11 +265,37 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let _ = cleanup_task.await;
     let _ = health_task.await;
     let _ = keys_task.await;
+    if let Some(t) = upkeep_task {
+        let _ = t.await;
+    }
     let _ = deliver_task.await;
     // The listener's open connections are not waited for past the grace.
     let _ = tokio::time::timeout(config.shutdown_grace, http_task).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Installs the process's metrics recorder (counters and histograms of
+/// [`crate::base::metrics`]); `None`, with a warning, when one is already
+/// installed.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let built = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(crate::base::metrics::DELIVERY_DURATION.into()),
+            crate::base::metrics::DURATION_BUCKETS,
+        )
+        .and_then(|b| b.install_recorder());
+    match built {
+        Ok(handle) => {
+            crate::base::metrics::describe();
+            Some(handle)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are not recorded: GET /metrics answers 503");
+            None
+        }
+    }
 }
 
 /// Every route of the listener, with the body limit applied: `/healthz`,

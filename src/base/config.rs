@@ -68,6 +68,15 @@ pub struct RawConfig {
     pub stream: RawStream,
     /// `[log]`
     pub log: RawLog,
+    /// `[metrics]`
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub public: bool,
 }
 
 /// `[log]` as written.
@@ -197,6 +206,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Whether `GET /metrics` answers without an API key.
+    pub metrics_public: bool,
     /// Live-stream subscribers open at once.
     pub stream_max_subscribers: usize,
     /// Events a live-stream subscriber may fall behind before it is dropped.
@@ -684,6 +695,7 @@ impl RawConfig {
             body_timeout: Duration::from_secs_f64(body_timeout),
             max_connections: max_connections as usize,
             log_format,
+            metrics_public: self.metrics.public,
             stream_max_subscribers: stream_max_subscribers as usize,
             stream_buffer: stream_buffer as usize,
             database_path: PathBuf::from(self.database.path),

@@ -71,6 +71,7 @@ pub async fn run(
         {
             Ok(stats) => {
                 hub.publish(&stats.routed);
+                count(&stats);
                 if stats.invalid > 0 {
                     tracing::warn!(
                         invalid = stats.invalid,
@@ -110,6 +111,26 @@ pub async fn run(
     }
 }
 
+/// Counts a routing transaction's events for `/metrics`.
+fn count(stats: &crate::store::RouteStats) {
+    use crate::base::metrics::{EVENTS_INGESTED, EVENTS_ROUTED};
+    let s = stats.sources;
+    for (source, n) in [
+        ("api", s.api),
+        ("cli", s.cli),
+        ("sql", s.sql),
+        ("herald", s.herald),
+    ] {
+        if n > 0 {
+            metrics::counter!(EVENTS_INGESTED, "source" => source).increment(n);
+        }
+    }
+    let routed = (stats.events - stats.invalid) as u64;
+    if routed > 0 {
+        metrics::counter!(EVENTS_ROUTED).increment(routed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +144,7 @@ mod tests {
             ticket_id: None,
             data: data.into(),
             unreadable: None,
+            source: None,
         }
     }
 

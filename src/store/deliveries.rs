@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use rusqlite::OptionalExtension;
 use rusqlite::params;
 
 use super::log::NewLogEntry;
@@ -248,6 +249,23 @@ impl Store {
                 [],
                 |r| r.get(0),
             )?)
+        })
+    }
+
+    /// When the oldest pending delivery was made (`None`: none pending).
+    /// Read per webhook through its pending index, not by scanning every
+    /// delivery.
+    pub fn oldest_pending_delivery_at(&self) -> Result<Option<String>, Error> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT created_at FROM deliveries WHERE id = (
+                    SELECT min((SELECT min(d.id) FROM deliveries d
+                                WHERE d.webhook_id = w.id AND d.state = 'pending'))
+                    FROM webhooks w)",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
         })
     }
 

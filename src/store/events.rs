@@ -48,6 +48,8 @@ pub struct QueuedEvent {
     pub data: String,
     /// Why a column could not be read as text, if one could not.
     pub unreadable: Option<String>,
+    /// How it arrived (`api`, `cli`, `herald`; `None`: plain SQL), where read.
+    pub source: Option<String>,
 }
 
 /// What the router needs of an enabled webhook to route an event to it.
@@ -96,6 +98,50 @@ impl QueuedEvent {
     }
 }
 
+/// How an event reached the queue (the `source` column; a producer's plain
+/// SQL leaves it empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `POST /api/v1/events`.
+    Api,
+    /// `herald emit`.
+    Cli,
+}
+
+impl Source {
+    /// The column's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Cli => "cli",
+        }
+    }
+}
+
+/// Events one routing transaction took, by how they arrived.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BySource {
+    /// Through the API.
+    pub api: u64,
+    /// By `herald emit`.
+    pub cli: u64,
+    /// By a producer's SQL INSERT.
+    pub sql: u64,
+    /// herald's own `herald.*` events (alerts).
+    pub herald: u64,
+}
+
+impl BySource {
+    fn count(&mut self, source: Option<&str>) {
+        match source {
+            Some("api") => self.api += 1,
+            Some("cli") => self.cli += 1,
+            Some("herald") => self.herald += 1,
+            _ => self.sql += 1,
+        }
+    }
+}
+
 /// A page of routed events, as a stream's replay reads them.
 #[derive(Debug)]
 pub struct RoutedPage {
@@ -122,6 +168,8 @@ pub struct RouteStats {
     /// The events this transaction routed, in queue order, for the live
     /// stream.
     pub routed: Vec<Arc<Event>>,
+    /// The events it took (routed or invalid), by how they arrived.
+    pub sources: BySource,
 }
 
 impl Store {
@@ -129,16 +177,16 @@ impl Store {
     /// with [`Error::Duplicate`].
     /// Refused with [`Error::Storage`] while free space is below the
     /// watermark: the space left is kept for deliveries and their log.
-    pub fn insert_event(&self, e: &ValidEvent) -> Result<i64, Error> {
+    pub fn insert_event(&self, e: &ValidEvent, source: Source) -> Result<i64, Error> {
         self.watch.check_space()?;
-        self.write(insert_event_write(e).0)
+        self.write(insert_event_write(e, source).0)
     }
 
     /// [`Store::insert_event`] for async callers (the API): awaits the
     /// commit without holding a thread.
-    pub async fn insert_event_async(&self, e: &ValidEvent) -> Result<i64, Error> {
+    pub async fn insert_event_async(&self, e: &ValidEvent, source: Source) -> Result<i64, Error> {
         self.watch.check_space()?;
-        let (write, text) = insert_event_write(e);
+        let (write, text) = insert_event_write(e, source);
         let id = self.write_async(write).await?;
         // Once committed: the router finds it, and need not parse it again.
         self.ingested.keep(id, text, e.data.clone());
@@ -198,6 +246,8 @@ impl Store {
             return Ok(RouteStats::default());
         }
         let read = rows.len();
+        let sources_of: std::collections::HashMap<i64, Option<String>> =
+            rows.iter().map(|r| (r.id, r.source.clone())).collect();
         let decided: Vec<Decision> = rows
             .into_iter()
             .map(
@@ -239,6 +289,7 @@ impl Store {
                             continue; // Routed meanwhile by someone else.
                         }
                         stats.events += 1;
+                        stats.sources.count(sources_of.get(&event.id).and_then(|s| s.as_deref()));
                         stats.routed.push(event.clone());
                         let mut made = 0;
                         for w in webhooks {
@@ -254,6 +305,7 @@ impl Store {
                             continue;
                         }
                         stats.events += 1;
+                        stats.sources.count(row.source.as_deref());
                         stats.invalid += 1;
                         super::log::insert_invalid(tx, row.id, &row.uuid, &row.kind, row.ticket_id.as_deref(), reason, &now)?;
                     }
@@ -317,6 +369,7 @@ impl Store {
 /// the data text it stores.
 fn insert_event_write(
     e: &ValidEvent,
+    source: Source,
 ) -> (
     impl FnOnce(&mut rusqlite::Connection) -> Result<i64, Error> + Send + 'static,
     String,
@@ -334,9 +387,9 @@ fn insert_event_write(
     );
     let write = move |c: &mut rusqlite::Connection| {
         c.prepare_cached(
-            "INSERT INTO events (uuid, type, created_at, ticket_id, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO events (uuid, type, created_at, ticket_id, data, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![uuid, kind, created_at, ticket_id, data])
+        .execute(params![uuid, kind, created_at, ticket_id, data, source.as_str()])
         .map_err(|err| {
             if super::is_duplicate(&err) {
                 Error::Duplicate(format!("event {uuid}"))
@@ -369,11 +422,15 @@ fn column_text(r: &rusqlite::Row<'_>, i: usize) -> Result<Option<String>, &'stat
 /// Up to `limit` queued events, oldest first, as written.
 fn queued_events(c: &rusqlite::Connection, limit: usize) -> Result<Vec<QueuedEvent>, Error> {
     let mut select = c.prepare_cached(
-        "SELECT id, uuid, type, created_at, ticket_id, data FROM events
+        "SELECT id, uuid, type, created_at, ticket_id, data, source FROM events
          WHERE state = 'queued' ORDER BY id LIMIT ?1",
     )?;
     let rows = select
-        .query_map([limit as i64], |r| queued_event(r, 0))?
+        .query_map([limit as i64], |r| {
+            let mut row = queued_event(r, 0)?;
+            row.source = r.get(6).ok().flatten();
+            Ok(row)
+        })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -402,6 +459,7 @@ pub(super) fn queued_event(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Res
         ticket_id,
         data,
         unreadable,
+        source: None,
     })
 }
 

@@ -98,7 +98,7 @@ pub(super) fn queue_notice_event(
     kind: &str,
     data: serde_json::Value,
 ) -> Result<(), Error> {
-    c.prepare_cached("INSERT INTO events (uuid, type, created_at, data) VALUES (?1, ?2, ?3, ?4)")?
+    c.prepare_cached("INSERT INTO events (uuid, type, created_at, data, source) VALUES (?1, ?2, ?3, ?4, 'herald')")?
         .execute(params![
             uuid::Uuid::new_v4().to_string(),
             kind,

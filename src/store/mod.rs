@@ -45,7 +45,9 @@ pub use deliveries::{
     Replay, Settled, Unreadable,
 };
 pub use error::{DbError, Error, Fault};
-pub use events::{QueuedEvent, RouteStats, RoutedPage, StoredEvent, WebhookRoute};
+pub use events::{
+    BySource, QueuedEvent, RouteStats, RoutedPage, Source, StoredEvent, WebhookRoute,
+};
 pub use fault::Condition;
 pub use health::{
     EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Notice,
@@ -69,6 +71,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/007_one_index_fewer.sql"),
     include_str!("migrations/008_webhook_description.sql"),
     include_str!("migrations/009_stream_keys.sql"),
+    include_str!("migrations/010_event_source.sql"),
 ];
 
 /// Read-only connections kept for reads running at once.

@@ -160,8 +160,12 @@ fn an_api_event_reaches_the_router_parsed_unless_its_row_changed() {
         .validate()
         .unwrap()
     };
-    let first = rt.block_on(store.insert_event_async(&event(1))).unwrap();
-    let second = rt.block_on(store.insert_event_async(&event(2))).unwrap();
+    let first = rt
+        .block_on(store.insert_event_async(&event(1), crate::store::Source::Api))
+        .unwrap();
+    let second = rt
+        .block_on(store.insert_event_async(&event(2), crate::store::Source::Api))
+        .unwrap();
     rusqlite::Connection::open(store.path())
         .unwrap()
         .execute(

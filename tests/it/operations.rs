@@ -93,3 +93,213 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("log.format = xml"));
 }
+
+/// `/metrics` text read by Python's prometheus_client parser (an
+/// independent implementation of the format): `(sample name, labels) →
+/// value`.
+fn parse_metrics(text: &str) -> std::collections::HashMap<(String, Vec<(String, String)>), f64> {
+    use std::io::Write;
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in f.samples:\n\
+        \x20       out.append([s.name, sorted(s.labels.items()), s.value])\n\
+        print(json.dumps(out))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (pip install -r tests/requirements.txt)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused it: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, Vec<(String, String)>, f64)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    samples.into_iter().map(|(n, l, v)| ((n, l), v)).collect()
+}
+
+fn sample(
+    m: &std::collections::HashMap<(String, Vec<(String, String)>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let mut labels: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.sort();
+    *m.get(&(name.to_owned(), labels.clone()))
+        .unwrap_or_else(|| panic!("no {name}{labels:?} in {:?}", m.keys().collect::<Vec<_>>()))
+}
+
+/// Counters move by exactly the deliveries made, by source, webhook and
+/// outcome; gauges say what waits; `/metrics` needs a key of any scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_what_happened() {
+    let h = Herald::new();
+    let ok = crate::utils::Receiver::start().await;
+    let failing = crate::utils::Receiver::start().await;
+    failing.set_status(500);
+    let w_ok = h.add("pms \"main\"", &ok.url("/"), &[]);
+    let w_bad = h.add("broken", &failing.url("/"), &["--retry", "once"]);
+    let s = h.serve();
+    let ingest = crate::utils::bearer_client(&h.api_key("ingest"));
+    for _ in 0..3 {
+        let r = ingest
+            .post(s.url("/api/v1/events"))
+            .body(r#"{"type": "ticket.login"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    h.ok(&["emit", "system.start"]);
+    h.ok(&["emit", "system.start"]);
+    h.sql("INSERT INTO events (type) VALUES ('ticket.logout')");
+    h.wait_log(&["--webhook", &w_ok.to_string()], 6);
+    h.wait_log(&["--webhook", &w_bad.to_string()], 6);
+    // No key: refused; an ingest key is enough.
+    let r = reqwest::get(s.url("/metrics")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = ingest.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let m = parse_metrics(&r.text().await.unwrap());
+    let (ok_id, bad_id) = (w_ok.to_string(), w_bad.to_string());
+    assert_eq!(
+        sample(&m, "herald_events_ingested_total", &[("source", "api")]),
+        3.0
+    );
+    assert_eq!(
+        sample(&m, "herald_events_ingested_total", &[("source", "cli")]),
+        2.0
+    );
+    assert_eq!(
+        sample(&m, "herald_events_ingested_total", &[("source", "sql")]),
+        1.0
+    );
+    assert_eq!(sample(&m, "herald_events_routed_total", &[]), 6.0);
+    assert_eq!(
+        sample(
+            &m,
+            "herald_deliveries_total",
+            &[("webhook", &ok_id), ("outcome", "delivered")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "herald_deliveries_total",
+            &[("webhook", &bad_id), ("outcome", "failed")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "herald_delivery_duration_seconds_count",
+            &[("webhook", &ok_id)]
+        ),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "herald_delivery_duration_seconds_bucket",
+            &[("webhook", &ok_id), ("le", "+Inf")]
+        ),
+        6.0
+    );
+    assert_eq!(sample(&m, "herald_queue_pending", &[]), 0.0);
+    assert_eq!(sample(&m, "herald_events_queued", &[]), 0.0);
+    assert_eq!(sample(&m, "herald_oldest_pending_seconds", &[]), 0.0);
+    assert_eq!(
+        sample(&m, "herald_webhook_paused", &[("webhook", &ok_id)]),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "herald_webhook_info",
+            &[("webhook", &ok_id), ("name", "pms \"main\"")]
+        ),
+        1.0
+    );
+    assert_eq!(sample(&m, "herald_stream_subscribers", &[]), 0.0);
+    assert!(
+        m.keys()
+            .all(|(_, labels)| labels.iter().all(|(_, v)| !v.contains("127.0.0.1"))),
+        "a URL in a label"
+    );
+    // Two more: the counters move by exactly two.
+    for _ in 0..2 {
+        ingest
+            .post(s.url("/api/v1/events"))
+            .body(r#"{"type": "ticket.login"}"#)
+            .send()
+            .await
+            .unwrap();
+    }
+    h.wait_log(&["--webhook", &w_ok.to_string()], 8);
+    h.wait_log(&["--webhook", &w_bad.to_string()], 8);
+    let m = parse_metrics(
+        &ingest
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        sample(&m, "herald_events_ingested_total", &[("source", "api")]),
+        5.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "herald_deliveries_total",
+            &[("webhook", &ok_id), ("outcome", "delivered")]
+        ),
+        8.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "herald_deliveries_total",
+            &[("webhook", &bad_id), ("outcome", "failed")]
+        ),
+        8.0
+    );
+}
+
+/// `metrics.public = true` opens `/metrics` without a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_metrics_need_no_key() {
+    let mut h = Herald::new();
+    h.set_env("HERALD_METRICS_PUBLIC", "true");
+    let s = h.serve();
+    let r = reqwest::get(s.url("/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let m = parse_metrics(&r.text().await.unwrap());
+    assert_eq!(sample(&m, "herald_queue_pending", &[]), 0.0);
+}

@@ -446,6 +446,7 @@ impl TokenCache {
             }
         }) {
             Ok(f) => {
+                metrics::counter!(crate::base::metrics::TOKEN_FETCHES, "webhook" => id.to_string(), "outcome" => "ok").increment(1);
                 slot.failure = None;
                 slot.token = Some((f.token.clone(), Instant::now() + f.lifetime));
                 Ok(Issued {
@@ -454,6 +455,7 @@ impl TokenCache {
                 })
             }
             Err(e) => {
+                metrics::counter!(crate::base::metrics::TOKEN_FETCHES, "webhook" => id.to_string(), "outcome" => "failed").increment(1);
                 slot.failure = Some((Instant::now(), e.clone()));
                 Err(e)
             }

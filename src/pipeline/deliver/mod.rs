@@ -417,6 +417,13 @@ impl Deliverer {
         if sent.failure.is_some() {
             tracing::info!(webhook = %webhook.spec.name, events = events.len(), error = ?sent.entry.error, "delivery failed");
         }
+        // A request that went out has a duration (or at least a status).
+        let requested = sent.entry.duration_ms > 0 || sent.entry.http_status.is_some();
+        count(
+            webhook.id,
+            requested.then_some(sent.entry.duration_ms),
+            &settled,
+        );
         Some(settled)
     }
 
@@ -664,4 +671,21 @@ fn per_event(job: &DeliveryJob, shared: &NewLogEntry) -> Vec<NewLogEntry> {
             e
         })
         .collect()
+}
+/// Counts an answered request for `/metrics`: each event's outcome, and
+/// the request's duration once.
+fn count(webhook: i64, duration_ms: Option<i64>, settled: &[(NewLogEntry, Outcome)]) {
+    use crate::base::metrics::{DELIVERIES, DELIVERY_DURATION};
+    let id = webhook.to_string();
+    for (_, outcome) in settled {
+        let outcome = match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::RetryAt(_) => "retry",
+            Outcome::Failed => "failed",
+        };
+        metrics::counter!(DELIVERIES, "webhook" => id.clone(), "outcome" => outcome).increment(1);
+    }
+    if let Some(ms) = duration_ms {
+        metrics::histogram!(DELIVERY_DURATION, "webhook" => id).record(ms as f64 / 1000.0);
+    }
 }

@@ -3,9 +3,11 @@
 //! write SQL.
 //!
 //! REST handlers: `/api/v1/events`, `/api/v1/webhooks…`, `/api/v1/log`,
-//! `/api/v1/api-keys`, `/healthz`; the live stream `/api/v1/stream` ([`stream`]).
+//! `/api/v1/api-keys`, `/healthz`; the live stream `/api/v1/stream` ([`stream`]);
+//! `/metrics` ([`metrics`]).
 
 mod guard;
+mod metrics;
 mod stream;
 
 use axum::Json;
@@ -53,7 +55,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             state.clone(),
             guard::require_api_key,
         ));
-    Router::new().route("/healthz", get(healthz)).merge(api)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
+        .merge(api)
 }
 
 /// Most log entries one request returns.

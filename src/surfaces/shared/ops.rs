@@ -66,17 +66,21 @@ fn webhook_error(id: i64) -> impl FnOnce(store::Error) -> Error {
     }
 }
 
-/// Checks and queues one event. Returns it with its uuid and time filled in.
+/// Checks and queues one event from the CLI (`herald emit`). Returns it with
+/// its uuid and time filled in.
 pub fn queue_event(store: &Store, event: NewEvent) -> Result<ValidEvent, Error> {
     let valid = event.validate()?;
-    queued(store.insert_event(&valid), valid)
+    queued(store.insert_event(&valid, store::Source::Cli), valid)
 }
 
 /// [`queue_event`] for async callers (the API): awaits the commit without
 /// holding a thread.
 pub async fn queue_event_async(store: &Store, event: NewEvent) -> Result<ValidEvent, Error> {
     let valid = event.validate()?;
-    queued(store.insert_event_async(&valid).await, valid)
+    queued(
+        store.insert_event_async(&valid, store::Source::Api).await,
+        valid,
+    )
 }
 
 /// The answer to queueing `valid`, from the store's.

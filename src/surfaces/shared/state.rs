@@ -32,6 +32,9 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The live stream's hub (`GET /api/v1/stream`).
     pub hub: Arc<crate::pipeline::stream::Hub>,
+    /// What `GET /metrics` renders; `None` when no recorder could be
+    /// installed (one per process).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Put by the listener on every request: cancelling it drops the request's
