@@ -94,17 +94,22 @@ fn json_logs_are_one_object_per_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("log.format = xml"));
 }
 
+/// A sample's name and sorted labels.
+type SampleKey = (String, Vec<(String, String)>);
+/// Samples by name and sorted labels.
+type Samples = std::collections::HashMap<SampleKey, f64>;
+
 /// `/metrics` text read by Python's prometheus_client parser (an
 /// independent implementation of the format): `(sample name, labels) →
 /// value`.
-fn parse_metrics(text: &str) -> std::collections::HashMap<(String, Vec<(String, String)>), f64> {
+fn parse_metrics(text: &str) -> Samples {
     use std::io::Write;
     let script = "import sys, json\n\
         from prometheus_client.parser import text_string_to_metric_families\n\
         out = []\n\
         for f in text_string_to_metric_families(sys.stdin.read()):\n\
         \x20   for s in f.samples:\n\
-        \x20       out.append([s.name, sorted(s.labels.items()), s.value])\n\
+        \x20       out.append([[s.name, sorted(s.labels.items())], s.value])\n\
         print(json.dumps(out))\n";
     let mut child = std::process::Command::new("python3")
         .args(["-c", script])
@@ -125,9 +130,8 @@ fn parse_metrics(text: &str) -> std::collections::HashMap<(String, Vec<(String, 
         "the parser refused it: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let samples: Vec<(String, Vec<(String, String)>, f64)> =
-        serde_json::from_slice(&out.stdout).unwrap();
-    samples.into_iter().map(|(n, l, v)| ((n, l), v)).collect()
+    let samples: Vec<(SampleKey, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+    samples.into_iter().collect()
 }
 
 fn sample(
