@@ -134,11 +134,7 @@ fn parse_metrics(text: &str) -> Samples {
     samples.into_iter().collect()
 }
 
-fn sample(
-    m: &std::collections::HashMap<(String, Vec<(String, String)>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn sample(m: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut labels: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
