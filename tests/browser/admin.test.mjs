@@ -169,6 +169,11 @@ try {
   const row = page.locator("#log-rows tr", { hasText: "ticket.login" }).filter({ hasText: "delivered" });
   await row.first().waitFor();
   assert.equal(await page.evaluate(() => window.notReloaded), true, "the page was not reloaded");
+  // The per-hour histogram above the table (drawn when the page loaded).
+  await page.reload();
+  await page.locator("#log-rows tr", { hasText: "ticket.login" }).first().waitFor();
+  const histogram = page.locator("#log-histogram svg.chart");
+  assert.match(await histogram.getAttribute("aria-label"), /Event log: [1-9]\d* delivered/);
   await shot("event-log");
 
   step("open its detail");
@@ -207,6 +212,10 @@ try {
   assert.notEqual(page.url().match(/webhooks\/(\d+)/)[1], id);
   await page.goto(`${base}/webhooks`);
   await page.getByRole("link", { name: "PMS (copy)" }).waitFor();
+  // Each webhook's last 24 hours: the first one has delivered and failed attempts.
+  const chart = page.locator(`#webhooks tr[data-webhook="${id}"] svg.chart`);
+  assert.match(await chart.getAttribute("aria-label"), /[1-9]\d* delivered, [1-9]\d* failed in 24 hours/);
+  assert.ok((await chart.locator("title").count()) === 24, "a bar per hour");
   await shot("webhooks");
 
   step("change the read interval: saved, applied, and shown as from this page");

@@ -152,9 +152,25 @@ pub async fn list(
     Query(q): Query<LogQuery>,
 ) -> Result<Response, WebError> {
     let filter = q.filter()?;
-    let (entries, webhooks, last_id) = state
+    let now = chrono::Utc::now();
+    let since = super::charts::since(now);
+    let fragment = q.fragment == "rows";
+    let (entries, webhooks, last_id, hourly) = state
         .store
-        .run(move |s| Ok((s.log_entries(&filter)?, s.webhooks()?, s.last_log_id()?)))
+        .run(move |s| {
+            // The rows fragment (live updates) needs no chart.
+            let hourly = if fragment {
+                Vec::new()
+            } else {
+                s.hourly_log(&since)?
+            };
+            Ok((
+                s.log_entries(&filter)?,
+                s.webhooks()?,
+                s.last_log_id()?,
+                hourly,
+            ))
+        })
         .await?;
     let older = (entries.len() == PAGE)
         .then(|| entries.last().map(|e| e.id))
@@ -180,6 +196,11 @@ pub async fn list(
             "last_id": last_id,
             "known_types": crate::base::event::KNOWN_TYPES,
             "notice": notice,
+            "chart": super::charts::svg(
+                &super::charts::all(&hourly, &super::charts::last_hours(now)),
+                false,
+                "Event log",
+            ),
         }),
     )
     .await

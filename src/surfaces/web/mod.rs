@@ -8,6 +8,7 @@
 //! session (see [`crate::surfaces::api`]'s gate).
 
 mod assets;
+mod charts;
 mod form;
 mod log;
 mod page;

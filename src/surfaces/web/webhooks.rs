@@ -60,7 +60,31 @@ pub async fn list(
     Extension(session): Extension<Session>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, WebError> {
-    let webhooks = state.store.run(|s| s.webhooks()).await?;
+    let now = chrono::Utc::now();
+    let since = super::charts::since(now);
+    let (webhooks, hourly) = state
+        .store
+        .run(move |s| Ok((s.webhooks()?, s.hourly_log(&since)?)))
+        .await?;
+    let hours = super::charts::last_hours(now);
+    let mut per = super::charts::by_webhook(&hourly, &hours);
+    let charts: serde_json::Map<String, serde_json::Value> = webhooks
+        .iter()
+        .map(|w| {
+            // A webhook with nothing in the last 24 hours: empty hours.
+            let series = per
+                .remove(&w.id)
+                .unwrap_or_else(|| super::charts::all(&[], &hours));
+            (
+                w.id.to_string(),
+                json!(super::charts::svg(
+                    &series,
+                    true,
+                    &format!("Webhook {}", w.id)
+                )),
+            )
+        })
+        .collect();
     tab_page(
         &state,
         &session,
@@ -68,6 +92,7 @@ pub async fn list(
         "webhooks",
         json!({
             "webhooks": webhooks,
+            "charts": charts,
             "presets": presets(),
             "notice": notice_text(q.notice.as_deref()),
         }),
