@@ -34,6 +34,7 @@ pub async fn run_once(
     retention: Duration,
     batch: usize,
     stop: &CancellationToken,
+    progress: &(dyn Fn(&Report) + Sync),
 ) -> Result<Report, Error> {
     let cut = cutoff(retention);
     let mut report = Report::default();
@@ -41,6 +42,7 @@ pub async fn run_once(
         let c = cut.clone();
         let n = store.run(move |s| s.delete_log_before(&c, batch)).await?;
         report.log_entries += n;
+        progress(&report);
         if n < batch || stop.is_cancelled() {
             break;
         }
@@ -52,6 +54,7 @@ pub async fn run_once(
             .run(move |s| s.delete_finished_events_before(&c, batch))
             .await?;
         report.events += n;
+        progress(&report);
         if n < batch || stop.is_cancelled() {
             break;
         }
@@ -86,7 +89,7 @@ pub async fn run(
             _ = crate::base::live::changed(&mut live) => continue,
             _ = shutdown.cancelled() => return,
         }
-        match run_once(&store, retention, batch, &shutdown).await {
+        match run_once(&store, retention, batch, &shutdown, &|_| {}).await {
             Ok(r) => tracing::info!(
                 log_entries = r.log_entries,
                 events = r.events,

@@ -191,7 +191,7 @@ async fn token_is_fetched_once_and_reused() {
         &token_flow(&auth, "data.tokens[0].value", json!({})),
         &["--log-bodies"],
     );
-    let _s = h.serve();
+    let s = h.serve();
     for _ in 0..5 {
         h.ok(&["emit", "system.start"]);
     }
@@ -202,6 +202,20 @@ async fn token_is_fetched_once_and_reused() {
         "{got:#?}"
     );
     assert_eq!(auth.received().len(), 1);
+    // One fetch, counted as such in /metrics.
+    let metrics = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_token_fetches_total{webhook=\"1\",outcome=\"ok\"} 1\n"),
+        "{metrics}"
+    );
     // The auth request: rendered body with the credentials, JSON-escaped.
     let req = &auth.received()[0];
     assert_eq!(req.method, "POST");

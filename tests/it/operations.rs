@@ -303,3 +303,44 @@ async fn public_metrics_need_no_key() {
     let m = parse_metrics(&r.text().await.unwrap());
     assert_eq!(sample(&m, "herald_queue_pending", &[]), 0.0);
 }
+
+/// `herald cleanup --now` shows a running count on a terminal (a pty from
+/// `script`) and stays quiet when stderr is not one.
+#[test]
+fn cleanup_shows_progress_only_on_a_terminal() {
+    let mut h = Herald::new();
+    h.set_env("HERALD_CLEANUP_BATCH_SIZE", "50");
+    let old = |n: usize| {
+        let rows: Vec<String> = (0..n)
+            .map(|_| "('2020-01-01T00:00:00.000Z', 'delivered', 'u', 1)".to_owned())
+            .collect();
+        format!(
+            "INSERT INTO log (at, outcome, event_uuid, webhook_id) VALUES {};",
+            rows.join(", ")
+        )
+    };
+    // The database exists once a command has made it.
+    h.api_key("read");
+    h.sql(&old(3000));
+    let quiet = h.cli(&["cleanup", "--now"]);
+    assert!(quiet.status.success());
+    let stderr = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!stderr.contains("deleting"), "progress on a pipe: {stderr}");
+    assert!(String::from_utf8_lossy(&quiet.stdout).contains("deleted 3000 log entries"));
+    h.sql(&old(3000));
+    let line = format!("{} cleanup --now", env!("CARGO_BIN_EXE_herald"));
+    let on_tty = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .current_dir(h.dir.path())
+        .envs(h.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("HERALD_LOG", "warn")
+        .output()
+        .expect("script (util-linux)");
+    let shown = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(on_tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("deleting: "),
+        "no progress on a terminal: {shown}"
+    );
+    assert!(shown.contains("deleted 3000 log entries"), "{shown}");
+}

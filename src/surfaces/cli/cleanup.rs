@@ -34,12 +34,28 @@ pub fn cleanup(config: &Config, args: CleanupArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let stop = tokio_util::sync::CancellationToken::new();
+    // Millions of rows take a while: a running count on a terminal, nothing
+    // in a script or a log.
+    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = rt.block_on(crate::pipeline::cleanup::run_once(
         &store,
         config.retention,
         config.cleanup_batch_size,
         &stop,
-    ))?;
+        &|r| {
+            spinner.set_message(format!(
+                "deleting: {} log entries, {} events so far",
+                r.log_entries, r.events
+            ))
+        },
+    ));
+    spinner.finish_and_clear();
+    let report = report?;
     println!(
         "deleted {} log entries and {} events older than {} days",
         report.log_entries,
