@@ -58,7 +58,7 @@ pub enum Error {
 }
 
 /// An event as a producer submits it: everything but the type is optional.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
     /// Event type, e.g. `ticket.login`.

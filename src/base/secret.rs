@@ -52,3 +52,16 @@ impl std::fmt::Display for Secret {
         f.write_str(MASK)
     }
 }
+
+/// In the OpenAPI document a secret is a string: sent in full, shown as
+/// `***` when read back.
+impl utoipa::PartialSchema for Secret {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A secret: sent in full; read back as ***."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Secret {}

@@ -14,7 +14,7 @@ const MAX_TERM_BYTES: usize = 256;
 
 /// One match filter: the event field at `path` (a column such as
 /// `ticket_id`, or a data field with dots into objects) must equal `value`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldMatch {
     /// `ticket_id`, `type`, `uuid`, or a data field path (`backend_group`,
     /// `backend_data.pms.room`).
@@ -114,13 +114,14 @@ fn same_text(v: &Value, text: &str) -> bool {
 
 /// Which events a subscriber receives: those whose type one of `events`
 /// selects and that hold every one of `matches`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// Event patterns (`*`, `ticket.*`, `ticket.login`).
     pub events: Vec<String>,
     /// Field filters, all of which must hold (shown as an object, path →
     /// value, as subscribers send them).
     #[serde(rename = "match", serialize_with = "matches_as_object")]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub matches: Vec<FieldMatch>,
 }
 

@@ -53,7 +53,9 @@ pub const STREAM_PATH: &str = "/api/v1/stream";
 pub const INGEST_PATH: &str = "/api/v1/events";
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// GET requests only (the live stream included, every event).

@@ -29,7 +29,7 @@ fn default_json() -> BodyFormat {
 }
 
 /// The appliance's token flow: call an auth URL, pick the token from its answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenFlow {
     /// Auth URL.
@@ -65,7 +65,7 @@ pub struct TokenFlow {
 }
 
 /// OAuth2 client credentials: a ready-made token flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2 {
     /// Token endpoint.
@@ -83,7 +83,7 @@ pub struct OAuth2 {
 }
 
 /// How a webhook authenticates to its endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Auth {
     /// No authentication.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::spec::field::FieldError;
 
 /// HTTP method of a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// POST (the default).
@@ -54,7 +54,7 @@ impl std::str::FromStr for Method {
 }
 
 /// The body's format, which decides its escaping and `Content-Type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum BodyFormat {
     /// `application/json`.
     #[serde(rename = "application/json")]

@@ -16,7 +16,7 @@ const MAX_RETRIES: usize = 10_000;
 const MAX_DELAY_SECS: f64 = 7.0 * 86_400.0;
 
 /// How a webhook retries failed attempts. Delays are in seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RetryPolicy {
     /// Try once; a failure is final (the appliance's classic behaviour).

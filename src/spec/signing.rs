@@ -16,7 +16,7 @@ pub const WHSEC: &str = "whsec_";
 const SECRET_BYTES: usize = 24;
 
 /// How the plain HMAC is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// Lower-case hex (default).
@@ -27,7 +27,7 @@ pub enum Encoding {
 }
 
 /// One Standard Webhooks secret; an old one keeps signing until it expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigningSecret {
     /// `whsec_<base64>`.
@@ -42,7 +42,7 @@ fn default_signature_header() -> String {
 }
 
 /// How a webhook's requests are signed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Signing {
     /// Not signed.

@@ -34,7 +34,7 @@ const MAX_BATCH_WAIT: f64 = 3600.0;
 /// Batching: up to `max_events` events, or whatever arrived within
 /// `max_wait` seconds of the oldest, go out in one request whose body
 /// template iterates `<% for e in events %>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
     /// Most events per request.
@@ -68,7 +68,7 @@ impl Batch {
 }
 
 /// Everything an admin sets on a webhook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WebhookSpec {
     /// Display name.
     pub name: String,
@@ -93,6 +93,7 @@ pub struct WebhookSpec {
     pub enabled: bool,
     /// Request timeout.
     #[serde(rename = "timeout_ms", serialize_with = "millis")]
+    #[schema(value_type = u64)]
     pub timeout: Duration,
     /// How requests authenticate (output with secrets masked).
     #[serde(serialize_with = "masked_auth")]
@@ -126,7 +127,7 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// A stored webhook.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
     /// Stable id.
     pub id: i64,
@@ -143,7 +144,7 @@ pub struct Webhook {
 
 /// How a webhook's deliveries are going: the failure streak, pause and the
 /// last attempt. Written by the deliverer and the health monitor.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// Set while paused: nothing is sent until an admin resumes it.
     pub paused_at: Option<String>,
@@ -163,7 +164,7 @@ pub struct Health {
 
 /// A change to a webhook: each field left out keeps its value. Used by the
 /// API (create, update) and the CLI (add, edit).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     /// Display name.
@@ -206,15 +207,19 @@ pub struct WebhookPatch {
     /// Read-only fields of a webhook as returned by the API, accepted and
     /// ignored so a GET → edit → PUT round trip works.
     #[serde(default, rename = "id")]
+    #[schema(ignore)]
     pub _id: Option<serde::de::IgnoredAny>,
     /// Ignored (read-only).
     #[serde(default, rename = "created_at")]
+    #[schema(ignore)]
     pub _created_at: Option<serde::de::IgnoredAny>,
     /// Ignored (read-only).
     #[serde(default, rename = "updated_at")]
+    #[schema(ignore)]
     pub _updated_at: Option<serde::de::IgnoredAny>,
     /// Ignored (read-only).
     #[serde(default, rename = "health")]
+    #[schema(ignore)]
     pub _health: Option<serde::de::IgnoredAny>,
 }
 

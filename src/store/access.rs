@@ -13,7 +13,7 @@ use crate::engines::access::Scope;
 const ADMIN_PASSWORD: &str = "admin_password_hash";
 
 /// An API key as listed: never the key itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     /// Id (what `revoke` takes).
     pub id: i64,

@@ -367,7 +367,7 @@ impl Store {
 
 /// Which finished deliveries to send again. Filters combine; at least one
 /// must be given (checked by the caller).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replay {
     /// One delivery.
@@ -399,7 +399,7 @@ pub struct DeliveryFilter {
 }
 
 /// A delivery as listed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryRow {
     /// Delivery id (what `herald retry --delivery` takes).
     pub id: i64,

@@ -39,7 +39,7 @@ pub struct NewLogEntry {
 }
 
 /// Request and response as logged (secrets already masked).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct AttemptDetail {
     /// Method.
     pub request_method: String,
@@ -56,7 +56,7 @@ pub struct AttemptDetail {
 }
 
 /// A row of the event log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogEntry {
     /// Log id.
     pub id: i64,

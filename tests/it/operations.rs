@@ -344,3 +344,80 @@ fn cleanup_shows_progress_only_on_a_terminal() {
     );
     assert!(shown.contains("deleted 3000 log entries"), "{shown}");
 }
+
+/// `GET /api/v1/openapi.json` is valid OpenAPI 3.1 by an independent
+/// validator (Python's openapi-spec-validator); every operation it names is
+/// served by the router (none answers "no such route" or 405), and it names
+/// exactly the `/api/v1` routes of the README's route table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_and_names_every_route() {
+    use std::io::Write;
+    let h = Herald::new();
+    let s = h.serve();
+    let (st, doc) = s
+        .send(reqwest::Method::GET, s.url("/api/v1/openapi.json"), None)
+        .await;
+    assert_eq!(st, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", "import sys, json\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (pip install -r tests/requirements.txt)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every documented operation is served.
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            documented.insert(format!("{method} {path}"));
+            let url = s.url(&path.replace("{id}", "999999"));
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let (st, body) = s.send(m, url, Some("{}")).await;
+            assert_ne!(st, 405, "{method} {path}: {body}");
+            assert_ne!(body["error"], "no such route", "{method} {path}");
+            // Errors have the documented shape.
+            if st >= 400 {
+                assert!(body["error"].is_string(), "{method} {path}: {body}");
+            }
+        }
+        // Each operation names its responses and its security.
+        for op in ops.as_object().unwrap().values() {
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{path}"
+            );
+        }
+    }
+    // And the README's table names the same /api/v1 routes.
+    let readme = std::fs::read_to_string(crate::utils::repo_file("README.md")).unwrap();
+    let table = &readme[readme.find("#### Routes").unwrap()..];
+    let table = &table[..table.find("\n\n#").unwrap_or(table.len())];
+    let mut in_readme = std::collections::BTreeSet::new();
+    for line in table.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = line.split(" | ").next().unwrap();
+        for part in first_cell.split('`').skip(1).step_by(2) {
+            if part.contains(" /api/v1/") {
+                in_readme.insert(part.to_owned());
+            }
+        }
+    }
+    assert_eq!(
+        documented, in_readme,
+        "the document and the README's route table differ"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

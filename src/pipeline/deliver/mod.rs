@@ -82,7 +82,7 @@ pub struct Deliverer {
 
 /// The result of a test send, as `herald test --json` and
 /// `POST /api/v1/webhooks/{id}/test` answer it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TestReport {
     /// `delivered` or `failed`.
     pub outcome: &'static str,

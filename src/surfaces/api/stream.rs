@@ -194,6 +194,23 @@ impl Context {
 }
 
 /// `GET /api/v1/stream`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    tag = "stream",
+    params(
+        ("events" = Option<String>, Query, description = "Event patterns, comma-separated (default: all the key allows)"),
+        ("match" = Option<Vec<String>>, Query, description = "FIELD=VALUE filters on event fields and dot paths; repeat for more"),
+        ("since" = Option<i64>, Query, description = "Replay stored events after this stream position first"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "SSE: as since"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket (Upgrade: websocket): one JSON text message per event; send {\"subscribe\": {...}} to change what arrives"),
+        (status = 200, description = "Server-Sent Events (Accept: text/event-stream): `id:` the position, `data:` the event", content_type = "text/event-stream"),
+        (status = 400, description = "Neither a WebSocket upgrade nor Accept: text/event-stream, or a parameter cannot be read", body = crate::surfaces::shared::error::Body), (status = 401, description = "No API key, or an unknown or revoked one", body = crate::surfaces::shared::error::Body), (status = 403, description = "Events or filters outside the key's limits (named), or a scope that may not stream", body = crate::surfaces::shared::error::Body), (status = 503, description = "stream.max_subscribers reached (or SSE at half of server.max_connections)", body = crate::surfaces::shared::error::Body)
+    ),
+    security(("bearer" = []), ("api_key_query" = []))
+)]
 pub async fn stream(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,

@@ -23,9 +23,13 @@ pub struct ApiError {
 /// cannot be written for now.
 const RETRY_AFTER_SECS: u64 = 5;
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every API error, as sent.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
+    /// What is wrong, for a person.
     error: &'a str,
+    /// The webhook field at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

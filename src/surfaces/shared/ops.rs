@@ -94,7 +94,7 @@ fn queued(inserted: Result<i64, store::Error>, valid: ValidEvent) -> Result<Vali
 
 /// A saved webhook, what the save found worth a warning, and a signing
 /// secret herald generated (shown once, so the receiver can be set up).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Saved {
     /// The webhook as stored (secrets masked when serialised).
     pub webhook: Webhook,
