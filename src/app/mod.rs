@@ -81,6 +81,9 @@ async fn termination() {
 
 /// Runs herald until a termination signal; returns when everything stopped.
 pub async fn serve(config: Config) -> Result<(), Error> {
+    // Before anything runs that counts: a backlog routed or delivered at
+    // start is counted too.
+    let metrics = install_metrics();
     // Lock first: a second herald must not migrate the schema under the first.
     crate::store::create_parent_dir(&config.database_path).map_err(|source| Error::Io {
         what: format!(
@@ -205,7 +208,6 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let keys = Arc::new(crate::surfaces::shared::keys::KeyCache::new(store.clone()));
     keys.reload().await?;
     let keys_task = tokio::spawn(keys.clone().run(shutdown.clone()));
-    let metrics = install_metrics();
     // Histogram samples wait in the recorder until drained: every few
     // seconds, so memory stays flat when nobody scrapes.
     let upkeep_task = metrics.clone().map(|handle| {

@@ -7,7 +7,8 @@
 //! as few as the webhooks.
 
 /// Events taken from the queue, by how they arrived: `source` = `api`,
-/// `cli` (`herald emit`) or `sql` (a producer's INSERT).
+/// `cli` (`herald emit`), `sql` (a producer's INSERT) or `herald` (its
+/// own alerts).
 pub const EVENTS_INGESTED: &str = "herald_events_ingested_total";
 /// Events routed (valid, deliveries made for every matching webhook).
 pub const EVENTS_ROUTED: &str = "herald_events_routed_total";
@@ -35,9 +36,10 @@ pub const WEBHOOK_INFO: &str = "herald_webhook_info";
 /// Live-stream subscribers connected now.
 pub const STREAM_SUBSCRIBERS: &str = "herald_stream_subscribers";
 
-/// Registers every metric's help text with the installed recorder.
+/// Registers the counters' and the histogram's help text with the
+/// installed recorder (the gauges are written with theirs at each scrape).
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    use metrics::{describe_counter, describe_histogram};
     describe_counter!(
         EVENTS_INGESTED,
         "Events taken from the queue, by how they arrived (api, cli, sql)."
@@ -59,17 +61,4 @@ pub fn describe() {
         TOKEN_FETCHES,
         "Token fetches from auth URLs by webhook id and outcome (ok, failed)."
     );
-    describe_gauge!(
-        QUEUE_PENDING,
-        "Deliveries waiting to be sent (first attempts and retries)."
-    );
-    describe_gauge!(EVENTS_QUEUED, "Events waiting to be routed.");
-    describe_gauge!(
-        OLDEST_PENDING,
-        metrics::Unit::Seconds,
-        "Age of the oldest pending delivery (0 when none)."
-    );
-    describe_gauge!(WEBHOOK_PAUSED, "1 while the webhook is paused.");
-    describe_gauge!(WEBHOOK_INFO, "1 per webhook: its id and name.");
-    describe_gauge!(STREAM_SUBSCRIBERS, "Live-stream subscribers connected now.");
 }

@@ -207,19 +207,19 @@ pub struct WebhookPatch {
     /// Read-only fields of a webhook as returned by the API, accepted and
     /// ignored so a GET → edit → PUT round trip works.
     #[serde(default, rename = "id")]
-    #[schema(ignore)]
+    #[schema(value_type = Option<Object>, read_only)]
     pub _id: Option<serde::de::IgnoredAny>,
     /// Ignored (read-only).
     #[serde(default, rename = "created_at")]
-    #[schema(ignore)]
+    #[schema(value_type = Option<Object>, read_only)]
     pub _created_at: Option<serde::de::IgnoredAny>,
     /// Ignored (read-only).
     #[serde(default, rename = "updated_at")]
-    #[schema(ignore)]
+    #[schema(value_type = Option<Object>, read_only)]
     pub _updated_at: Option<serde::de::IgnoredAny>,
     /// Ignored (read-only).
     #[serde(default, rename = "health")]
-    #[schema(ignore)]
+    #[schema(value_type = Option<Object>, read_only)]
     pub _health: Option<serde::de::IgnoredAny>,
 }
 

@@ -53,7 +53,7 @@ pub use fault::Condition;
 pub use health::{
     EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, EVENT_STORAGE_LOW, EVENT_STORAGE_OK, Notice,
 };
-pub use hourly::{DURATION_BUCKETS_MS, HourlyLog};
+pub use hourly::{BEYOND_MS, DURATION_BUCKETS_MS, HourlyLog};
 pub use log::{AttemptDetail, HeaderStats, LogEntry, LogFilter, NewLogEntry};
 pub use sessions::Session;
 pub use webhooks::ms_to_rfc3339;

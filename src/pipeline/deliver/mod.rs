@@ -332,7 +332,10 @@ impl Deliverer {
         loop {
             let b = bad.clone();
             match self.store.run(move |s| s.fail_unreadable(&b)).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    metrics::counter!(crate::base::metrics::DELIVERIES, "webhook" => bad.webhook_id.to_string(), "outcome" => "failed").increment(1);
+                    return;
+                }
                 Err(e) => {
                     if let Some(held) = repeats::admit(&format!("unreadable: {e}")) {
                         tracing::error!(delivery_id = id, error = %e, "cannot record unreadable delivery; trying again{}", repeats::summary(held));
@@ -369,10 +372,11 @@ impl Deliverer {
                         "webhook {} cannot be read: {reason}",
                         job.webhook_id
                     ));
-                    let settled = per_event(&job, &base)
+                    let settled: Vec<(NewLogEntry, Outcome)> = per_event(&job, &base)
                         .into_iter()
                         .map(|e| (e, Outcome::Failed))
                         .collect();
+                    count(job.webhook_id, None, &settled);
                     return Some(settled);
                 }
                 Err(e) => {

@@ -331,7 +331,7 @@ pub async fn pause_webhook(
 }
 
 /// `POST /api/v1/webhooks/{id}/resume`: clears the pause; the backlog is sent.
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/resume", tag = "webhooks", params(("id" = i64, Path, description = "Webhook id")), responses((status = 200, description = "Resumed; `backlog` deliveries are sent now", body = Resumed), (status = 400, description = "The request is not valid; the message says why", body = crate::surfaces::shared::error::Body), (status = 401, description = "No API key, or an unknown or revoked one", body = crate::surfaces::shared::error::Body), (status = 403, description = "The key's scope does not allow this", body = crate::surfaces::shared::error::Body), (status = 404, description = "No such webhook", body = crate::surfaces::shared::error::Body)))]
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/resume", tag = "webhooks", params(("id" = i64, Path, description = "Webhook id")), responses((status = 200, description = "Resumed; `backlog` deliveries are sent now", body = Resumed), (status = 409, description = "The webhook is not paused", body = crate::surfaces::shared::error::Body), (status = 400, description = "The request is not valid; the message says why", body = crate::surfaces::shared::error::Body), (status = 401, description = "No API key, or an unknown or revoked one", body = crate::surfaces::shared::error::Body), (status = 403, description = "The key's scope does not allow this", body = crate::surfaces::shared::error::Body), (status = 404, description = "No such webhook", body = crate::surfaces::shared::error::Body)))]
 pub async fn resume_webhook(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -120,8 +120,12 @@ pub fn svg(hours: &[Hour], p95: bool, label: &str) -> String {
         if h.other > 0 {
             let _ = write!(out, ", {} other", h.other);
         }
-        if let Some(ms) = h.p95_ms.filter(|_| p95) {
-            let _ = write!(out, ", p95 ≤ {ms} ms");
+        match h.p95_ms.filter(|_| p95) {
+            Some(crate::store::BEYOND_MS) => out.push_str(", p95 > 30 s"),
+            Some(ms) => {
+                let _ = write!(out, ", p95 ≤ {ms} ms");
+            }
+            None => {}
         }
         out.push_str("</title>");
         let _ = write!(
