@@ -272,7 +272,7 @@ impl Store {
     /// Puts finished deliveries back in the queue, due now, for a new round
     /// of tries: each resend is a new attempt in the log with the same event
     /// uuid. Deliveries still pending are left as they are. Returns how many.
-    pub fn replay(&self, which: &Replay) -> Result<usize, Error> {
+    pub fn replay(&self, which: &Replay) -> Result<Vec<i64>, Error> {
         let which = which.to_owned();
         self.write(move |c| {
             let tx: &rusqlite::Connection = c;
@@ -292,25 +292,56 @@ impl Store {
                 tx.query_row("SELECT 1 FROM webhooks WHERE id = ?1", [id], |_| Ok(()))
                     .map_err(super::not_found(format!("webhook {id}")))?;
             }
-            let n = tx.execute(
+            let mut update = tx.prepare(
                 "UPDATE deliveries SET state = 'pending', tries = 0, next_attempt_at = ?1, updated_at = ?2
                  WHERE state <> 'pending'
                    AND (?3 IS NULL OR id = ?3)
                    AND (?4 IS NULL OR webhook_id = ?4)
                    AND (?5 = 0 OR state = 'failed')
                    AND (?6 IS NULL OR event_id IN (SELECT id FROM events WHERE julianday(created_at) >= julianday(?6)))
-                   AND (?7 IS NULL OR event_id IN (SELECT id FROM events WHERE julianday(created_at) < julianday(?7)))",
-                params![
-                    now_ms(),
-                    now_rfc3339(),
-                    which.delivery_id,
-                    which.webhook_id,
-                    which.failed_only,
-                    which.from,
-                    which.to
-                ],
+                   AND (?7 IS NULL OR event_id IN (SELECT id FROM events WHERE julianday(created_at) < julianday(?7)))
+                 RETURNING id",
             )?;
-            Ok(n)
+            let ids = update
+                .query_map(
+                    params![
+                        now_ms(),
+                        now_rfc3339(),
+                        which.delivery_id,
+                        which.webhook_id,
+                        which.failed_only,
+                        which.from,
+                        which.to
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<Vec<i64>, _>>()?;
+            Ok(ids)
+        })
+    }
+
+    /// How the deliveries `ids` stand now: `(pending, delivered, failed)`
+    /// (for `herald retry --wait`, which follows what it queued).
+    pub fn delivery_states(&self, ids: &[i64]) -> Result<(usize, usize, usize), Error> {
+        self.read(|c| {
+            let mut counts = (0, 0, 0);
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c.prepare(&format!(
+                    "SELECT state, count(*) FROM deliveries WHERE id IN ({marks}) GROUP BY state"
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+                })?;
+                for row in rows {
+                    match row? {
+                        (s, n) if s == "pending" => counts.0 += n,
+                        (s, n) if s == "delivered" => counts.1 += n,
+                        (_, n) => counts.2 += n,
+                    }
+                }
+            }
+            Ok(counts)
         })
     }
 

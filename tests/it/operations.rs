@@ -421,3 +421,38 @@ async fn the_openapi_document_is_valid_and_names_every_route() {
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// `herald retry --wait` queues deliveries again and follows them until the
+/// running herald has sent them all; quiet on a pipe but for the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_waits_for_the_replayed_deliveries() {
+    let h = Herald::new();
+    let rx = crate::utils::Receiver::start().await;
+    let w = h.add("pms", &rx.url("/"), &[]);
+    let _s = h.serve();
+    for _ in 0..30 {
+        h.ok(&["emit", "ticket.login"]);
+    }
+    rx.wait_for(30).await;
+    h.wait_sql(
+        "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+        30,
+    );
+    let id = w.to_string();
+    let out = tokio::task::spawn_blocking(move || h.cli(&["retry", "--webhook", &id, "--wait"]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("queued 30 deliveries again"), "{stdout}");
+    assert!(stdout.contains("sent: 30 delivered, 0 failed"), "{stdout}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("sent ("),
+        "a bar on a pipe"
+    );
+    assert_eq!(rx.received().len(), 60);
+}

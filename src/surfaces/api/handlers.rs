@@ -388,7 +388,9 @@ pub async fn retry_deliveries(
         &body,
         "{\"delivery_id\": N} or {\"webhook_id\": N, \"failed_only\": true} or {\"from\": T, \"to\": T}",
     )?;
-    let queued = blocking(&state, move |s| ops::replay(s, &which)).await?;
+    let queued = blocking(&state, move |s| ops::replay(s, &which))
+        .await?
+        .len();
     state.deliver_wake.notify_one();
     Ok(Json(RetryQueued { queued }))
 }

@@ -68,6 +68,10 @@ pub struct RetryArgs {
     /// Events created before this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
+    /// Then wait until the running herald has sent them all (a count on a
+    /// terminal); exit status 1 when some failed for good.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// `herald log`: the event log, newest first.
@@ -189,9 +193,10 @@ pub fn retry(config: &Config, args: RetryArgs) -> anyhow::Result<ExitCode> {
         failed,
         from,
         to,
+        wait,
     } = args;
     let store = Store::open_existing_configured(config)?;
-    let n = ops::replay(
+    let ids = ops::replay(
         &store,
         &crate::store::Replay {
             delivery_id: delivery,
@@ -201,6 +206,48 @@ pub fn retry(config: &Config, args: RetryArgs) -> anyhow::Result<ExitCode> {
             to,
         },
     )?;
-    println!("queued {n} deliveries again");
-    Ok(ExitCode::SUCCESS)
+    println!("queued {} deliveries again", ids.len());
+    if !wait || ids.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_for(&store, &ids)
+}
+
+/// Follows the deliveries `ids` until none is pending: a bar on a
+/// terminal, the outcome at the end.
+fn wait_for(store: &Store, ids: &[i64]) -> anyhow::Result<ExitCode> {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(ids.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} sent {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let mut hinted = false;
+    let (delivered, failed) = loop {
+        let (pending, delivered, failed) = store.delivery_states(ids)?;
+        bar.set_position((delivered + failed) as u64);
+        bar.set_message(format!("({delivered} delivered, {failed} failed)"));
+        if pending == 0 {
+            break (delivered, failed);
+        }
+        if !hinted
+            && delivered + failed == 0
+            && started.elapsed() > std::time::Duration::from_secs(10)
+        {
+            hinted = true;
+            bar.suspend(|| eprintln!("nothing sent in 10 s: is `herald serve` running (and the webhook not paused or disabled)? Ctrl-C stops waiting; the deliveries stay queued"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    bar.finish_and_clear();
+    println!("sent: {delivered} delivered, {failed} failed");
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

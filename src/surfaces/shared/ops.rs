@@ -228,7 +228,7 @@ pub fn set_enabled(store: &Store, id: i64, enabled: bool) -> Result<Webhook, Err
 /// (`from` inclusive, `to` exclusive, RFC 3339), filters combined. Each
 /// resend is a new attempt in the log with the same event uuid. Returns how
 /// many deliveries were queued again.
-pub fn replay(store: &Store, which: &store::Replay) -> Result<usize, Error> {
+pub fn replay(store: &Store, which: &store::Replay) -> Result<Vec<i64>, Error> {
     if which.delivery_id.is_none()
         && which.webhook_id.is_none()
         && which.from.is_none()

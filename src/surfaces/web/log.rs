@@ -312,7 +312,8 @@ pub async fn retry(
     let store = state.store.clone();
     let n = tokio::task::spawn_blocking(move || ops::replay(&store, &which))
         .await
-        .map_err(WebError::internal)??;
+        .map_err(WebError::internal)??
+        .len();
     state.deliver_wake.notify_one();
     let back = match super::session::local_path(f.back.as_deref()) {
         b if b.starts_with("/log") => b.to_owned(),
