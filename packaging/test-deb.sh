@@ -160,12 +160,17 @@ stop_herald() {
   wait "$SERVER_PID" || fail "herald did not exit cleanly on SIGTERM"
   SERVER_PID=""
 }
+# Up to 40 s: a first attempt that fails (seen once: the receiver refused a
+# connection) is tried again after 5 s, and that must still pass here.
 wait_received() {
-  for _ in $(seq 100); do
+  for _ in $(seq 400); do
     grep -q "$1" "$RECEIVED" && return 0
     sleep 0.1
   done
-  cat "$WORK/herald.log"; fail "event $1 did not arrive"
+  cat "$WORK/herald.log"
+  if kill -0 "$RECEIVER_PID" 2>/dev/null; then echo "the receiver is running"; else echo "the receiver has died"; fi
+  ss -ltn 2>/dev/null | grep -F ":$RPORT " || echo "nothing listens on $RPORT"
+  fail "event $1 did not arrive"
 }
 
 log "herald as the unit runs it: /healthz and a delivered event"
