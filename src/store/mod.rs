@@ -74,6 +74,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/008_webhook_description.sql"),
     include_str!("migrations/009_stream_keys.sql"),
     include_str!("migrations/010_event_source.sql"),
+    include_str!("migrations/011_events_check_without_in.sql"),
 ];
 
 /// Read-only connections kept for reads running at once.
@@ -312,7 +313,11 @@ impl Store {
     }
 }
 
-/// Applies the migrations the database has not seen, each in its own transaction.
+/// Applies the migrations the database has not seen, each in its own
+/// transaction. Foreign keys are off meanwhile (a pragma that only takes
+/// effect outside a transaction): a migration that rebuilds a table others
+/// reference (011: events) must not cascade its DROP into them. Every
+/// reference is checked before they are on again.
 fn migrate(conn: &mut Connection) -> Result<(), Error> {
     let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let supported = MIGRATIONS.len() as i64;
@@ -322,13 +327,31 @@ fn migrate(conn: &mut Connection) -> Result<(), Error> {
             supported,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    if current == supported {
+        return Ok(());
     }
-    Ok(())
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let applied = (|| -> Result<(), Error> {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: i64 =
+                tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
+            if broken > 0 {
+                return Err(Error::Corrupt(format!(
+                    "migration {} would leave {broken} broken references; nothing was changed",
+                    i + 1
+                )));
+            }
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    applied
 }
 
 /// Milliseconds since the Unix epoch, the time unit of scheduling columns.
@@ -561,6 +584,76 @@ mod tests {
             c.execute("UPDATE api_keys SET scope = 'root' WHERE id = 1", [])
                 .is_err()
         );
+    }
+
+    /// Version 11 rebuilds events (the CHECK without IN) while deliveries
+    /// reference it: no delivery is lost to a cascade, ids and the counter
+    /// survive, and the CHECK still refuses.
+    #[test]
+    fn the_version_11_rebuild_keeps_events_and_their_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..10].iter().enumerate() {
+                let tx = c.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
+                 VALUES ('w', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
+                 INSERT INTO events (type, source) VALUES ('system.start', 'api'), ('system.start', NULL), ('system.start', 'cli');
+                 DELETE FROM events WHERE id = 3;
+                 INSERT INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
+                 VALUES (1, 1, 0, 't', 't'), (2, 1, 0, 't', 't');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(
+            store.pending_deliveries().unwrap(),
+            2,
+            "no delivery lost to a cascade"
+        );
+        drop(store);
+        let c = Connection::open(&path).unwrap();
+        let sources: Vec<Option<String>> = c
+            .prepare("SELECT source FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(sources, vec![Some("api".to_owned()), None]);
+        let seq: i64 = c
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(seq, 3, "a deleted event id would be given out again");
+        assert!(c.execute("UPDATE events SET state = 'lost'", []).is_err());
+        let foreign_keys: i64 = Connection::open(&path)
+            .map(|c| {
+                c.pragma_update(None, "foreign_keys", "ON").unwrap();
+                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+            })
+            .unwrap();
+        assert_eq!(foreign_keys, 0);
+        // The store turned foreign keys on again after migrating.
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|c| Ok(c.pragma_query_value(None, "foreign_keys", |r| r.get::<_, i64>(0))?))
+            .map(|on| assert_eq!(on, 1))
+            .unwrap();
     }
 
     #[test]
