@@ -39,7 +39,10 @@ impl Notifier {
     /// failure is logged, never fatal.
     pub fn notify(&self, state: &str) {
         if let Err(e) = self.socket.send_to_addr(state.as_bytes(), &self.address) {
-            tracing::warn!(error = %e, state, "cannot tell systemd (NOTIFY_SOCKET)");
+            // The watchdog says this every few seconds: not a line each time.
+            if let Some(held) = crate::base::repeats::admit(&format!("notify: {e}")) {
+                tracing::warn!(error = %e, state, "cannot tell systemd (NOTIFY_SOCKET){}", crate::base::repeats::summary(held));
+            }
         }
     }
 }

@@ -295,71 +295,63 @@ impl Feed {
     /// The next event for this subscriber.
     pub async fn next(&mut self) -> Result<Arc<Published>, Ended> {
         loop {
-            if let Some(p) = self.replayed.pop_front() {
-                if self.selects(&p.event) {
-                    return Ok(self.given(p));
-                }
-                self.position = p.event.id;
-                continue;
+            if let Some(p) = self.try_next()? {
+                return Ok(p);
             }
             if self.replaying {
                 self.replay_page().await?;
                 continue;
             }
             match self.rx.recv().await {
-                Ok(p) if p.event.id <= self.position => {} // replayed already
                 Ok(p) => {
-                    if self.selects(&p.event) {
-                        return Ok(self.given(p));
+                    if let Some(p) = self.offer(p) {
+                        return Ok(p);
                     }
-                    self.position = p.event.id;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Err(Ended::TooSlow {
-                        position: self.position,
-                    });
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => return Err(self.too_slow()),
                 // The hub lives as long as the feeds that hold it.
                 Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
             }
         }
     }
 
-    fn given(&mut self, p: Arc<Published>) -> Arc<Published> {
-        self.position = self.position.max(p.event.id);
-        self.info.sent.fetch_add(1, Ordering::Relaxed);
-        p
-    }
-
     /// The next event if one is ready now (none while the replay needs
     /// another page): what a write can take along with the one before.
     pub fn try_next(&mut self) -> Result<Option<Arc<Published>>, Ended> {
         loop {
-            if let Some(p) = self.replayed.pop_front() {
-                if self.selects(&p.event) {
-                    return Ok(Some(self.given(p)));
-                }
-                self.position = p.event.id;
-                continue;
+            let p = match self.replayed.pop_front() {
+                Some(p) => p,
+                None if self.replaying => return Ok(None),
+                None => match self.rx.try_recv() {
+                    Ok(p) => p,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(self.too_slow()),
+                    Err(_) => return Ok(None),
+                },
+            };
+            if let Some(p) = self.offer(p) {
+                return Ok(Some(p));
             }
-            if self.replaying {
-                return Ok(None);
-            }
-            match self.rx.try_recv() {
-                Ok(p) if p.event.id <= self.position => {}
-                Ok(p) => {
-                    if self.selects(&p.event) {
-                        return Ok(Some(self.given(p)));
-                    }
-                    self.position = p.event.id;
-                }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => {
-                    return Err(Ended::TooSlow {
-                        position: self.position,
-                    });
-                }
-                Err(_) => return Ok(None),
-            }
+        }
+    }
+
+    /// Gives `p` out if the subscriber has not had it and selects it;
+    /// otherwise passes over it (the position moves past it).
+    fn offer(&mut self, p: Arc<Published>) -> Option<Arc<Published>> {
+        if p.event.id <= self.position {
+            return None; // replayed already
+        }
+        if !self.selects(&p.event) {
+            self.position = p.event.id;
+            return None;
+        }
+        self.position = p.event.id;
+        self.info.sent.fetch_add(1, Ordering::Relaxed);
+        Some(p)
+    }
+
+    fn too_slow(&self) -> Ended {
+        Ended::TooSlow {
+            position: self.position,
         }
     }
 

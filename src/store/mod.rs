@@ -363,6 +363,19 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
+    /// A database at schema version `n`, as an older herald left it.
+    fn at_version(path: &Path, n: usize) -> Connection {
+        let mut c = Connection::open(path).unwrap();
+        for (i, sql) in MIGRATIONS[..n].iter().enumerate() {
+            let tx = c.transaction().unwrap();
+            tx.execute_batch(sql).unwrap();
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        c
+    }
+
     #[test]
     fn open_creates_private_file_and_migrates() {
         let dir = tempfile::tempdir().unwrap();
@@ -411,14 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
-                let tx = c.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let c = at_version(&path, 2);
             c.execute_batch(
                 "INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
                  VALUES ('old', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
@@ -454,14 +460,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            for (i, sql) in MIGRATIONS[..5].iter().enumerate() {
-                let tx = c.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let c = at_version(&path, 5);
             c.execute_batch(
                 "INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
                  VALUES ('old', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
@@ -530,14 +529,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            for (i, sql) in MIGRATIONS[..8].iter().enumerate() {
-                let tx = c.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let c = at_version(&path, 8);
             c.execute_batch(
                 "INSERT INTO api_keys (name, hint, digest, scope, created_at) VALUES
                    ('a', 'hk_a…', 'd1', 'admin', 't'), ('b', 'hk_b…', 'd2', 'read', 't'), ('c', 'hk_c…', 'd3', 'read', 't');
@@ -594,14 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            for (i, sql) in MIGRATIONS[..10].iter().enumerate() {
-                let tx = c.transaction().unwrap();
-                tx.execute_batch(sql).unwrap();
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-                    .unwrap();
-                tx.commit().unwrap();
-            }
+            let c = at_version(&path, 10);
             c.execute_batch(
                 "INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
                  VALUES ('w', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
@@ -654,6 +639,46 @@ mod tests {
             .write(|c| Ok(c.pragma_query_value(None, "foreign_keys", |r| r.get::<_, i64>(0))?))
             .map(|on| assert_eq!(on, 1))
             .unwrap();
+    }
+
+    /// A migration that would leave a broken reference is refused whole:
+    /// the version stays, and the error says so.
+    #[test]
+    fn a_migration_leaving_broken_references_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let c = at_version(&path, 10);
+            // Written with foreign keys off: a delivery of an event that is
+            // not there.
+            c.execute_batch(
+                "PRAGMA foreign_keys = OFF;
+                 INSERT INTO webhooks (name, url, method, events, body_mime, timeout_ms, created_at, updated_at)
+                 VALUES ('w', 'http://127.0.0.1:9/', 'POST', '[\"*\"]', 'application/json', 5000, 't', 't');
+                 INSERT INTO deliveries (event_id, webhook_id, next_attempt_at, created_at, updated_at)
+                 VALUES (99, 1, 0, 't', 't');",
+            )
+            .unwrap();
+        }
+        match Store::open(&path) {
+            Err(Error::Corrupt(m)) => assert!(m.contains("broken references"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let c = Connection::open(&path).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 10);
+        assert_eq!(
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'events_v11'",
+                [],
+                |r| r.get::<_, i64>(0)
+            )
+            .unwrap(),
+            0,
+            "the rebuild was rolled back"
+        );
     }
 
     #[test]

@@ -75,15 +75,7 @@ async fn fixed_credentials_are_sent_and_never_shown() {
     h.wait_log(&[], kinds.len());
     // Nowhere to be read: log, API, CLI show, render.
     let log = serde_json::to_string(&h.log(&[])).unwrap();
-    let api = server
-        .client()
-        .get(server.url("/api/v1/webhooks"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let api = server.get_text("/api/v1/webhooks").await;
     let mut shown = String::new();
     for id in 1..=kinds.len() {
         shown += &h.ok(&["webhook", "show", &id.to_string(), "--json"]);
@@ -203,15 +195,7 @@ async fn token_is_fetched_once_and_reused() {
     );
     assert_eq!(auth.received().len(), 1);
     // One fetch, counted as such in /metrics.
-    let metrics = s
-        .client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.get_text("/metrics").await;
     assert!(
         metrics.contains("herald_token_fetches_total{webhook=\"1\",outcome=\"ok\"} 1\n"),
         "{metrics}"

@@ -53,6 +53,22 @@ fn herald_tells_systemd_it_is_ready_alive_and_stopping() {
     until(&socket, "STOPPING=1", &mut seen);
 }
 
+/// A `NOTIFY_SOCKET` nobody listens on is said once in the log; herald
+/// serves and delivers all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_socket_nobody_listens_on_does_not_stop_herald() {
+    let mut h = Herald::new();
+    let path = h.dir.path().join("nobody.sock");
+    h.set_env("NOTIFY_SOCKET", &path.display().to_string());
+    let rx = crate::utils::Receiver::start().await;
+    h.add("pms", &rx.url("/"), &[]);
+    let s = h.serve();
+    h.ok(&["emit", "ticket.login"]);
+    rx.wait_for(1).await;
+    assert!(s.log().contains("cannot tell systemd"), "{}", s.log());
+    assert!(s.terminate().success());
+}
+
 /// `log.format = "json"`: every line herald writes is one JSON object with
 /// a timestamp, a level and the message; a bad value is refused.
 #[test]
@@ -94,23 +110,10 @@ fn json_logs_are_one_object_per_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("log.format = xml"));
 }
 
-/// A sample's name and sorted labels.
-type SampleKey = (String, Vec<(String, String)>);
-/// Samples by name and sorted labels.
-type Samples = std::collections::HashMap<SampleKey, f64>;
-
-/// `/metrics` text read by Python's prometheus_client parser (an
-/// independent implementation of the format): `(sample name, labels) →
-/// value`.
-fn parse_metrics(text: &str) -> Samples {
+/// Runs a Python `script` with `input` on its standard input (the tests'
+/// independent checkers: `pip install -r tests/requirements.txt`).
+fn python(script: &str, input: &str) -> std::process::Output {
     use std::io::Write;
-    let script = "import sys, json\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        out = []\n\
-        for f in text_string_to_metric_families(sys.stdin.read()):\n\
-        \x20   for s in f.samples:\n\
-        \x20       out.append([[s.name, sorted(s.labels.items())], s.value])\n\
-        print(json.dumps(out))\n";
     let mut child = std::process::Command::new("python3")
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
@@ -122,9 +125,28 @@ fn parse_metrics(text: &str) -> Samples {
         .stdin
         .take()
         .unwrap()
-        .write_all(text.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A sample's name and sorted labels.
+type SampleKey = (String, Vec<(String, String)>);
+/// Samples by name and sorted labels.
+type Samples = std::collections::HashMap<SampleKey, f64>;
+
+/// `/metrics` text read by Python's prometheus_client parser (an
+/// independent implementation of the format): `(sample name, labels) →
+/// value`.
+fn parse_metrics(text: &str) -> Samples {
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in f.samples:\n\
+        \x20       out.append([[s.name, sorted(s.labels.items())], s.value])\n\
+        print(json.dumps(out))\n";
+    let out = python(script, text);
     assert!(
         out.status.success(),
         "the parser refused it: {}\n{text}",
@@ -172,6 +194,12 @@ async fn metrics_count_exactly_what_happened() {
     h.wait_log(&["--webhook", &w_bad.to_string()], 6);
     // No key: refused; an ingest key is enough.
     let r = reqwest::get(s.url("/metrics")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = crate::utils::bearer_client("hk_unknown")
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = ingest.get(s.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -260,16 +288,7 @@ async fn metrics_count_exactly_what_happened() {
     }
     h.wait_log(&["--webhook", &w_ok.to_string()], 8);
     h.wait_log(&["--webhook", &w_bad.to_string()], 8);
-    let m = parse_metrics(
-        &ingest
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let m = parse_metrics(&crate::utils::get_text(&ingest, s.url("/metrics")).await);
     assert_eq!(
         sample(&m, "herald_events_ingested_total", &[("source", "api")]),
         5.0
@@ -351,7 +370,6 @@ fn cleanup_shows_progress_only_on_a_terminal() {
 /// exactly the `/api/v1` routes of the README's route table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_is_valid_and_names_every_route() {
-    use std::io::Write;
     let h = Herald::new();
     let s = h.serve();
     let (st, doc) = s
@@ -359,20 +377,10 @@ async fn the_openapi_document_is_valid_and_names_every_route() {
         .await;
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", "import sys, json\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (pip install -r tests/requirements.txt)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(doc.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python(
+        "import sys, json\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')",
+        &doc.to_string(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -455,4 +463,26 @@ async fn retry_waits_for_the_replayed_deliveries() {
         "a bar on a pipe"
     );
     assert_eq!(rx.received().len(), 60);
+}
+
+/// `herald retry --wait` exits 1 when replayed deliveries fail for good,
+/// and says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_wait_exits_1_when_deliveries_fail() {
+    let h = Herald::new();
+    let rx = crate::utils::Receiver::start().await;
+    rx.set_status(500);
+    let w = h.add("pms", &rx.url("/"), &["--retry", "once"]);
+    let _s = h.serve();
+    for _ in 0..3 {
+        h.ok(&["emit", "ticket.login"]);
+    }
+    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'failed'", 3);
+    let id = w.to_string();
+    let out = tokio::task::spawn_blocking(move || h.cli(&["retry", "--webhook", &id, "--wait"]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("sent: 0 delivered, 3 failed"), "{stdout}");
 }

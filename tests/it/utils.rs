@@ -317,6 +317,11 @@ impl Server {
         send_with(&self.client(), method, url, body).await
     }
 
+    /// The text answer to a GET of `path` with the admin key.
+    pub async fn get_text(&self, path: &str) -> String {
+        get_text(&self.client(), self.url(path)).await
+    }
+
     /// What it wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -699,6 +704,11 @@ pub fn eventually(what: &str, check: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The text answer to a GET of `url` with `client`, whatever its status.
+pub async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// An HTTP client sending `Authorization: Bearer {key}` on every request.

@@ -6,26 +6,18 @@
 //! WebSocket). `/healthz` stays open for liveness checks.
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::engines::access;
-use crate::surfaces::shared::keys::Caller;
+use crate::surfaces::shared::keys::{Caller, bearer_token, refusal as refuse};
 use crate::surfaces::shared::{ApiError, AppState};
 
 /// The bearer token of a request, if it sent one; for the live stream also
 /// its `api_key` query parameter.
 fn bearer(req: &Request) -> Option<String> {
-    let sent = || {
-        let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned())
-            .filter(|t| !t.is_empty())
-    };
-    sent().or_else(|| {
+    bearer_token(req.headers()).map(str::to_owned).or_else(|| {
         if req.uri().path() != access::STREAM_PATH {
             return None;
         }
@@ -96,15 +88,4 @@ pub async fn require_api_key(
             next.run(req).await
         }
     }
-}
-
-fn refuse(status: StatusCode, message: &str) -> Response {
-    let mut r = ApiError::new(status, message).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"herald\""),
-        );
-    }
-    r
 }

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use crate::base::metrics::{
     EVENTS_QUEUED, OLDEST_PENDING, QUEUE_PENDING, STREAM_SUBSCRIBERS, WEBHOOK_INFO, WEBHOOK_PAUSED,
 };
+use crate::surfaces::shared::keys::{bearer_token, refusal};
 use crate::surfaces::shared::{ApiError, AppState};
 
 /// The Prometheus text format's content type.
@@ -21,7 +22,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.config.metrics_public {
-        match key_of(&headers) {
+        match bearer_token(&headers) {
             None => {
                 return refuse(
                     "GET /metrics needs an API key (any scope): `Authorization: Bearer hk_…`, or set metrics.public = true",
@@ -161,20 +162,8 @@ fn label_value(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The bearer token of a request.
-fn key_of(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 fn refuse(message: &str) -> Response {
-    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"herald\""),
-    );
-    r
+    refusal(StatusCode::UNAUTHORIZED, message)
 }
 
 #[cfg(test)]

@@ -176,3 +176,30 @@ pub enum Caller {
     /// The web admin's session (an admin).
     Session,
 }
+
+/// The `Authorization: Bearer …` token of a request, if it sent one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A refusal in the API's error shape; a 401 also names the scheme
+/// (`WWW-Authenticate: Bearer`).
+pub fn refusal(status: axum::http::StatusCode, message: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = super::ApiError::new(status, message).into_response();
+    if status == axum::http::StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"herald\""),
+        );
+    }
+    r
+}

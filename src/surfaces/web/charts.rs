@@ -53,13 +53,7 @@ pub fn by_webhook(rows: &[HourlyLog], hours: &[String]) -> HashMap<i64, Vec<Hour
     let mut out: HashMap<i64, Vec<Hour>> = HashMap::new();
     for r in rows {
         let Some(id) = r.webhook_id else { continue };
-        let series = out.entry(id).or_insert_with(|| empty(hours));
-        if let Some(h) = series.iter_mut().find(|h| h.hour == r.hour) {
-            h.delivered += r.delivered;
-            h.failed += r.failed;
-            h.other += r.other;
-            h.p95_ms = r.p95_ms();
-        }
+        add(out.entry(id).or_insert_with(|| empty(hours)), r, true);
     }
     out
 }
@@ -68,13 +62,22 @@ pub fn by_webhook(rows: &[HourlyLog], hours: &[String]) -> HashMap<i64, Vec<Hour
 pub fn all(rows: &[HourlyLog], hours: &[String]) -> Vec<Hour> {
     let mut series = empty(hours);
     for r in rows {
-        if let Some(h) = series.iter_mut().find(|h| h.hour == r.hour) {
-            h.delivered += r.delivered;
-            h.failed += r.failed;
-            h.other += r.other;
-        }
+        add(&mut series, r, false);
     }
     series
+}
+
+/// Adds a row's counts to its hour of `series` (with its p95 when `p95`:
+/// one webhook's rows, one per hour); an hour outside the series is left out.
+fn add(series: &mut [Hour], r: &HourlyLog, p95: bool) {
+    if let Some(h) = series.iter_mut().find(|h| h.hour == r.hour) {
+        h.delivered += r.delivered;
+        h.failed += r.failed;
+        h.other += r.other;
+        if p95 {
+            h.p95_ms = r.p95_ms();
+        }
+    }
 }
 
 fn empty(hours: &[String]) -> Vec<Hour> {

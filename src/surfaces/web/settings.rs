@@ -266,21 +266,10 @@ pub async fn create_key(
     Extension(session): Extension<Session>,
     Form(f): Form<KeyForm>,
 ) -> Result<Response, WebError> {
-    let scope = match f.scope.parse::<crate::engines::access::Scope>() {
-        Ok(s) => s,
-        Err(_) => {
-            return render(
-                &state,
-                &session,
-                None,
-                None,
-                Some("scope: choose read, admin, stream or ingest".into()),
-                None,
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
-        }
-    };
+    let scope = f
+        .scope
+        .parse::<crate::engines::access::Scope>()
+        .map_err(|_| ops::Error::BadRequest("scope: choose read, admin, stream or ingest".into()));
     let filters: Vec<String> = f
         .matches
         .split([',', '\n'])
@@ -290,30 +279,23 @@ pub async fn create_key(
         .collect();
     // Given for another scope, they are refused (as by the API and CLI).
     let limits = if !f.events.trim().is_empty() || !filters.is_empty() {
-        match crate::base::subscription::Subscription::parse(&f.events, &filters) {
-            Ok(l) => Some(l),
-            Err(m) => {
-                return render(
-                    &state,
-                    &session,
-                    None,
-                    None,
-                    Some(m),
-                    None,
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
-        }
+        crate::base::subscription::Subscription::parse(&f.events, &filters)
+            .map(Some)
+            .map_err(ops::Error::BadRequest)
     } else {
-        None
+        Ok(None)
     };
-    let store = state.store.clone();
-    let name = f.name.clone();
-    let made =
-        tokio::task::spawn_blocking(move || ops::create_api_key(&store, &name, scope, limits))
-            .await
-            .map_err(WebError::internal)?;
+    // A scope or filter that cannot be read is answered like any refused key.
+    let made = match scope.and_then(|scope| limits.map(|l| (scope, l))) {
+        Ok((scope, limits)) => {
+            let store = state.store.clone();
+            let name = f.name.clone();
+            tokio::task::spawn_blocking(move || ops::create_api_key(&store, &name, scope, limits))
+                .await
+                .map_err(WebError::internal)?
+        }
+        Err(e) => Err(e),
+    };
     match made {
         Ok((listed, key)) => {
             state.keys.changed().await;
