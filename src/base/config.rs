@@ -137,11 +137,83 @@ pub struct RawServer {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDatabase {
+    pub url: String,
     pub path: String,
     pub durability: String,
     #[serde(deserialize_with = "number")]
     pub busy_timeout: f64,
     pub min_free_mb: u64,
+}
+
+/// `database.url`: a PostgreSQL connection URL. Shown only masked
+/// ([`DatabaseUrl::masked`]): it may carry a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Checks the form `postgres://[user[:password]@]host[:port]/database[?…]`
+    /// (also `postgresql://`); the server checks the rest.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, String> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or("expected postgres://user:password@host:port/database")?;
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        if host.is_empty() {
+            return Err("names no host (postgres://user:password@host:port/database)".into());
+        }
+        Ok(DatabaseUrl(url.to_owned()))
+    }
+
+    /// The URL itself, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `****`: for logs and
+    /// `check-config`.
+    pub fn masked(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "****".into();
+        };
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let masked = match authority.rsplit_once('@') {
+            Some((user_info, host)) => match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:****@{host}"),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        // `password=` among the query's options is masked too.
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=****"),
+                        _ => kv.to_owned(),
+                    })
+                    .collect();
+                format!("{path}?{}", query.join("&"))
+            }
+            None => tail.to_owned(),
+        };
+        format!("{scheme}://{masked}{tail}")
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
 }
 
 /// `database.durability`: whether a commit waits for the disk.
@@ -212,7 +284,11 @@ pub struct Config {
     pub stream_max_subscribers: usize,
     /// Events a live-stream subscriber may fall behind before it is dropped.
     pub stream_buffer: usize,
-    /// SQLite database file.
+    /// PostgreSQL server and database (`database.url`); `None`: SQLite at
+    /// `database_path`.
+    pub database_url: Option<DatabaseUrl>,
+    /// SQLite database file; with `database_url` set, only the directory
+    /// of local files (the first admin password).
     pub database_path: PathBuf,
     /// Whether each commit is synced to disk.
     pub durability: Durability,
@@ -588,6 +664,14 @@ impl RawConfig {
             8,
             65_536,
         )?;
+        let database_url = match self.database.url.trim() {
+            "" => None,
+            url => Some(DatabaseUrl::parse(url).map_err(|reason| Error::Invalid {
+                key: "database.url",
+                value: DatabaseUrl(url.to_owned()).masked(),
+                reason,
+            })?),
+        };
         if self.database.path.trim().is_empty() {
             return Err(Error::Invalid {
                 key: "database.path",
@@ -698,6 +782,7 @@ impl RawConfig {
             metrics_public: self.metrics.public,
             stream_max_subscribers: stream_max_subscribers as usize,
             stream_buffer: stream_buffer as usize,
+            database_url,
             database_path: PathBuf::from(self.database.path),
             durability,
             busy_timeout: Duration::from_secs_f64(busy_timeout),

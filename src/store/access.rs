@@ -4,7 +4,8 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Error, Store};
+use super::sqlite::Sqlite;
+use super::{Error};
 use crate::base::event::now_rfc3339;
 use crate::base::subscription::{FieldMatch, Subscription};
 use crate::engines::access::Scope;
@@ -89,7 +90,7 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
-impl Store {
+impl Sqlite {
     /// The admin password's hash, if one was set.
     pub fn admin_password_hash(&self) -> Result<Option<String>, Error> {
         self.read(|c| {

@@ -9,7 +9,8 @@ use rusqlite::params;
 
 use super::claims::DueRow;
 use super::deliveries::{ClaimPass, Claimed, DeliveryJob, Item, Unreadable};
-use super::{Error, Store, now_ms};
+use super::sqlite::Sqlite;
+use super::{Error, now_ms};
 use crate::base::event::Event;
 use crate::spec::webhook::Batch;
 
@@ -154,7 +155,7 @@ fn age_ms(created_at: &str, now: i64) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-impl Store {
+impl Sqlite {
     /// Claims due deliveries for up to `free` requests, visiting webhooks
     /// that are enabled and not paused, starting at the `start`-th (so no
     /// webhook is always served last). Each webhook gets at most its

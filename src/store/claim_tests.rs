@@ -29,7 +29,7 @@ fn store_with(n: usize, max_in_flight: u32) -> (tempfile::TempDir, Store, i64) {
 }
 
 fn queue(store: &Store, n: usize) {
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path().unwrap()).unwrap();
     for _ in 0..n {
         conn.execute("INSERT INTO events (type) VALUES ('ticket.login')", [])
             .unwrap();
@@ -94,7 +94,7 @@ fn retry_in_flight(
 }
 
 fn column(store: &Store, sql: &str) -> i64 {
-    rusqlite::Connection::open(store.path())
+    rusqlite::Connection::open(store.path().unwrap())
         .unwrap()
         .query_row(sql, [], |r| r.get(0))
         .unwrap()
@@ -265,7 +265,7 @@ fn a_pass_that_fails_part_way_gives_back_what_it_took() {
         .id;
     queue(&store, 2);
     let sql = |q: &str| {
-        rusqlite::Connection::open(store.path())
+        rusqlite::Connection::open(store.path().unwrap())
             .unwrap()
             .execute(q, [])
             .unwrap()

@@ -10,7 +10,8 @@ use rusqlite::OptionalExtension;
 use rusqlite::params;
 
 use super::log::NewLogEntry;
-use super::{Error, Store, now_ms};
+use super::sqlite::Sqlite;
+use super::{Error, now_ms};
 use crate::base::event::{Event, now_rfc3339};
 
 /// The log's error for an attempt cut short by a stop.
@@ -84,7 +85,7 @@ pub enum Outcome {
     Failed,
 }
 
-impl Store {
+impl Sqlite {
     /// Releases every claim written to the table: run once at start. Claims
     /// live in memory (see [`super::claims`]); rows claimed in the table
     /// come from a version of herald that wrote claims and stopped with

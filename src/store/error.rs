@@ -18,6 +18,9 @@ pub enum Fault {
     ReadOnly,
     /// Another process held the write lock past the busy timeout.
     Locked,
+    /// The PostgreSQL server cannot be reached (down, restarting, or the
+    /// connection was lost); writes are tried again as it comes back.
+    Unreachable,
 }
 
 impl Fault {
@@ -39,6 +42,10 @@ pub enum Error {
     /// The database file or its directory cannot be opened or created.
     #[error("cannot open database {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// The PostgreSQL server cannot be used with `database.url` (a bad URL,
+    /// or it refused the connection). `url` has its password masked.
+    #[error("cannot use PostgreSQL database {url}: {message}")]
+    Connect { url: String, message: String },
     /// The database was written by a newer herald.
     #[error(
         "database schema version {found} is newer than this herald supports ({supported}); upgrade herald"
@@ -73,6 +80,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the database server could not be reached: a `herald serve`
+    /// starting waits for it and tries again.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage {
+                fault: Fault::Unreachable,
+                ..
+            }
+        )
+    }
+
     /// The storage fault an engine error stands for, if it is one: the
     /// conditions that pass by themselves or by an admin's hand, as opposed
     /// to a statement herald got wrong.
@@ -82,8 +101,11 @@ impl Error {
         let (Error::Database(e) | Error::NotCommitted(e)) = self else {
             return None;
         };
-        let rusqlite::Error::SqliteFailure(f, _) = e.0.as_ref() else {
-            return None;
+        let f = match e.0.as_ref() {
+            Engine::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => f,
+            Engine::Sqlite(_) => return None,
+            Engine::Postgres(e) => return postgres_fault(e),
+            Engine::Pool(_) => return Some(Fault::Unreachable),
         };
         match f.code {
             ErrorCode::DiskFull => Some(Fault::DiskFull),
@@ -94,14 +116,59 @@ impl Error {
     }
 }
 
+/// The storage fault a PostgreSQL error stands for: a lost or refused
+/// connection, a full disk or a read-only server.
+fn postgres_fault(e: &tokio_postgres::Error) -> Option<Fault> {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::DISK_FULL || *c == SqlState::OUT_OF_MEMORY => {
+            Some(Fault::DiskFull)
+        }
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => Some(Fault::ReadOnly),
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => Some(Fault::Locked),
+        Some(c)
+            if c.code().starts_with("08")
+                || c.code().starts_with("57P")
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            Some(Fault::Unreachable)
+        }
+        Some(_) => None,
+        // No SQLSTATE: the connection itself failed (closed, I/O, timeout).
+        None => Some(Fault::Unreachable),
+    }
+}
+
 /// The database engine's own error, kept whole for its message but opaque
 /// outside the store: no caller can match on an engine's error codes.
 #[derive(Debug, Clone)]
-pub struct DbError(Arc<rusqlite::Error>);
+pub struct DbError(Arc<Engine>);
+
+/// Which engine an error came from.
+#[derive(Debug)]
+pub(super) enum Engine {
+    Sqlite(rusqlite::Error),
+    Postgres(tokio_postgres::Error),
+    /// The PostgreSQL pool could not hand out a connection.
+    Pool(String),
+}
 
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match self.0.as_ref() {
+            Engine::Sqlite(e) => e.fmt(f),
+            // tokio-postgres' Display says only "db error"; the server's
+            // own message is in the source.
+            Engine::Postgres(e) => match e.as_db_error() {
+                Some(db) => write!(f, "{}: {}", db.severity(), db.message()),
+                None => match std::error::Error::source(e) {
+                    Some(source) => write!(f, "{e}: {source}"),
+                    None => e.fmt(f),
+                },
+            },
+            Engine::Pool(m) => f.write_str(m),
+        }
     }
 }
 
@@ -110,20 +177,55 @@ impl std::error::Error for DbError {}
 impl DbError {
     /// Wraps an engine error.
     pub(super) fn new(e: rusqlite::Error) -> DbError {
-        DbError(Arc::new(e))
+        DbError(Arc::new(Engine::Sqlite(e)))
     }
 
     /// The engine's error itself, for a row mapper that must return one.
     pub(super) fn into_inner(self) -> rusqlite::Error {
-        Arc::try_unwrap(self.0).unwrap_or_else(|shared| {
-            rusqlite::Error::ToSqlConversionFailure(Box::new(DbError(shared)))
-        })
+        match Arc::try_unwrap(self.0) {
+            Ok(Engine::Sqlite(e)) => e,
+            Ok(other) => rusqlite::Error::ToSqlConversionFailure(Box::new(DbError(Arc::new(other)))),
+            Err(shared) => rusqlite::Error::ToSqlConversionFailure(Box::new(DbError(shared))),
+        }
     }
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Database(DbError(Arc::new(e)))
+        Error::Database(DbError(Arc::new(Engine::Sqlite(e))))
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            let what = e
+                .as_db_error()
+                .and_then(|d| d.constraint())
+                .unwrap_or("row")
+                .to_owned();
+            return Error::Duplicate(what);
+        }
+        let error = Error::Database(DbError(Arc::new(Engine::Postgres(e))));
+        match error.engine_fault() {
+            Some(fault) => Error::Storage {
+                fault,
+                message: format!("the PostgreSQL database cannot take this now: {error}"),
+            },
+            None => error,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Error::Storage {
+                fault: Fault::Unreachable,
+                message: format!("the PostgreSQL server cannot be reached: {other}"),
+            },
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::{Error, Store};
+use super::sqlite::Sqlite;
+use super::{Error};
 
 /// `next_attempt_at` of a first attempt: due at once, whatever the wall clock
 /// says (a clock stepped back at boot must not hold deliveries).
@@ -172,7 +173,7 @@ pub struct RouteStats {
     pub sources: BySource,
 }
 
-impl Store {
+impl Sqlite {
     /// Appends a checked event to the queue. A uuid already queued is refused
     /// with [`Error::Duplicate`].
     /// Refused with [`Error::Storage`] while free space is below the

@@ -169,6 +169,8 @@ impl Watch {
                 "another process has held the write lock on {path} for more than {:?} (database.busy_timeout)",
                 self.busy_timeout
             ),
+            // Only the PostgreSQL backend sees it; it describes it itself.
+            Fault::Unreachable => format!("the database {path} cannot be reached"),
         }
     }
 }

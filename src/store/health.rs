@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::log::insert_notice;
 use super::webhooks::ms_to_rfc3339;
-use super::{Error, Store, now_ms};
+use super::sqlite::Sqlite;
+use super::{Error, now_ms};
 use crate::base::event::now_rfc3339;
 
 /// Event type of the hourly alert while a webhook fails.
@@ -189,7 +190,7 @@ fn span(ms: i64) -> String {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// One look by the health monitor at `now_ms`: pauses webhooks whose
     /// failed attempts span `pause_after` (if set), raises an alert for
     /// each webhook failing for at least `first_alert` and not alerted
@@ -344,7 +345,7 @@ pub const EVENT_STORAGE_LOW: &str = "herald.storage.low";
 /// Event type of the all-clear once free space is back above it.
 pub const EVENT_STORAGE_OK: &str = "herald.storage.ok";
 
-impl Store {
+impl Sqlite {
     /// One look by the health monitor at free space: queues
     /// `herald.storage.low` (to webhooks subscribed to it) when free space
     /// fell below `database.min_free_mb`, and `herald.storage.ok` once it
@@ -384,6 +385,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use std::time::Duration;
 
     const ZERO: Duration = Duration::ZERO;
@@ -400,7 +402,7 @@ mod tests {
     }
 
     fn attempt(s: &Store, id: i64, ok: bool) -> bool {
-        s.write(move |c| {
+        s.sqlite().write(move |c| {
             let tx: &rusqlite::Connection = c;
             let r = note_attempt(
                 tx,
@@ -416,7 +418,7 @@ mod tests {
     }
 
     fn events_of(s: &Store, kind: &str) -> i64 {
-        s.read(|c| {
+        s.sqlite().read(|c| {
             Ok(
                 c.query_row("SELECT count(*) FROM events WHERE type = ?1", [kind], |r| {
                     r.get(0)

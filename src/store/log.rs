@@ -3,7 +3,8 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{Error, Store};
+use super::sqlite::Sqlite;
+use super::{Error};
 
 /// An attempt to record.
 #[derive(Debug, Clone, Default)]
@@ -212,7 +213,7 @@ pub struct HeaderStats {
     pub storage: Option<super::Condition>,
 }
 
-impl Store {
+impl Sqlite {
     /// Logs one attempt that settles no delivery (a test send).
     pub fn insert_log_entry(&self, e: &NewLogEntry) -> Result<(), Error> {
         let e = e.to_owned();
@@ -362,6 +363,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     /// The event log's type filter takes a type or a pattern as webhooks
     /// use them: `ticket.*` (every ticket type), `*` (all but herald's own).

@@ -29,7 +29,7 @@ fn store_with_webhook() -> (tempfile::TempDir, Store, i64) {
 }
 
 fn queue(store: &Store, data: &str) {
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path().unwrap()).unwrap();
     conn.execute(
         "INSERT INTO events (type, ticket_id, data) VALUES ('ticket.login', '', ?1)",
         [data],
@@ -52,12 +52,12 @@ fn a_claim_gets_the_same_event_from_the_router_as_from_the_row() {
     queue(&store, r#"{"b": 1, "a": {"x": [1, 2]}}"#);
     let stats = store.route_batch(100, to_all).unwrap();
     assert_eq!((stats.events, stats.deliveries), (1, 1));
-    assert_eq!(store.parsed.len(), 1, "the router's parse is kept");
+    assert_eq!(store.sqlite().parsed.len(), 1, "the router's parse is kept");
     let kept = claim(&store).pop().unwrap().unwrap();
-    assert_eq!(store.parsed.len(), 0, "taken by its one claim");
+    assert_eq!(store.sqlite().parsed.len(), 0, "taken by its one claim");
     // The same row parsed at the claim (a new process: nothing kept).
     store.release_claims().unwrap();
-    let again = Store::open(store.path()).unwrap();
+    let again = Store::open(store.path().unwrap()).unwrap();
     let parsed = claim(&again).pop().unwrap().unwrap();
     let (a, b) = (&kept.items[0].event, &parsed.items[0].event);
     assert_eq!(
@@ -75,19 +75,19 @@ fn a_row_made_unreadable_after_routing_fails_its_delivery_with_the_reason() {
     let (_dir, store, _) = store_with_webhook();
     queue(&store, "{}");
     store.route_batch(100, to_all).unwrap();
-    rusqlite::Connection::open(store.path())
+    rusqlite::Connection::open(store.path().unwrap())
         .unwrap()
         .execute("UPDATE events SET data = 'not json'", [])
         .unwrap();
     // A restarted herald has nothing kept: the claim reads the row.
-    let restarted = Store::open(store.path()).unwrap();
+    let restarted = Store::open(store.path().unwrap()).unwrap();
     let bad = match claim(&restarted).pop().unwrap() {
         Err(bad) => bad,
         Ok(job) => panic!("an unreadable event was claimed to send: {job:?}"),
     };
     assert!(bad.reason.contains("JSON"), "{}", bad.reason);
     restarted.fail_unreadable(&bad).unwrap();
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path().unwrap()).unwrap();
     let state: String = conn
         .query_row("SELECT state FROM deliveries", [], |r| r.get(0))
         .unwrap();
@@ -100,7 +100,7 @@ fn two_routers_on_one_queue_route_each_event_once() {
     for _ in 0..500 {
         queue(&store, "{}");
     }
-    let other = Store::open(store.path()).unwrap();
+    let other = Store::open(store.path().unwrap()).unwrap();
     let routers: Vec<_> = [store.clone(), other]
         .into_iter()
         .map(|s| {
@@ -118,7 +118,7 @@ fn two_routers_on_one_queue_route_each_event_once() {
         .collect();
     let routed: usize = routers.into_iter().map(|r| r.join().unwrap()).sum();
     assert_eq!(routed, 500);
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path().unwrap()).unwrap();
     let deliveries: i64 = conn
         .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
         .unwrap();
@@ -129,7 +129,7 @@ fn two_routers_on_one_queue_route_each_event_once() {
 fn a_webhook_disabled_while_routing_gets_no_delivery() {
     let (_dir, store, id) = store_with_webhook();
     queue(&store, "{}");
-    let path = store.path().to_owned();
+    let path = store.path().unwrap().to_owned();
     let stats = store
         .route_batch(100, move |row, parsed, routes| {
             // Between the read and the write, an admin disables it.
@@ -141,7 +141,7 @@ fn a_webhook_disabled_while_routing_gets_no_delivery() {
         })
         .unwrap();
     assert_eq!((stats.events, stats.deliveries), (1, 0));
-    assert_eq!(store.parsed.len(), 0);
+    assert_eq!(store.sqlite().parsed.len(), 0);
 }
 
 /// An event queued through the API is handed to the router parsed, unless
@@ -166,7 +166,7 @@ fn an_api_event_reaches_the_router_parsed_unless_its_row_changed() {
     let second = rt
         .block_on(store.insert_event_async(&event(2), crate::store::Source::Api))
         .unwrap();
-    rusqlite::Connection::open(store.path())
+    rusqlite::Connection::open(store.path().unwrap())
         .unwrap()
         .execute(
             "UPDATE events SET data = '{\"n\": 3}' WHERE id = ?1",

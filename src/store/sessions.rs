@@ -3,7 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Error, Store};
+use super::sqlite::Sqlite;
+use super::{Error};
 use crate::base::event::now_rfc3339;
 
 /// Prefix of the `settings` keys saved from the web admin's General
@@ -19,7 +20,7 @@ pub struct Session {
     pub csrf: String,
 }
 
-impl Store {
+impl Sqlite {
     /// Stores a new session that ends at `expires_at` (ms) unless used.
     pub fn insert_session(
         &self,
@@ -144,6 +145,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use rusqlite::params;
 
-use super::{Error, Store};
+use super::sqlite::Sqlite;
+use super::{Error};
 use crate::base::event::now_rfc3339;
 use crate::spec::webhook::{Health, Webhook, WebhookSpec};
 
@@ -87,7 +88,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Webhook, Error>> {
     }))
 }
 
-impl Store {
+impl Sqlite {
     /// Stores a new, already checked webhook.
     pub fn insert_webhook(&self, spec: &WebhookSpec) -> Result<Webhook, Error> {
         let now = now_rfc3339();

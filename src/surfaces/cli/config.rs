@@ -12,6 +12,10 @@ pub fn check_config(config: &Config) -> ExitCode {
     println!("  server.header_timeout    = {:?}", config.header_timeout);
     println!("  server.body_timeout      = {:?}", config.body_timeout);
     println!("  server.max_connections   = {}", config.max_connections);
+    match &config.database_url {
+        Some(url) => println!("  database.url             = {url}"),
+        None => println!("  database.url             = (none: SQLite at database.path)"),
+    }
     println!(
         "  database.path            = {}",
         config.database_path.display()

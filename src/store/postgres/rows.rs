@@ -1,0 +1,1 @@
+//! Row decoders shared by the PostgreSQL modules.
