@@ -79,6 +79,50 @@ async fn termination() {
     }
 }
 
+/// Opens the configured database; a PostgreSQL server that does not answer
+/// is waited for (tried again with backoff, each failure logged) until it
+/// does or a termination signal comes (`None`). Any other failure ends
+/// the start.
+async fn open_waiting(config: &Config) -> Result<Option<Store>, Error> {
+    let mut backoff = std::time::Duration::from_millis(500);
+    let stop = termination();
+    tokio::pin!(stop);
+    loop {
+        let attempt = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || Store::open_configured(&config))
+                .await
+                .map_err(|e| Error::Store(crate::store::Error::Task(e.to_string())))?
+        };
+        match attempt {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "the database does not answer yet; trying again");
+                tokio::select! {
+                    _ = &mut stop => return Ok(None),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Wakes each of `targets` whenever `notified` fires, until `shutdown`.
+async fn forward_notifications(
+    notified: Arc<Notify>,
+    targets: [Arc<Notify>; 2],
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = notified.notified() => targets.iter().for_each(|t| t.notify_one()),
+        }
+    }
+}
+
 /// Runs herald until a termination signal; returns when everything stopped.
 pub async fn serve(config: Config) -> Result<(), Error> {
     // Before anything runs that counts: a backlog routed or delivered at
@@ -92,8 +136,15 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         ),
         source,
     })?;
-    let _lock = lock_instance(&config.database_path)?;
-    let store = Store::open_configured(&config)?;
+    // SQLite: one router per file. PostgreSQL: any number share it.
+    let _lock = match config.database_url {
+        Some(_) => None,
+        None => Some(lock_instance(&config.database_path)?),
+    };
+    let store = match open_waiting(&config).await? {
+        Some(store) => store,
+        None => return Ok(()),
+    };
     match crate::surfaces::shared::ops::ensure_admin_password(&store, &config.database_path) {
         Ok(Some(path)) => tracing::warn!(
             file = %path.display(),
@@ -113,7 +164,15 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let routed = Arc::new(Notify::new());
-    if let Err(e) =
+    if let Some(notified) = store.notifications() {
+        // PostgreSQL: another router, `herald emit` or a producer's SQL
+        // queued events or made deliveries due.
+        tokio::spawn(forward_notifications(
+            notified,
+            [wake.clone(), routed.clone()],
+            shutdown.clone(),
+        ));
+    } else if let Err(e) =
         crate::pipeline::wake::listen(&config.database_path, wake.clone(), shutdown.clone())
     {
         // Not fatal: `herald emit` events are then routed on the next read.
@@ -239,7 +298,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let app = listener_routes(state);
     let http_task = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
     // Tests and scripts wait for this exact line.
-    tracing::info!(listen = %local, database = %config.database_path.display(), "herald ready");
+    tracing::info!(listen = %local, database = %store.describe(), "herald ready");
     let notifier = systemd::Notifier::from_env().map(Arc::new);
     let mut watchdog_task = None;
     if let Some(n) = &notifier {

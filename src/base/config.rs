@@ -143,6 +143,8 @@ pub struct RawDatabase {
     #[serde(deserialize_with = "number")]
     pub busy_timeout: f64,
     pub min_free_mb: u64,
+    #[serde(deserialize_with = "number")]
+    pub lease: f64,
 }
 
 /// `database.url`: a PostgreSQL connection URL. Shown only masked
@@ -296,6 +298,8 @@ pub struct Config {
     pub busy_timeout: Duration,
     /// Free bytes below which new events are refused (0: never).
     pub min_free_bytes: u64,
+    /// PostgreSQL: how long a delivery claim holds unless renewed.
+    pub lease: Duration,
     /// Interval between reads of the queue when nothing wakes the router.
     pub read_interval: Duration,
     /// Events routed per transaction.
@@ -702,6 +706,7 @@ impl RawConfig {
             0,
             1 << 30,
         )?;
+        let lease = in_range("database.lease", self.database.lease, 3.0, 600.0)?;
         let read_interval = in_range(
             "router.read_interval",
             self.router.read_interval,
@@ -787,6 +792,7 @@ impl RawConfig {
             durability,
             busy_timeout: Duration::from_secs_f64(busy_timeout),
             min_free_bytes: min_free_mb.saturating_mul(1_000_000),
+            lease: Duration::from_secs_f64(lease),
             read_interval: Duration::from_secs_f64(read_interval),
             router_batch_size: router_batch_size as usize,
             delivery_enabled: self.delivery.enabled,

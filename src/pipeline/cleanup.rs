@@ -89,6 +89,19 @@ pub async fn run(
             _ = crate::base::live::changed(&mut live) => continue,
             _ = shutdown.cancelled() => return,
         }
+        // Several routers on one PostgreSQL database: one of them runs it.
+        let at = next.timestamp_millis();
+        match store.run(move |s| s.claim_scheduled_run("cleanup", at)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("cleanup run by another router");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cleanup not run: the database does not answer; next run as scheduled");
+                continue;
+            }
+        }
         match run_once(&store, retention, batch, &shutdown, &|_| {}).await {
             Ok(r) => tracing::info!(
                 log_entries = r.log_entries,

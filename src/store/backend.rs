@@ -71,7 +71,7 @@ impl Store {
     pub fn open_configured(config: &Config) -> Result<Store, Error> {
         match &config.database_url {
             Some(url) => Ok(Store {
-                backend: Backend::Postgres(Postgres::open(url)?),
+                backend: Backend::Postgres(Postgres::open_with(url, &Options::from_config(config))?),
             }),
             None => Store::open_with(&config.database_path, &Options::from_config(config)),
         }
@@ -134,6 +134,16 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s,
             Backend::Postgres(_) => panic!("not a SQLite store"),
+        }
+    }
+
+    /// Takes the run of scheduled job `name` (the cleanup) due at `at_ms`:
+    /// on PostgreSQL only one of the routers asking for the same time gets
+    /// true; on SQLite (one router) always true.
+    pub fn claim_scheduled_run(&self, name: &str, at_ms: i64) -> Result<bool, Error> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(true),
+            Backend::Postgres(p) => p.claim_scheduled_run(name, at_ms),
         }
     }
 

@@ -68,6 +68,9 @@ pub struct Options {
     pub busy_timeout: Duration,
     /// Free bytes below which new events are refused (0: never).
     pub min_free_bytes: u64,
+    /// PostgreSQL: how long a delivery claim holds unless its router
+    /// renews it (the longest a dead router's deliveries wait).
+    pub lease: Duration,
 }
 
 impl Default for Options {
@@ -76,6 +79,7 @@ impl Default for Options {
             durability: Durability::Full,
             busy_timeout: BUSY_TIMEOUT,
             min_free_bytes: 0,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -87,6 +91,7 @@ impl Options {
             durability: config.durability,
             busy_timeout: config.busy_timeout,
             min_free_bytes: config.min_free_bytes,
+            lease: config.lease,
         }
     }
 }

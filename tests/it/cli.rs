@@ -154,7 +154,8 @@ fn emit_accepts_flags_files_and_stdin_and_refuses_bad_input() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10"
     );
-    assert_eq!(h.sql_count("SELECT count(*) FROM events WHERE ticket_id = 'T-100234' AND json_extract(data, '$.backend_data.pms.room') = '214'"), 1);
+    let room = h.sql_json_text("data", "backend_data.pms.room");
+    assert_eq!(h.sql_count(&format!("SELECT count(*) FROM events WHERE ticket_id = 'T-100234' AND {room} = '214'")), 1);
 
     for (args, stdin, words) in [
         (
@@ -264,8 +265,8 @@ fn cleanup_removes_only_what_is_past_retention() {
     }
     // A fifth, still queued, and a pending delivery for an old event.
     h.ok(&["emit", "system.start"]);
-    let old = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-8 days')";
-    let recent = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-6 days')";
+    let old = h.sql_days_ago(8);
+    let recent = h.sql_days_ago(6);
     h.sql(&format!(
         "UPDATE log SET at = {old} WHERE id IN (1, 2);
          UPDATE log SET at = {recent} WHERE id = 3;
@@ -301,7 +302,25 @@ fn cleanup_removes_only_what_is_past_retention() {
 
 #[test]
 fn read_only_commands_do_not_create_a_missing_database() {
-    let h = Herald::new();
+    let mut h = Herald::new();
+    if let Some(port) = h.postgres.as_ref().map(|pg| pg.port()) {
+        // PostgreSQL: no file to create; a server that does not answer is
+        // a clear error, its password never shown.
+        h.postgres.as_ref().unwrap().stop();
+        let url = format!("postgres://herald:s3cret@127.0.0.1:{port}/postgres");
+        h.set_env("HERALD_DATABASE_URL", &url);
+        for args in [&["log"][..], &["webhook", "list"]] {
+            let out = h.cli(args);
+            // 75 (EX_TEMPFAIL): try again later, as for a locked database.
+            assert_eq!(out.status.code(), Some(75), "{args:?}");
+            let err = stderr(&out);
+            assert!(err.contains("cannot be reached") || err.contains("cannot take this now"), "{args:?}: {err}");
+            assert!(err.contains("herald:****@127.0.0.1"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        assert!(!h.db().exists());
+        return;
+    }
     for args in [
         &["log"][..],
         &["webhook", "list"],
@@ -338,10 +357,11 @@ fn the_cleanup_job_runs_on_its_schedule_inside_serve() {
     h.ok(&["emit", "system.start"]);
     h.ok(&["emit", "system.start"]);
     h.wait_log(&[], 2);
-    h.sql(
-        "UPDATE log SET at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days') WHERE id = 1;
-         UPDATE events SET routed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days') WHERE id = 1;",
-    );
+    let old = h.sql_days_ago(30);
+    h.sql(&format!(
+        "UPDATE log SET at = {old} WHERE id = 1;
+         UPDATE events SET routed_at = {old} WHERE id = 1;"
+    ));
     let deadline = std::time::Instant::now() + PATIENCE;
     while h.sql_count("SELECT count(*) FROM log") != 1
         || h.sql_count("SELECT count(*) FROM events") != 1

@@ -247,14 +247,19 @@ async fn invalid_rows_are_marked_and_the_loop_goes_on() {
         .map(|e| e["error"].as_str().unwrap())
         .collect();
     assert!(failed.iter().all(|e| e["outcome"] == "invalid"));
-    for reason in [
+    let mut reasons = vec![
         "must be a JSON object, got an array",
         "not valid JSON",
         "event type \"Not A Type\"",
         "created_at \"yesterday\"",
-        "column data is not valid UTF-8 text",
-        "column data holds a BLOB",
-    ] {
+    ];
+    if !on_postgres() {
+        // SQLite columns hold any bytes; PostgreSQL's text columns refuse
+        // what is not UTF-8 at the INSERT (its x'..' literals are bit
+        // strings, which arrive as text that is not JSON).
+        reasons.extend(["column data is not valid UTF-8 text", "column data holds a BLOB"]);
+    }
+    for reason in reasons {
         assert!(
             errors.iter().any(|e| e.contains(reason)),
             "{reason}: {errors:?}"

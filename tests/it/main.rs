@@ -20,3 +20,12 @@ mod stream;
 mod templates;
 mod utils;
 mod web;
+
+/// This suite runs herald on SQLite (`tests/pg` runs tests on PostgreSQL).
+mod backend {
+    pub const POSTGRES: bool = false;
+}
+
+#[path = "../../src/store/postgres/test_server.rs"]
+#[allow(dead_code)]
+mod pg_server;

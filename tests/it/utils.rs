@@ -20,9 +20,17 @@ use serde_json::Value;
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A herald data directory with its environment; runs CLI commands and servers.
+/// In the PostgreSQL suite (`tests/pg`), also a PostgreSQL server of its
+/// own, named by `HERALD_DATABASE_URL`.
 pub struct Herald {
     pub dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+    pub postgres: Option<crate::pg_server::TempPostgres>,
+}
+
+/// Whether this suite runs herald on PostgreSQL (`tests/pg`) or SQLite.
+pub fn on_postgres() -> bool {
+    crate::backend::POSTGRES
 }
 
 impl Herald {
@@ -30,7 +38,8 @@ impl Herald {
     pub fn new() -> Herald {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("herald.db");
-        Herald {
+        let postgres = on_postgres().then(crate::pg_server::TempPostgres::start);
+        let mut h = Herald {
             env: vec![
                 ("HERALD_DATABASE_PATH".into(), db.display().to_string()),
                 ("HERALD_SERVER_LISTEN".into(), "127.0.0.1:0".into()),
@@ -44,7 +53,15 @@ impl Herald {
                 ),
             ],
             dir,
+            postgres,
+        };
+        if let Some(pg) = &h.postgres {
+            let url = pg.url("postgres");
+            h.set_env("HERALD_DATABASE_URL", &url);
+            // Tests of leases take over quickly.
+            h.set_env("HERALD_DATABASE_LEASE", "3");
         }
+        h
     }
 
     /// Sets (or replaces) an environment variable for every command.
@@ -232,6 +249,10 @@ impl Herald {
 
     /// Runs one SQL statement on the database (as the appliance would).
     pub fn sql(&self, sql: &str) {
+        if let Some(pg) = &self.postgres {
+            pg.psql("postgres", sql);
+            return;
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         c.execute_batch(sql).unwrap();
@@ -239,6 +260,17 @@ impl Herald {
 
     /// Reads one integer with a SQL query.
     pub fn sql_count(&self, sql: &str) -> i64 {
+        if let Some(pg) = &self.postgres {
+            let out = pg.psql("postgres", sql);
+            // psql shows booleans as t/f; SQLite stores them as 1/0.
+            return match out.lines().next().unwrap_or_default() {
+                "t" => 1,
+                "f" => 0,
+                first => first
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{sql}: not a number: {out:?}")),
+            };
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         c.query_row(sql, [], |r| r.get(0)).unwrap()
@@ -246,6 +278,10 @@ impl Herald {
 
     /// Reads the first column of every row of a SQL query, as text.
     pub fn sql_rows(&self, sql: &str) -> Vec<String> {
+        if let Some(pg) = &self.postgres {
+            let out = pg.psql("postgres", sql);
+            return out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect();
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         let mut stmt = c.prepare(sql).unwrap();
@@ -253,6 +289,27 @@ impl Herald {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    /// SQL for the RFC 3339 time `days` days ago, in this backend's dialect.
+    pub fn sql_days_ago(&self, days: i64) -> String {
+        if self.postgres.is_some() {
+            format!(
+                "to_char((now() - interval '{days} days') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+            )
+        } else {
+            format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{days} days')")
+        }
+    }
+
+    /// SQL for the text at dotted `path` of JSON text `column`, in this
+    /// backend's dialect.
+    pub fn sql_json_text(&self, column: &str, path: &str) -> String {
+        if self.postgres.is_some() {
+            format!("({column}::jsonb #>> '{{{}}}')", path.replace('.', ","))
+        } else {
+            format!("json_extract({column}, '$.{path}')")
+        }
     }
 
     /// Waits until a SQL count reaches at least `n`.

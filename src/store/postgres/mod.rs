@@ -31,7 +31,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
 
-use super::{Condition, Error};
+use super::{Condition, Error, Options};
 use crate::base::config::DatabaseUrl;
 use crate::base::event::now_rfc3339;
 
@@ -68,6 +68,8 @@ struct Inner {
     notify: Arc<Notify>,
     /// The connection fault seen last, until a call succeeds again.
     fault: Mutex<Option<Condition>>,
+    /// How long a delivery claim holds without renewal.
+    lease: Duration,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -97,6 +99,11 @@ impl Postgres {
     /// starts listening for wake-ups. A server that does not answer is
     /// [`Fault::Unreachable`] (a `herald serve` tries again with backoff).
     pub(super) fn open(url: &DatabaseUrl) -> Result<Postgres, Error> {
+        Postgres::open_with(url, &Options::default())
+    }
+
+    /// [`Postgres::open`] with `database.lease` from `options`.
+    pub(super) fn open_with(url: &DatabaseUrl, options: &Options) -> Result<Postgres, Error> {
         let connect_err = |message: String| Error::Connect {
             url: url.masked(),
             message,
@@ -136,11 +143,22 @@ impl Postgres {
                 owner: owner_name(),
                 notify: Arc::new(Notify::new()),
                 fault: Mutex::new(None),
+                lease: options.lease,
             }),
         };
-        store.block(async { store.migrate().await })?;
+        store
+            .block(async { store.migrate().await })
+            .map_err(|e| match e {
+                // Say which server: the URL, its password masked.
+                Error::Storage { fault, message } => Error::Storage {
+                    fault,
+                    message: format!("{message} (database.url {})", url.masked()),
+                },
+                e => e,
+            })?;
         let handle = store.handle();
         handle.spawn(listen::run(config, store.inner.notify.clone()));
+        handle.spawn(claims::renew(store.clone()));
         Ok(store)
     }
 
@@ -203,6 +221,11 @@ impl Postgres {
     /// This router's name in delivery leases.
     fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// How long a delivery claim holds without renewal.
+    fn lease(&self) -> Duration {
+        self.inner.lease
     }
 
     /// The URL with its password masked.
@@ -275,6 +298,23 @@ impl Postgres {
             );
         }
         Ok(())
+    }
+
+    /// Takes the run of job `name` scheduled at `at_ms` for this router:
+    /// true for exactly one router of those asking for the same time.
+    pub(super) fn claim_scheduled_run(&self, name: &str, at_ms: i64) -> Result<bool, Error> {
+        self.block(async {
+            let c = self.client().await?;
+            let n = c
+                .execute(
+                    "INSERT INTO cluster_jobs (name, last_run_ms) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET last_run_ms = excluded.last_run_ms
+                     WHERE cluster_jobs.last_run_ms < excluded.last_run_ms",
+                    &[&name, &at_ms],
+                )
+                .await?;
+            Ok(n == 1)
+        })
     }
 
     /// Runs `f` only if no other router holds advisory lock `key` now (a

@@ -89,7 +89,33 @@ impl TempPostgres {
         );
         assert!(out.status.success(), "initdb failed: {}", text(&out));
         server.start_again();
+        server.stop_with_this_process();
         server
+    }
+
+    /// A watcher that stops the server once this process is gone, even
+    /// killed (a test timed out): no server outlives its test.
+    fn stop_with_this_process(&self) {
+        let stop = format!(
+            "{} -D {} -m immediate stop",
+            self.bin.join("pg_ctl").display(),
+            self.data_dir().display()
+        );
+        let stop = if self.as_postgres {
+            format!("runuser -u postgres -- {stop}")
+        } else {
+            stop
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1",
+            pid = std::process::id()
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
     }
 
     fn data_dir(&self) -> PathBuf {
