@@ -6,6 +6,8 @@
 //! `cargo bench --bench e2e -- ceiling throughput latency durability backlog footprint slow stream`.
 //! `BENCH_BACKLOG=N` sets the backlog size (default 1,000,000).
 
+#[path = "e2e_parts/postgres.rs"]
+mod postgres;
 #[path = "e2e_parts/stream.rs"]
 mod stream;
 
@@ -113,6 +115,8 @@ struct Herald {
     read_interval: String,
     /// `database.durability` (herald's default, `full`, when `None`).
     durability: Option<&'static str>,
+    /// `database.url`: PostgreSQL instead of the SQLite file.
+    database_url: Option<String>,
 }
 
 impl Herald {
@@ -123,6 +127,7 @@ impl Herald {
             addr: None,
             read_interval: read_interval.into(),
             durability: None,
+            database_url: None,
         }
     }
     fn db(&self) -> std::path::PathBuf {
@@ -139,6 +144,9 @@ impl Herald {
             .env("HERALD_LOG", "warn,herald::app=info");
         if let Some(d) = self.durability {
             c.env("HERALD_DATABASE_DURABILITY", d);
+        }
+        if let Some(url) = &self.database_url {
+            c.env("HERALD_DATABASE_URL", url);
         }
         c
     }
@@ -702,5 +710,8 @@ async fn main() {
     }
     if wants("stream") {
         stream::fan_out(&sink).await;
+    }
+    if wants("postgres") {
+        postgres::routers(&sink, ceiling).await;
     }
 }

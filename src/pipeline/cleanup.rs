@@ -91,7 +91,10 @@ pub async fn run(
         }
         // Several routers on one PostgreSQL database: one of them runs it.
         let at = next.timestamp_millis();
-        match store.run(move |s| s.claim_scheduled_run("cleanup", at)).await {
+        match store
+            .run(move |s| s.claim_scheduled_run("cleanup", at))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::debug!("cleanup run by another router");

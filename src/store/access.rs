@@ -4,8 +4,8 @@
 use rusqlite::params;
 use serde::Serialize;
 
+use super::Error;
 use super::sqlite::Sqlite;
-use super::{Error};
 use crate::base::event::now_rfc3339;
 use crate::base::subscription::{FieldMatch, Subscription};
 use crate::engines::access::Scope;

@@ -71,7 +71,10 @@ impl Store {
     pub fn open_configured(config: &Config) -> Result<Store, Error> {
         match &config.database_url {
             Some(url) => Ok(Store {
-                backend: Backend::Postgres(Postgres::open_with(url, &Options::from_config(config))?),
+                backend: Backend::Postgres(Postgres::open_with(
+                    url,
+                    &Options::from_config(config),
+                )?),
             }),
             None => Store::open_with(&config.database_path, &Options::from_config(config)),
         }
@@ -176,7 +179,14 @@ impl Store {
     }
 
     /// Stores a new API key by its digest, with a stream key's `limits`.
-    pub fn insert_api_key(&self, name: &str, hint: &str, digest: &str, scope: Scope, limits: Option<&Subscription>) -> Result<ApiKey, Error> {
+    pub fn insert_api_key(
+        &self,
+        name: &str,
+        hint: &str,
+        digest: &str,
+        scope: Scope,
+        limits: Option<&Subscription>,
+    ) -> Result<ApiKey, Error> {
         both!(self, b => b.insert_api_key(name, hint, digest, scope, limits))
     }
 
@@ -213,7 +223,12 @@ impl Store {
     /// A read, not a write: claims are kept in memory (see [`super::claims`])
     /// until [`Store::finish_attempt`] settles them, so no request waits for
     /// a commit before it is sent.
-    pub async fn claim_due(&self, free: usize, in_flight: &HashMap<i64, usize>, start: usize) -> Result<ClaimPass, Error> {
+    pub async fn claim_due(
+        &self,
+        free: usize,
+        in_flight: &HashMap<i64, usize>,
+        start: usize,
+    ) -> Result<ClaimPass, Error> {
         both!(self, b => b.claim_due(free, in_flight, start).await)
     }
 
@@ -336,7 +351,11 @@ impl Store {
 
     /// Deletes up to `limit` events that were routed or found invalid before
     /// `cutoff` and have no delivery still pending. Returns how many.
-    pub fn delete_finished_events_before(&self, cutoff: &str, limit: usize) -> Result<usize, Error> {
+    pub fn delete_finished_events_before(
+        &self,
+        cutoff: &str,
+        limit: usize,
+    ) -> Result<usize, Error> {
         both!(self, b => b.delete_finished_events_before(cutoff, limit))
     }
 
@@ -345,7 +364,13 @@ impl Store {
     /// each webhook failing for at least `first_alert` and not alerted
     /// within `alert_every`, and announces the recovery of an alerted
     /// webhook once. Returns what it announced.
-    pub fn health_tick(&self, now_ms: i64, pause_after: Option<std::time::Duration>, first_alert: std::time::Duration, alert_every: std::time::Duration) -> Result<Vec<Notice>, Error> {
+    pub fn health_tick(
+        &self,
+        now_ms: i64,
+        pause_after: Option<std::time::Duration>,
+        first_alert: std::time::Duration,
+        alert_every: std::time::Duration,
+    ) -> Result<Vec<Notice>, Error> {
         both!(self, b => b.health_tick(now_ms, pause_after, first_alert, alert_every))
     }
 
@@ -417,14 +442,26 @@ impl Store {
     }
 
     /// Stores a new session that ends at `expires_at` (ms) unless used.
-    pub fn insert_session(&self, digest: &str, csrf: &str, now: i64, expires_at: i64) -> Result<(), Error> {
+    pub fn insert_session(
+        &self,
+        digest: &str,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), Error> {
         both!(self, b => b.insert_session(digest, csrf, now, expires_at))
     }
 
     /// The live session with this digest, its expiry pushed to
     /// `min(now + idle, created_at + max_age)`; `None` when it is unknown or
     /// over.
-    pub fn touch_session(&self, digest: &str, now: i64, idle_ms: i64, max_age_ms: i64) -> Result<Option<Session>, Error> {
+    pub fn touch_session(
+        &self,
+        digest: &str,
+        now: i64,
+        idle_ms: i64,
+        max_age_ms: i64,
+    ) -> Result<Option<Session>, Error> {
         both!(self, b => b.touch_session(digest, now, idle_ms, max_age_ms))
     }
 
@@ -469,7 +506,12 @@ impl Store {
     /// Replaces every setting of webhook `id` with an already checked spec,
     /// if it is still at version `seen_updated_at` (else [`Error::Conflict`]:
     /// someone changed it meanwhile, and their change must not be lost).
-    pub fn update_webhook(&self, id: i64, seen_updated_at: &str, spec: &WebhookSpec) -> Result<Webhook, Error> {
+    pub fn update_webhook(
+        &self,
+        id: i64,
+        seen_updated_at: &str,
+        spec: &WebhookSpec,
+    ) -> Result<Webhook, Error> {
         both!(self, b => b.update_webhook(id, seen_updated_at, spec))
     }
 

@@ -105,7 +105,6 @@ impl Error {
             Engine::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => f,
             Engine::Sqlite(_) => return None,
             Engine::Postgres(e) => return postgres_fault(e),
-            Engine::Pool(_) => return Some(Fault::Unreachable),
         };
         match f.code {
             ErrorCode::DiskFull => Some(Fault::DiskFull),
@@ -150,8 +149,6 @@ pub struct DbError(Arc<Engine>);
 pub(super) enum Engine {
     Sqlite(rusqlite::Error),
     Postgres(tokio_postgres::Error),
-    /// The PostgreSQL pool could not hand out a connection.
-    Pool(String),
 }
 
 impl std::fmt::Display for DbError {
@@ -167,7 +164,6 @@ impl std::fmt::Display for DbError {
                     None => e.fmt(f),
                 },
             },
-            Engine::Pool(m) => f.write_str(m),
         }
     }
 }
@@ -184,7 +180,9 @@ impl DbError {
     pub(super) fn into_inner(self) -> rusqlite::Error {
         match Arc::try_unwrap(self.0) {
             Ok(Engine::Sqlite(e)) => e,
-            Ok(other) => rusqlite::Error::ToSqlConversionFailure(Box::new(DbError(Arc::new(other)))),
+            Ok(other) => {
+                rusqlite::Error::ToSqlConversionFailure(Box::new(DbError(Arc::new(other))))
+            }
             Err(shared) => rusqlite::Error::ToSqlConversionFailure(Box::new(DbError(shared))),
         }
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
+use super::Error;
 use super::sqlite::Sqlite;
-use super::{Error};
 
 /// `next_attempt_at` of a first attempt: due at once, whatever the wall clock
 /// says (a clock stepped back at boot must not hold deliveries).

@@ -8,8 +8,8 @@ use rusqlite::{Connection, params};
 use serde_json::json;
 
 use super::log::insert_notice;
-use super::webhooks::ms_to_rfc3339;
 use super::sqlite::Sqlite;
+use super::webhooks::ms_to_rfc3339;
 use super::{Error, now_ms};
 use crate::base::event::now_rfc3339;
 
@@ -385,7 +385,7 @@ impl Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::sqlite::Sqlite as Store;
     use std::time::Duration;
 
     const ZERO: Duration = Duration::ZERO;
@@ -402,7 +402,7 @@ mod tests {
     }
 
     fn attempt(s: &Store, id: i64, ok: bool) -> bool {
-        s.sqlite().write(move |c| {
+        s.write(move |c| {
             let tx: &rusqlite::Connection = c;
             let r = note_attempt(
                 tx,
@@ -418,7 +418,7 @@ mod tests {
     }
 
     fn events_of(s: &Store, kind: &str) -> i64 {
-        s.sqlite().read(|c| {
+        s.read(|c| {
             Ok(
                 c.query_row("SELECT count(*) FROM events WHERE type = ?1", [kind], |r| {
                     r.get(0)

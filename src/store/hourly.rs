@@ -5,8 +5,8 @@
 
 use rusqlite::params;
 
+use super::Error;
 use super::sqlite::Sqlite;
-use super::{Error};
 
 /// An attempt whose request went out: it has a duration or a status (one
 /// stopped before sending — a token that could not be fetched, a refused
@@ -115,7 +115,7 @@ impl Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::sqlite::Sqlite as Store;
 
     #[test]
     fn p95_is_the_bound_of_its_bucket() {
@@ -141,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("h.db")).unwrap();
         store
-            .sqlite().write(|c| {
+            .write(|c| {
                 c.execute_batch(
                     "INSERT INTO log (at, outcome, webhook_id, duration_ms) VALUES
                        ('2026-12-07T10:05:00.000Z', 'delivered', 1, 3),
@@ -176,7 +176,7 @@ mod tests {
         assert!(rows.iter().all(|r| r.hour.starts_with("2026-12-07")));
         // A range read through the time index, not the whole log.
         let plan: Vec<String> = store
-            .sqlite().read(|c| {
+            .read(|c| {
                 let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {}", hourly_sql()))?;
                 let rows =
                     stmt.query_map(["2026-12-07T00:00:00.000Z"], |r| r.get::<_, String>(3))?;

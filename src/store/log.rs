@@ -3,8 +3,8 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use super::Error;
 use super::sqlite::Sqlite;
-use super::{Error};
 
 /// An attempt to record.
 #[derive(Debug, Clone, Default)]
@@ -363,7 +363,7 @@ impl Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::sqlite::Sqlite as Store;
 
     /// The event log's type filter takes a type or a pattern as webhooks
     /// use them: `ticket.*` (every ticket type), `*` (all but herald's own).

@@ -26,6 +26,8 @@ mod readers;
 mod routing_tests;
 mod sessions;
 mod sqlite;
+#[cfg(test)]
+mod sqlite_tests;
 mod webhooks;
 mod writer;
 

@@ -3,8 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::Error;
 use super::sqlite::Sqlite;
-use super::{Error};
 use crate::base::event::now_rfc3339;
 
 /// Prefix of the `settings` keys saved from the web admin's General
@@ -144,8 +144,7 @@ impl Sqlite {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::store::Store;
+    use crate::store::sqlite::Sqlite as Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

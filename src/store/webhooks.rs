@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use rusqlite::params;
 
+use super::Error;
 use super::sqlite::Sqlite;
-use super::{Error};
 use crate::base::event::now_rfc3339;
 use crate::spec::webhook::{Health, Webhook, WebhookSpec};
 

@@ -155,7 +155,12 @@ fn emit_accepts_flags_files_and_stdin_and_refuses_bad_input() {
         "0b8c8a4e-6f2d-4c1e-9a57-3f1d2b9e7c10"
     );
     let room = h.sql_json_text("data", "backend_data.pms.room");
-    assert_eq!(h.sql_count(&format!("SELECT count(*) FROM events WHERE ticket_id = 'T-100234' AND {room} = '214'")), 1);
+    assert_eq!(
+        h.sql_count(&format!(
+            "SELECT count(*) FROM events WHERE ticket_id = 'T-100234' AND {room} = '214'"
+        )),
+        1
+    );
 
     for (args, stdin, words) in [
         (
@@ -314,7 +319,10 @@ fn read_only_commands_do_not_create_a_missing_database() {
             // 75 (EX_TEMPFAIL): try again later, as for a locked database.
             assert_eq!(out.status.code(), Some(75), "{args:?}");
             let err = stderr(&out);
-            assert!(err.contains("cannot be reached") || err.contains("cannot take this now"), "{args:?}: {err}");
+            assert!(
+                err.contains("cannot be reached") || err.contains("cannot take this now"),
+                "{args:?}: {err}"
+            );
             assert!(err.contains("herald:****@127.0.0.1"), "{err}");
             assert!(!err.contains("s3cret"), "{err}");
         }

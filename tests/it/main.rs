@@ -27,5 +27,4 @@ mod backend {
 }
 
 #[path = "../../src/store/postgres/test_server.rs"]
-#[allow(dead_code)]
 mod pg_server;

@@ -280,7 +280,11 @@ impl Herald {
     pub fn sql_rows(&self, sql: &str) -> Vec<String> {
         if let Some(pg) = &self.postgres {
             let out = pg.psql("postgres", sql);
-            return out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect();
+            return out
+                .lines()
+                .map(str::to_owned)
+                .filter(|l| !l.is_empty())
+                .collect();
         }
         let c = rusqlite::Connection::open(self.db()).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();

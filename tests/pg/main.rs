@@ -13,17 +13,19 @@ mod api;
 mod cli;
 #[path = "../it/delivery.rs"]
 mod delivery;
-#[path = "../it/outages.rs"]
-mod outages;
-#[path = "../it/stream.rs"]
-mod stream;
 #[path = "../it/guide.rs"]
 mod guide;
+#[path = "../it/outages.rs"]
+mod outages;
 mod routers;
+#[path = "../it/stream.rs"]
+mod stream;
+#[path = "../it/utils.rs"]
+// Shared with tests/it: some helpers serve only tests not run here.
+#[allow(dead_code)]
+mod utils;
 #[path = "../it/web.rs"]
 mod web;
-#[path = "../it/utils.rs"]
-mod utils;
 
 /// This suite runs herald on PostgreSQL.
 mod backend {
@@ -31,5 +33,4 @@ mod backend {
 }
 
 #[path = "../../src/store/postgres/test_server.rs"]
-#[allow(dead_code)]
 mod pg_server;

@@ -24,7 +24,12 @@ async fn two_routers_share_the_work_and_each_event_arrives_once() {
     h.add(
         "w",
         &rx.url("/"),
-        &["--body", r#"{"id":"<<event.uuid>>"}"#, "--max-in-flight", "8"],
+        &[
+            "--body",
+            r#"{"id":"<<event.uuid>>"}"#,
+            "--max-in-flight",
+            "8",
+        ],
     );
     let a = h.serve();
     let b = h.serve();
@@ -34,7 +39,10 @@ async fn two_routers_share_the_work_and_each_event_arrives_once() {
          SELECT 'ticket.login', 'T-' || n, '{\"volume_used\":0}' FROM generate_series(1, 300) n",
     );
     rx.wait_for(300).await;
-    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'delivered'", 300);
+    h.wait_sql(
+        "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+        300,
+    );
     assert_eq!(h.sql_count("SELECT count(*) FROM deliveries"), 300);
     let seen = arrivals(&rx);
     assert_eq!(seen.len(), 300);
@@ -77,12 +85,18 @@ async fn a_router_killed_mid_flight_loses_nothing_and_another_takes_over() {
     let killed_at = Instant::now();
     let second = h.serve();
     rx.wait_for(24).await;
-    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'delivered'", 20);
+    h.wait_sql(
+        "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+        20,
+    );
     let took_over = killed_at.elapsed();
     let seen = arrivals(&rx);
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), uuids);
     let twice = seen.values().filter(|n| **n > 1).count();
-    assert!(twice <= 4, "duplicates beyond the killed router's 4 in flight: {twice}");
+    assert!(
+        twice <= 4,
+        "duplicates beyond the killed router's 4 in flight: {twice}"
+    );
     assert!(
         took_over < Duration::from_secs(3) + PATIENCE,
         "taken over after {took_over:?}"
@@ -162,7 +176,10 @@ async fn routers_reconnect_after_postgresql_restarts_and_lose_nothing() {
     }
     assert_eq!(back, 20, "{}", server.log());
     rx.wait_for(40).await;
-    h.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'delivered'", 40);
+    h.wait_sql(
+        "SELECT count(*) FROM deliveries WHERE state = 'delivered'",
+        40,
+    );
     assert_eq!(arrivals(&rx).len(), 40);
 }
 

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_postgres::Row;
 
@@ -22,8 +21,7 @@ use crate::base::event::now_rfc3339;
 use crate::spec::webhook::Batch;
 use crate::store::events::QueuedEvent;
 use crate::store::{
-    ClaimPass, Claimed, DeliveryJob, Error, INTERRUPTED, Item, Outcome, Settled, Unreadable,
-    now_ms,
+    ClaimPass, Claimed, DeliveryJob, Error, INTERRUPTED, Item, Outcome, Settled, Unreadable, now_ms,
 };
 
 /// A due delivery as a claim pass reads it.
@@ -250,11 +248,9 @@ impl Postgres {
             } else if requests < room {
                 let next: Option<i64> = tx
                     .query_one(
-                        &format!(
-                            "SELECT min(greatest(next_attempt_at, coalesce(lease_until, 0)))
-                             FROM deliveries WHERE webhook_id = $1 AND state = 'pending'
-                               AND greatest(next_attempt_at, coalesce(lease_until, 0)) > $2"
-                        ),
+                        "SELECT min(greatest(next_attempt_at, coalesce(lease_until, 0)))
+                         FROM deliveries WHERE webhook_id = $1 AND state = 'pending'
+                           AND greatest(next_attempt_at, coalesce(lease_until, 0)) > $2",
                         &[&w.id, &now],
                     )
                     .await?
@@ -504,8 +500,9 @@ impl Postgres {
         })
     }
 
-    /// Extends this router's live leases (every [`RENEW_EVERY`]): requests
-    /// longer than a lease are not taken over while they run.
+    /// Extends this router's live leases (every third of a lease, see
+    /// [`Postgres::renew_leases_forever`]): requests longer than a lease are
+    /// not taken over while they run.
     pub(super) async fn renew_leases(&self) -> Result<u64, Error> {
         let c = self.client().await?;
         let until = now_ms() + self.lease().as_millis() as i64;
@@ -515,23 +512,6 @@ impl Postgres {
             &[&self.owner(), &until],
         )
         .await?)
-    }
-}
-
-/// How often a router renews its leases: a third of a lease, so two
-/// renewals may fail before another router takes over.
-pub(super) fn renew_every(lease: Duration) -> Duration {
-    lease / 3
-}
-
-/// Renews the leases of `store` until its runtime stops.
-pub(super) async fn renew(store: Postgres) {
-    loop {
-        tokio::time::sleep(renew_every(store.lease())).await;
-        if let Err(e) = store.renew_leases().await {
-            let e = store.noted::<()>(Err(e)).unwrap_err();
-            tracing::debug!(error = %e, "leases not renewed");
-        }
     }
 }
 

@@ -271,9 +271,8 @@ fn instant(text: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::events::tests::{event, setup, webhook};
+    use super::super::events::tests::{decide_parsed, event, setup, webhook};
     use super::instant;
-    use crate::pipeline::router::decide_parsed;
     use crate::store::{DeliveryFilter, Error, Replay, Source, now_ms};
 
     /// Statuses of all deliveries, by id.

@@ -461,8 +461,36 @@ pub(in crate::store) mod tests {
     use super::super::test_server::TempPostgres;
     use crate::base::config::DatabaseUrl;
     use crate::base::event::ValidEvent;
-    use crate::pipeline::router::decide_parsed;
-    use crate::store::{Error, Source};
+    use crate::base::event::{
+        check_time, check_type, check_uuid, parse_stored_data, pattern_matches,
+    };
+    use crate::store::{Error, QueuedEvent, Source, WebhookRoute};
+
+    /// The router's decision, as `pipeline::router::decide_parsed` makes it
+    /// (a layer above the store, so not imported here): checked fields,
+    /// parsed data, the webhooks whose patterns match.
+    pub(in crate::store) fn decide_parsed(
+        row: &QueuedEvent,
+        parsed: Option<Map<String, serde_json::Value>>,
+        routes: &[WebhookRoute],
+    ) -> Result<(Vec<i64>, Map<String, serde_json::Value>), String> {
+        if let Some(reason) = &row.unreadable {
+            return Err(reason.clone());
+        }
+        check_type(&row.kind).map_err(|e| e.to_string())?;
+        check_uuid(&row.uuid).map_err(|e| e.to_string())?;
+        check_time(&row.created_at).map_err(|e| e.to_string())?;
+        let data = match parsed {
+            Some(data) => data,
+            None => parse_stored_data(&row.data).map_err(|e| e.to_string())?,
+        };
+        let webhooks = routes
+            .iter()
+            .filter(|w| w.patterns.iter().any(|p| pattern_matches(p, &row.kind)))
+            .map(|w| w.id)
+            .collect();
+        Ok((webhooks, data))
+    }
 
     /// A server, a new database's URL and name, and a handle on it.
     pub(in crate::store) fn setup() -> (TempPostgres, String, String, Postgres) {

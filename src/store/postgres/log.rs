@@ -386,8 +386,10 @@ mod tests {
 
     /// The ids `set` selects on a filter of at most 100, newest first.
     fn ids(pg: &Postgres, set: impl FnOnce(&mut LogFilter)) -> Vec<i64> {
-        let mut f = LogFilter::default();
-        f.limit = 100;
+        let mut f = LogFilter {
+            limit: 100,
+            ..LogFilter::default()
+        };
         set(&mut f);
         pg.log_entries(&f).unwrap().iter().map(|e| e.id).collect()
     }

@@ -98,6 +98,7 @@ impl Postgres {
     /// Connects to `url`, migrates the schema under an advisory lock, and
     /// starts listening for wake-ups. A server that does not answer is
     /// [`Fault::Unreachable`] (a `herald serve` tries again with backoff).
+    #[cfg(test)]
     pub(super) fn open(url: &DatabaseUrl) -> Result<Postgres, Error> {
         Postgres::open_with(url, &Options::default())
     }
@@ -158,7 +159,7 @@ impl Postgres {
             })?;
         let handle = store.handle();
         handle.spawn(listen::run(config, store.inner.notify.clone()));
-        handle.spawn(claims::renew(store.clone()));
+        handle.spawn(store.clone().renew_leases_forever());
         Ok(store)
     }
 
@@ -211,6 +212,19 @@ impl Postgres {
             _ => {}
         }
         result
+    }
+
+    /// Renews this router's leases every third of a lease, so two renewals
+    /// may fail before another router takes its deliveries over; until the
+    /// runtime stops.
+    async fn renew_leases_forever(self) {
+        loop {
+            tokio::time::sleep(self.lease() / 3).await;
+            let renewed = self.renew_leases().await;
+            if let Err(e) = self.noted(renewed) {
+                tracing::debug!(error = %e, "leases not renewed");
+            }
+        }
     }
 
     /// A pooled connection.
@@ -378,7 +392,10 @@ mod tests {
             assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
         }
         assert_eq!(
-            server.psql(&db.rsplit('/').next().unwrap(), "SELECT count(*) FROM herald_schema"),
+            server.psql(
+                db.rsplit('/').next().unwrap(),
+                "SELECT count(*) FROM herald_schema"
+            ),
             "1"
         );
     }

@@ -57,11 +57,15 @@ pub enum Command {
     /// the HTTP listener: event ingest, REST API, the live event stream
     /// (GET /api/v1/stream, WebSocket or SSE) and the web admin at
     /// http://<server.listen>/ (first password in <database dir>/initial-admin-password).
+    /// On SQLite (database.path) one serve per file; with database.url
+    /// (HERALD_DATABASE_URL=postgres://…) any number of serves share one
+    /// PostgreSQL database, and a server that does not answer yet is waited for.
     Serve,
     /// Queue an event. Without TYPE, reads a whole event as JSON from stdin
     /// ({"type": …, "ticket_id": …, "data": {…}}). Exits 2 when the event
     /// is refused, 75 when the database cannot take it now (disk full,
-    /// below database.min_free_mb, locked, read-only): try again later.
+    /// below database.min_free_mb, locked, read-only, a PostgreSQL server
+    /// that does not answer): try again later.
     Emit(emit::EmitArgs),
     /// Manage webhooks.
     #[command(subcommand)]
