@@ -179,7 +179,15 @@ impl DatabaseUrl {
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return "****".into();
         };
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        // The user part ends at the last '@' before the host (a password
+        // may hold '/', '?' or '@' unencoded); without one, no password.
+        let host_start = match rest.rfind('@') {
+            Some(at) => at + 1,
+            None => 0,
+        };
+        let end = rest[host_start..]
+            .find(['/', '?'])
+            .map_or(rest.len(), |e| host_start + e);
         let (authority, tail) = rest.split_at(end);
         let masked = match authority.rsplit_once('@') {
             Some((user_info, host)) => match user_info.split_once(':') {

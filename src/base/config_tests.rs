@@ -208,3 +208,31 @@ fn bad_cron_is_refused() {
     let err = Config::load(None, env(&[("HERALD_CLEANUP_SCHEDULE", "every hour")])).unwrap_err();
     assert!(err.to_string().starts_with("cleanup.schedule"), "{err}");
 }
+
+#[test]
+fn a_database_url_is_shown_only_with_its_password_masked() {
+    for (url, shown) in [
+        (
+            "postgres://herald:s3cret@db.example:5432/herald",
+            "postgres://herald:****@db.example:5432/herald",
+        ),
+        (
+            "postgresql://u:pa/ss?x@h/db?sslmode=disable",
+            "postgresql://u:****@h/db?sslmode=disable",
+        ),
+        (
+            "postgres://u@h/db?password=s3cret&application_name=x",
+            "postgres://u@h/db?password=****&application_name=x",
+        ),
+        ("postgres://h/db", "postgres://h/db"),
+    ] {
+        let u = DatabaseUrl::parse(url).unwrap();
+        assert_eq!(u.masked(), shown);
+        assert_eq!(format!("{u}"), shown);
+        assert_eq!(format!("{u:?}"), shown);
+        assert_eq!(u.expose(), url);
+    }
+    for bad in ["mysql://h/db", "postgres:///db", "h:5432"] {
+        assert!(DatabaseUrl::parse(bad).is_err(), "{bad}");
+    }
+}

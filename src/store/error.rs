@@ -134,9 +134,26 @@ fn postgres_fault(e: &tokio_postgres::Error) -> Option<Fault> {
             Some(Fault::Unreachable)
         }
         Some(_) => None,
-        // No SQLSTATE: the connection itself failed (closed, I/O, timeout).
-        None => Some(Fault::Unreachable),
+        // No SQLSTATE: the connection itself failed (closed, I/O, timeout),
+        // or herald read a row wrongly (not the server's fault).
+        None if e.is_closed() || connection_failed(e) => Some(Fault::Unreachable),
+        None => None,
     }
+}
+
+/// Whether `e` (without a SQLSTATE) came from the connection: an I/O
+/// error or a timeout somewhere in its sources.
+fn connection_failed(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    // tokio-postgres words its own connect timeouts and lost connections.
+    let text = e.to_string();
+    text.contains("timeout") || text.contains("connection")
 }
 
 /// The database engine's own error, kept whole for its message but opaque
@@ -219,6 +236,15 @@ impl From<deadpool_postgres::PoolError> for Error {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            // Every pooled connection busy for the wait timeout: the
+            // server answers, herald is saturated; tried again like a lock.
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                Error::Storage {
+                    fault: Fault::Locked,
+                    message: "every PostgreSQL connection of herald's pool stayed busy; try again"
+                        .into(),
+                }
+            }
             other => Error::Storage {
                 fault: Fault::Unreachable,
                 message: format!("the PostgreSQL server cannot be reached: {other}"),

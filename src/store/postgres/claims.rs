@@ -266,9 +266,13 @@ impl Postgres {
             tx.commit().await?;
             return Ok(pass);
         }
+        // The rows were read claimable in this transaction, whose webhook
+        // locks keep other routers' claim passes off them; the condition is
+        // repeated so a settlement racing on an expired lease changes nothing.
         tx.execute(
-            "UPDATE deliveries SET claimed_by = $2, lease_until = $3 WHERE id = ANY($1)",
-            &[&claimed, &self.owner(), &lease_until],
+            "UPDATE deliveries SET claimed_by = $2, lease_until = $3
+             WHERE id = ANY($1) AND state = 'pending' AND (claimed_by IS NULL OR lease_until <= $4)",
+            &[&claimed, &self.owner(), &lease_until, &now],
         )
         .await?;
         let event_ids: Vec<i64> = groups
@@ -297,6 +301,7 @@ impl Postgres {
             })
             .collect();
         tx.commit().await?;
+        self.remember(claimed.iter().copied());
         tracing::trace!(free, requests = groups.len(), "claim pass");
         pass.claimed = groups
             .into_iter()
@@ -338,20 +343,23 @@ impl Postgres {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let now = now_rfc3339();
+        // Only while this router's claim holds: if its lease ran out and
+        // another router took the delivery over, that router settles it
+        // (this attempt is still logged).
         let settle = tx
             .prepare_cached(
                 "UPDATE deliveries SET state = $2, claimed_by = NULL, lease_until = NULL,
                         next_attempt_at = coalesce($3, next_attempt_at), last_error = $4,
                         updated_at = $5, attempts = attempts + 1, tries = tries + 1
-                 WHERE id = $1",
+                 WHERE id = $1 AND claimed_by = $6 AND state = 'pending'",
             )
             .await?;
         let mut poke = false;
         // Webhook rows are updated in id order, as every transaction that
         // locks several does: two settlements cannot deadlock.
-        let mut requests: Vec<&Settled> = requests.iter().collect();
-        requests.sort_by_key(|r| r.first().map(|(e, _)| e.webhook_id));
-        for request in requests {
+        let mut in_order: Vec<&Settled> = requests.iter().collect();
+        in_order.sort_by_key(|r| r.first().map(|(e, _)| e.webhook_id));
+        for request in in_order {
             for (entry, outcome) in request {
                 let (state, next) = match outcome {
                     Outcome::Delivered => ("delivered", None),
@@ -361,8 +369,16 @@ impl Postgres {
                 let retry_at = next.map(crate::store::ms_to_rfc3339);
                 super::log::insert_entry(&tx, entry, retry_at.as_deref()).await?;
                 if let Some(id) = entry.delivery_id {
-                    tx.execute(&settle, &[&id, &state, &next, &entry.error, &now])
+                    let owner = self.owner();
+                    let n = tx
+                        .execute(&settle, &[&id, &state, &next, &entry.error, &now, &owner])
                         .await?;
+                    if n == 0 {
+                        tracing::warn!(
+                            delivery = id,
+                            "an attempt settled after another router took the delivery over (this router's lease had run out); that router decides its state"
+                        );
+                    }
                 }
             }
             let Some((e, _)) = request.first().filter(|(e, _)| !e.test) else {
@@ -380,6 +396,11 @@ impl Postgres {
             .await?;
         }
         tx.commit().await?;
+        self.forget(
+            requests
+                .iter()
+                .flat_map(|r| r.iter().filter_map(|(e, _)| e.delivery_id)),
+        );
         Ok(poke)
     }
 
@@ -387,6 +408,7 @@ impl Postgres {
     /// deliveries are gone: the webhook was deleted while it was sent).
     pub(in crate::store) fn release_unsettled(&self, webhook_id: i64, delivery_ids: &[i64]) {
         let ids = delivery_ids.to_vec();
+        self.forget(ids.iter().copied());
         let done = self.block(async {
             let c = self.client().await?;
             c.execute(
@@ -398,7 +420,8 @@ impl Postgres {
             Ok(())
         });
         if let Err(e) = done {
-            // Not lost: the leases expire and the rows are claimable again.
+            // Not lost: no longer renewed, the leases expire and the rows
+            // are claimable again.
             tracing::warn!(webhook = webhook_id, error = %e, "cannot give back leases");
         }
     }
@@ -412,24 +435,24 @@ impl Postgres {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
             let now = now_ms();
-            tx.execute(
-                "INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id,
-                                  webhook_name, delivery_id, attempt, error)
-                 SELECT $1, 'failed', e.uuid, e.type, e.ticket_id, w.id, w.name, d.id,
-                        d.attempts + 1, $2
-                 FROM deliveries d
-                 JOIN events e ON e.id = d.event_id
-                 JOIN webhooks w ON w.id = d.webhook_id
-                 WHERE d.claimed_by IS NOT NULL AND d.lease_until <= $3 AND d.state = 'pending'
-                 ORDER BY d.id",
-                &[&now_rfc3339(), &INTERRUPTED, &now],
-            )
-            .await?;
+            // Freed and logged in one statement: of two routers starting
+            // together, only the one that frees a row logs it.
             let n = tx
                 .execute(
-                    "UPDATE deliveries SET claimed_by = NULL, lease_until = NULL
-                     WHERE claimed_by IS NOT NULL AND lease_until <= $1 AND state = 'pending'",
-                    &[&now],
+                    "WITH freed AS (
+                         UPDATE deliveries SET claimed_by = NULL, lease_until = NULL
+                         WHERE claimed_by IS NOT NULL AND lease_until <= $3 AND state = 'pending'
+                         RETURNING id, event_id, webhook_id, attempts
+                     )
+                     INSERT INTO log (at, outcome, event_uuid, event_type, ticket_id, webhook_id,
+                                      webhook_name, delivery_id, attempt, error)
+                     SELECT $1, 'failed', e.uuid, e.type, e.ticket_id, w.id, w.name, d.id,
+                            d.attempts + 1, $2
+                     FROM freed d
+                     JOIN events e ON e.id = d.event_id
+                     JOIN webhooks w ON w.id = d.webhook_id
+                     ORDER BY d.id",
+                    &[&now_rfc3339(), &INTERRUPTED, &now],
                 )
                 .await?;
             tx.commit().await?;
@@ -441,6 +464,7 @@ impl Postgres {
     /// short) and counts them; they stay pending, their leases given back
     /// so another router sends them at once.
     pub(in crate::store) fn interrupt(&self, delivery_ids: Vec<i64>) -> Result<(), Error> {
+        self.forget(delivery_ids.iter().copied());
         self.block(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -459,8 +483,8 @@ impl Postgres {
             .await?;
             tx.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, claimed_by = NULL, lease_until = NULL
-                 WHERE id = ANY($1) AND state = 'pending'",
-                &[&delivery_ids],
+                 WHERE id = ANY($1) AND state = 'pending' AND claimed_by = $2",
+                &[&delivery_ids, &self.owner()],
             )
             .await?;
             tx.execute("SELECT pg_notify('herald_deliveries', '')", &[])
@@ -472,6 +496,7 @@ impl Postgres {
 
     /// Marks a delivery failed without an attempt (its event cannot be read).
     pub(in crate::store) fn fail_unreadable(&self, bad: &Unreadable) -> Result<(), Error> {
+        self.forget([bad.delivery_id]);
         self.block(async {
             let mut c = self.client().await?;
             let tx = c.transaction().await?;
@@ -504,12 +529,16 @@ impl Postgres {
     /// [`Postgres::renew_leases_forever`]): requests longer than a lease are
     /// not taken over while they run.
     pub(super) async fn renew_leases(&self) -> Result<u64, Error> {
+        let ids = self.working_on();
+        if ids.is_empty() {
+            return Ok(0);
+        }
         let c = self.client().await?;
         let until = now_ms() + self.lease().as_millis() as i64;
         Ok(c.execute(
-            "UPDATE deliveries SET lease_until = $2
-             WHERE claimed_by = $1 AND state = 'pending'",
-            &[&self.owner(), &until],
+            "UPDATE deliveries SET lease_until = $3
+             WHERE id = ANY($2) AND claimed_by = $1 AND state = 'pending'",
+            &[&self.owner(), &ids, &until],
         )
         .await?)
     }
@@ -553,4 +582,149 @@ fn into_jobs(group: Group, events: &mut HashMap<i64, QueuedEvent>) -> Vec<Claime
         out.extend(items.into_iter().map(|i| Ok(job(vec![i]))));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::events::tests::{decide_parsed, event, webhook};
+    use super::super::test_server::TempPostgres;
+    use super::Postgres;
+    use crate::base::config::DatabaseUrl;
+    use crate::store::{DeliveryJob, NewLogEntry, Options, Outcome, Source};
+
+    /// A router on `url` whose leases last `lease`.
+    fn router(url: &str, lease: Duration) -> Postgres {
+        let options = Options {
+            lease,
+            ..Options::default()
+        };
+        Postgres::open_with(&DatabaseUrl::parse(url).unwrap(), &options).unwrap()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn claim(rt: &tokio::runtime::Runtime, r: &Postgres, free: usize) -> Vec<DeliveryJob> {
+        rt.block_on(r.claim_due(free, &HashMap::new(), 0))
+            .unwrap()
+            .claimed
+            .into_iter()
+            .map(|c| c.unwrap())
+            .collect()
+    }
+
+    fn settle(rt: &tokio::runtime::Runtime, r: &Postgres, job: &DeliveryJob, outcome: Outcome) {
+        let item = &job.items[0];
+        let entry = NewLogEntry {
+            at: crate::base::event::now_rfc3339(),
+            delivered: outcome == Outcome::Delivered,
+            event_uuid: item.event.uuid.clone(),
+            event_type: item.event.kind.clone(),
+            webhook_id: job.webhook_id,
+            delivery_id: Some(item.delivery_id),
+            attempt: Some(item.attempt),
+            error: (outcome != Outcome::Delivered).then(|| "HTTP 500".to_owned()),
+            ..Default::default()
+        };
+        rt.block_on(r.finish_attempts(Arc::new(vec![vec![(entry, outcome)]])))
+            .unwrap();
+    }
+
+    /// One webhook (`max_in_flight` 4 by default) and `n` routed events.
+    fn with_events(n: usize) -> (TempPostgres, String, String) {
+        let server = TempPostgres::start();
+        let url = server.new_database();
+        let db = url.rsplit('/').next().unwrap().to_owned();
+        let r = router(&url, Duration::from_secs(30));
+        webhook(&server, &db, r#"["*"]"#);
+        for i in 0..n {
+            r.insert_event(
+                &event(&format!("00000000-0000-4000-8000-{i:012}")),
+                Source::Api,
+            )
+            .unwrap();
+        }
+        r.route_batch(100, decide_parsed).unwrap();
+        (server, url, db)
+    }
+
+    #[test]
+    fn max_in_flight_holds_across_routers_and_a_claim_is_nobody_elses() {
+        let (_server, url, _db) = with_events(10);
+        let rt = rt();
+        let a = router(&url, Duration::from_secs(30));
+        let b = router(&url, Duration::from_secs(30));
+        let got_a = claim(&rt, &a, 10);
+        let got_b = claim(&rt, &b, 10);
+        assert_eq!(got_a.len(), 4, "the webhook's max_in_flight");
+        assert_eq!(got_b.len(), 0, "A's four live leases fill it for B too");
+        settle(&rt, &a, &got_a[0], Outcome::Delivered);
+        let got_b = claim(&rt, &b, 10);
+        assert_eq!(got_b.len(), 1, "one slot freed");
+        let taken: std::collections::HashSet<i64> = got_a
+            .iter()
+            .chain(&got_b)
+            .map(|j| j.items[0].delivery_id)
+            .collect();
+        assert_eq!(taken.len(), 5, "no delivery claimed twice");
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_and_the_late_settlement_does_not_undo_it() {
+        let (server, url, db) = with_events(1);
+        let rt = rt();
+        let a = router(&url, Duration::from_millis(300));
+        let b = router(&url, Duration::from_secs(30));
+        let job = claim(&rt, &a, 1).pop().unwrap();
+        // A stops renewing (as a router that hangs or dies does).
+        a.forget([job.items[0].delivery_id]);
+        assert!(claim(&rt, &b, 1).is_empty(), "A's lease still holds");
+        std::thread::sleep(Duration::from_millis(400));
+        let taken = claim(&rt, &b, 1).pop().expect("taken over after the lease");
+        assert_eq!(taken.items[0].delivery_id, job.items[0].delivery_id);
+        // A's answer comes late: logged, but B's claim stands.
+        settle(&rt, &a, &job, Outcome::Failed);
+        let row = server.psql(
+            &db,
+            "SELECT state || ' ' || (claimed_by IS NOT NULL)::text || ' ' || attempts FROM deliveries",
+        );
+        assert_eq!(row, "pending true 0");
+        settle(&rt, &b, &taken, Outcome::Delivered);
+        assert_eq!(
+            server.psql(&db, "SELECT state || ' ' || attempts FROM deliveries"),
+            "delivered 1"
+        );
+        assert_eq!(server.psql(&db, "SELECT count(*) FROM log"), "2");
+    }
+
+    #[test]
+    fn a_router_renews_the_leases_of_requests_still_running() {
+        let (server, url, db) = with_events(1);
+        let rt = rt();
+        let a = router(&url, Duration::from_millis(900));
+        let b = router(&url, Duration::from_secs(30));
+        let job = claim(&rt, &a, 1).pop().unwrap();
+        // Three leases long: renewed every 300 ms, never taken over.
+        for _ in 0..9 {
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                claim(&rt, &b, 1).is_empty(),
+                "taken while A still works on it"
+            );
+        }
+        settle(&rt, &a, &job, Outcome::Delivered);
+        assert_eq!(
+            server.psql(&db, "SELECT state FROM deliveries"),
+            "delivered"
+        );
+    }
 }

@@ -359,9 +359,16 @@ async fn mark_events(
     Ok(taken)
 }
 
+/// Routers route one at a time (this transaction-scoped advisory lock):
+/// deliveries are then made in queue order across routers, which strict
+/// ordering needs; the rows stay locked with `SKIP LOCKED` as well.
+const ROUTING_LOCK: i64 = 0x726f_7574_6500;
+
 /// Up to `limit` queued events, oldest first, as written, locked for this
 /// transaction; rows another router holds are skipped.
 async fn queued_events(tx: &Transaction<'_>, limit: usize) -> Result<Vec<QueuedEvent>, Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ROUTING_LOCK])
+        .await?;
     let stmt = tx
         .prepare_cached(
             "SELECT id, uuid, type, created_at, ticket_id, data, source FROM events

@@ -367,6 +367,9 @@ impl Postgres {
             let backlog = tx.execute(&stmt, &[&id, &now]).await? as usize;
             let message = format!("resumed by an admin; {backlog} waiting deliveries are sent now");
             insert_notice(&tx, &now_rfc3339(), "resumed", id, &message).await?;
+            // Every router's deliverer: the backlog is due now.
+            tx.execute("SELECT pg_notify('herald_deliveries', '')", &[])
+                .await?;
             tx.commit().await?;
             Ok(backlog)
         })

@@ -23,6 +23,7 @@ mod rows;
 mod sessions;
 mod webhooks;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -70,6 +71,9 @@ struct Inner {
     fault: Mutex<Option<Condition>>,
     /// How long a delivery claim holds without renewal.
     lease: Duration,
+    /// Deliveries this router claimed and has not settled or given back:
+    /// the leases it renews.
+    working_on: Mutex<HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -115,6 +119,10 @@ impl Postgres {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         config.application_name("herald");
+        // A connection whose peer vanished without a word (a partition) is
+        // noticed in about a minute, not the kernel's two hours.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("herald-pg")
@@ -145,6 +153,7 @@ impl Postgres {
                 notify: Arc::new(Notify::new()),
                 fault: Mutex::new(None),
                 lease: options.lease,
+                working_on: Mutex::default(),
             }),
         };
         store
@@ -240,6 +249,32 @@ impl Postgres {
     /// How long a delivery claim holds without renewal.
     fn lease(&self) -> Duration {
         self.inner.lease
+    }
+
+    /// Notes deliveries this router has just claimed (their leases are
+    /// renewed until [`Postgres::forget`]).
+    fn remember(&self, ids: impl IntoIterator<Item = i64>) {
+        self.working().extend(ids);
+    }
+
+    /// Stops renewing the leases of `ids` (settled, interrupted or given back).
+    pub(super) fn forget(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut working = self.working();
+        for id in ids {
+            working.remove(&id);
+        }
+    }
+
+    /// The deliveries whose leases this router renews.
+    fn working_on(&self) -> Vec<i64> {
+        self.working().iter().copied().collect()
+    }
+
+    fn working(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.inner
+            .working_on
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The URL with its password masked.
