@@ -331,15 +331,27 @@ impl Postgres {
     /// Records attempts and settles their deliveries in one transaction, as
     /// SQLite's `finish_attempts`, clearing their leases. Returns whether
     /// a health changed in a way the monitor must look at.
+    ///
+    /// Settlements are grouped: the settler commits whatever queued while
+    /// the previous transaction ran in one transaction (as SQLite's
+    /// writer groups commits), so a busy router spends one commit on many.
     pub(in crate::store) async fn finish_attempts(
         &self,
         requests: Arc<Vec<Settled>>,
     ) -> Result<bool, Error> {
-        let result = self.settle(&requests).await;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .settle_queue
+            .send((requests, done))
+            .map_err(|_| Error::Task("the settler stopped".into()))?;
+        let result = answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Task("the settler stopped".into())));
         self.noted(result)
     }
 
-    async fn settle(&self, requests: &[Settled]) -> Result<bool, Error> {
+    /// Settles `requests` in one transaction.
+    async fn settle(&self, requests: &[&Settled]) -> Result<bool, Error> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let now = now_rfc3339();
@@ -357,7 +369,7 @@ impl Postgres {
         let mut poke = false;
         // Webhook rows are updated in id order, as every transaction that
         // locks several does: two settlements cannot deadlock.
-        let mut in_order: Vec<&Settled> = requests.iter().collect();
+        let mut in_order: Vec<&Settled> = requests.to_vec();
         in_order.sort_by_key(|r| r.first().map(|(e, _)| e.webhook_id));
         for request in in_order {
             for (entry, outcome) in request {
@@ -541,6 +553,39 @@ impl Postgres {
             &[&self.owner(), &ids, &until],
         )
         .await?)
+    }
+}
+
+/// A settlement waiting for the settler, with where its answer goes.
+pub(super) type Waiting = (
+    Arc<Vec<Settled>>,
+    tokio::sync::oneshot::Sender<Result<bool, Error>>,
+);
+
+/// Most requests one settling transaction takes.
+const SETTLE_AT_ONCE: usize = 256;
+
+/// Settles what queues, a transaction at a time, each taking everything
+/// waiting (up to [`SETTLE_AT_ONCE`] requests); ends when the store is gone.
+pub(super) async fn settler(
+    store: std::sync::Weak<super::Inner>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < SETTLE_AT_ONCE {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = store.upgrade() else { return };
+        let pg = Postgres { inner };
+        let requests: Vec<&Settled> = batch.iter().flat_map(|(r, _)| r.iter()).collect();
+        let result = pg.settle(&requests).await;
+        for (_, done) in batch {
+            let _ = done.send(result.clone());
+        }
     }
 }
 

@@ -74,6 +74,9 @@ struct Inner {
     /// Deliveries this router claimed and has not settled or given back:
     /// the leases it renews.
     working_on: Mutex<HashSet<i64>>,
+    /// Settlements waiting for the settler (see [`claims`]): what queues
+    /// while one commits shares the next transaction.
+    settle_queue: tokio::sync::mpsc::UnboundedSender<claims::Waiting>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -123,6 +126,7 @@ impl Postgres {
         // noticed in about a minute, not the kernel's two hours.
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(30));
+        let (settle_queue, settlements) = tokio::sync::mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("herald-pg")
@@ -154,6 +158,7 @@ impl Postgres {
                 fault: Mutex::new(None),
                 lease: options.lease,
                 working_on: Mutex::default(),
+                settle_queue,
             }),
         };
         store
@@ -168,7 +173,10 @@ impl Postgres {
             })?;
         let handle = store.handle();
         handle.spawn(listen::run(config, store.inner.notify.clone()));
-        handle.spawn(store.clone().renew_leases_forever());
+        // The tasks hold the store weakly: dropping the last handle ends
+        // them with the runtime.
+        handle.spawn(renew_leases_forever(Arc::downgrade(&store.inner)));
+        handle.spawn(claims::settler(Arc::downgrade(&store.inner), settlements));
         Ok(store)
     }
 
@@ -221,19 +229,6 @@ impl Postgres {
             _ => {}
         }
         result
-    }
-
-    /// Renews this router's leases every third of a lease, so two renewals
-    /// may fail before another router takes its deliveries over; until the
-    /// runtime stops.
-    async fn renew_leases_forever(self) {
-        loop {
-            tokio::time::sleep(self.lease() / 3).await;
-            let renewed = self.renew_leases().await;
-            if let Err(e) = self.noted(renewed) {
-                tracing::debug!(error = %e, "leases not renewed");
-            }
-        }
     }
 
     /// A pooled connection.
@@ -386,6 +381,24 @@ impl Postgres {
         let out = f(&tx).await?;
         tx.commit().await?;
         Ok(Some(out))
+    }
+}
+
+/// Renews this router's leases every third of a lease, so two renewals may
+/// fail before another router takes its deliveries over; until the store
+/// is gone.
+async fn renew_leases_forever(store: std::sync::Weak<Inner>) {
+    loop {
+        let Some(lease) = store.upgrade().map(|s| s.lease) else {
+            return;
+        };
+        tokio::time::sleep(lease / 3).await;
+        let Some(inner) = store.upgrade() else { return };
+        let pg = Postgres { inner };
+        let renewed = pg.renew_leases().await;
+        if let Err(e) = pg.noted(renewed) {
+            tracing::debug!(error = %e, "leases not renewed");
+        }
     }
 }
 
