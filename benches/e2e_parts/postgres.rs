@@ -41,6 +41,14 @@ pub async fn routers(sink: &Sink, ceiling: f64) {
             rate / ceiling
         );
     }
+    {
+        let pg = test_server::TempPostgres::start();
+        let tps = pg.pgbench(5);
+        println!(
+            "postgres scenario: PostgreSQL's own ceiling here (pgbench simple-update, 8 clients): {tps:>6.0} write transactions/s = {:.2} x sink ceiling",
+            tps / ceiling
+        );
+    }
     for routers in [1usize, 2] {
         let pg = test_server::TempPostgres::start();
         let url = pg.url("postgres");

@@ -186,6 +186,34 @@ impl TempPostgres {
         );
     }
 
+    /// PostgreSQL's own rate of small write transactions on this server
+    /// (pgbench's built-in "simple update" script: three statements and a
+    /// commit; 8 clients for `seconds`), for benchmarks: transactions/s.
+    pub fn pgbench(&self, seconds: u32) -> f64 {
+        let port = self.port.to_string();
+        let common = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "herald"];
+        let init = self.run(
+            "pgbench",
+            &[&common[..], &["-i", "-q", "postgres"]].concat(),
+        );
+        assert!(init.status.success(), "pgbench -i: {}", text(&init));
+        let t = seconds.to_string();
+        let args = [
+            &common[..],
+            &["-n", "-N", "-c", "8", "-j", "2", "-T", &t, "postgres"],
+        ]
+        .concat();
+        let out = self.run("pgbench", &args);
+        assert!(out.status.success(), "pgbench: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("tps = "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("pgbench prints tps")
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
