@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rusqlite::params;
 
 use super::claims::DueRow;
-use super::deliveries::{ClaimPass, Claimed, DeliveryJob, Item, Unreadable};
+use super::deliveries::{ClaimPass, Claimed, ClaimedRow, jobs};
 use super::sqlite::Sqlite;
 use super::{Error, now_ms};
 use crate::base::event::Event;
@@ -432,40 +432,24 @@ fn claimed_rows(
 /// parsed events, or parsed now. Events that cannot be read become
 /// entries of their own.
 fn into_jobs(group: ClaimedRows) -> Vec<Claimed> {
-    let mut out = Vec::new();
-    let mut items = Vec::new();
-    for (row, source) in group.rows {
-        let event = match source {
-            Source::Parsed(event) => Ok(event),
-            Source::Row(row) => row.parse().map(Arc::new),
-            Source::Gone => Err("the event row was deleted".to_owned()),
-        };
-        match event {
-            Ok(event) => items.push(Item {
-                delivery_id: row.delivery_id,
-                attempt: row.attempts + 1,
-                tries: (row.tries + 1).clamp(1, u32::MAX as i64) as u32,
-                event,
-            }),
-            Err(reason) => out.push(Err(Unreadable {
-                delivery_id: row.delivery_id,
-                webhook_id: group.webhook_id,
-                reason,
-            })),
-        }
-    }
-    let job = |items: Vec<Item>| DeliveryJob {
-        webhook_id: group.webhook_id,
-        webhook_updated_at: group.webhook_updated_at.clone(),
-        items,
-        batched: group.batched,
-    };
-    if group.batched {
-        if !items.is_empty() {
-            out.push(Ok(job(items)));
-        }
-    } else {
-        out.extend(items.into_iter().map(|i| Ok(job(vec![i]))));
-    }
-    out
+    let rows = group
+        .rows
+        .into_iter()
+        .map(|(row, source)| ClaimedRow {
+            delivery_id: row.delivery_id,
+            attempts: row.attempts,
+            tries: row.tries,
+            event: match source {
+                Source::Parsed(event) => Ok(event),
+                Source::Row(row) => row.parse().map(Arc::new),
+                Source::Gone => Err("the event row was deleted".to_owned()),
+            },
+        })
+        .collect();
+    jobs(
+        group.webhook_id,
+        &group.webhook_updated_at,
+        group.batched,
+        rows,
+    )
 }

@@ -58,6 +58,57 @@ pub struct Unreadable {
 /// A claimed delivery: ready to send, or to be failed with its reason.
 pub type Claimed = Result<DeliveryJob, Unreadable>;
 
+/// A claimed row with its event, or why the event cannot be read: what
+/// either backend's claim pass hands to [`jobs`].
+pub(super) struct ClaimedRow {
+    pub(super) delivery_id: i64,
+    pub(super) attempts: i64,
+    pub(super) tries: i64,
+    pub(super) event: Result<Arc<Event>, String>,
+}
+
+/// The requests of one webhook's claimed `rows`: one per row, or one for
+/// all when the webhook `batched`; a row whose event cannot be read
+/// becomes an entry of its own (failed without an attempt).
+pub(super) fn jobs(
+    webhook_id: i64,
+    webhook_updated_at: &str,
+    batched: bool,
+    rows: Vec<ClaimedRow>,
+) -> Vec<Claimed> {
+    let mut out = Vec::new();
+    let mut items = Vec::new();
+    for row in rows {
+        match row.event {
+            Ok(event) => items.push(Item {
+                delivery_id: row.delivery_id,
+                attempt: row.attempts + 1,
+                tries: (row.tries + 1).clamp(1, u32::MAX as i64) as u32,
+                event,
+            }),
+            Err(reason) => out.push(Err(Unreadable {
+                delivery_id: row.delivery_id,
+                webhook_id,
+                reason,
+            })),
+        }
+    }
+    let job = |items: Vec<Item>| DeliveryJob {
+        webhook_id,
+        webhook_updated_at: webhook_updated_at.to_owned(),
+        items,
+        batched,
+    };
+    if batched {
+        if !items.is_empty() {
+            out.push(Ok(job(items)));
+        }
+    } else {
+        out.extend(items.into_iter().map(|i| Ok(job(vec![i]))));
+    }
+    out
+}
+
 /// What one claim pass found.
 #[derive(Debug, Default)]
 pub struct ClaimPass {

@@ -19,10 +19,9 @@ use tokio_postgres::Row;
 use super::Postgres;
 use crate::base::event::now_rfc3339;
 use crate::spec::webhook::Batch;
+use crate::store::deliveries::{ClaimedRow, jobs};
 use crate::store::events::QueuedEvent;
-use crate::store::{
-    ClaimPass, Claimed, DeliveryJob, Error, INTERRUPTED, Item, Outcome, Settled, Unreadable, now_ms,
-};
+use crate::store::{ClaimPass, Claimed, Error, INTERRUPTED, Outcome, Settled, Unreadable, now_ms};
 
 /// A due delivery as a claim pass reads it.
 struct DueRow {
@@ -351,7 +350,7 @@ impl Postgres {
     }
 
     /// Settles `requests` in one transaction.
-    async fn settle(&self, requests: &[&Settled]) -> Result<bool, Error> {
+    pub(super) async fn settle(&self, requests: &[&Settled]) -> Result<bool, Error> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let now = now_rfc3339();
@@ -556,77 +555,23 @@ impl Postgres {
     }
 }
 
-/// A settlement waiting for the settler, with where its answer goes.
-pub(super) type Waiting = (
-    Arc<Vec<Settled>>,
-    tokio::sync::oneshot::Sender<Result<bool, Error>>,
-);
-
-/// Most requests one settling transaction takes.
-const SETTLE_AT_ONCE: usize = 256;
-
-/// Settles what queues, a transaction at a time, each taking everything
-/// waiting (up to [`SETTLE_AT_ONCE`] requests); ends when the store is gone.
-pub(super) async fn settler(
-    store: std::sync::Weak<super::Inner>,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < SETTLE_AT_ONCE {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let Some(inner) = store.upgrade() else { return };
-        let pg = Postgres { inner };
-        let requests: Vec<&Settled> = batch.iter().flat_map(|(r, _)| r.iter()).collect();
-        let result = pg.settle(&requests).await;
-        for (_, done) in batch {
-            let _ = done.send(result.clone());
-        }
-    }
-}
-
 /// The requests of one webhook's claimed rows, with their events parsed
 /// (an event that cannot be read becomes an entry of its own).
 fn into_jobs(group: Group, events: &mut HashMap<i64, QueuedEvent>) -> Vec<Claimed> {
-    let mut out = Vec::new();
-    let mut items = Vec::new();
-    for row in group.rows {
-        let event = match events.get(&row.event_id).cloned() {
-            Some(e) => e.parse().map(Arc::new),
-            None => Err("the event row was deleted".to_owned()),
-        };
-        match event {
-            Ok(event) => items.push(Item {
-                delivery_id: row.id,
-                attempt: row.attempts + 1,
-                tries: (row.tries + 1).clamp(1, u32::MAX as i64) as u32,
-                event,
-            }),
-            Err(reason) => out.push(Err(Unreadable {
-                delivery_id: row.id,
-                webhook_id: group.webhook_id,
-                reason,
-            })),
-        }
-    }
-    let job = |items: Vec<Item>| DeliveryJob {
-        webhook_id: group.webhook_id,
-        webhook_updated_at: group.updated_at.clone(),
-        items,
-        batched: group.batched,
-    };
-    if group.batched {
-        if !items.is_empty() {
-            out.push(Ok(job(items)));
-        }
-    } else {
-        out.extend(items.into_iter().map(|i| Ok(job(vec![i]))));
-    }
-    out
+    let rows = group
+        .rows
+        .into_iter()
+        .map(|row| ClaimedRow {
+            delivery_id: row.id,
+            attempts: row.attempts,
+            tries: row.tries,
+            event: match events.get(&row.event_id).cloned() {
+                Some(e) => e.parse().map(Arc::new),
+                None => Err("the event row was deleted".to_owned()),
+            },
+        })
+        .collect();
+    jobs(group.webhook_id, &group.updated_at, group.batched, rows)
 }
 
 #[cfg(test)]

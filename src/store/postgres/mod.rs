@@ -32,7 +32,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
 
-use super::{Condition, Error, Options};
+use super::{Condition, Error, Options, Settled};
 use crate::base::config::DatabaseUrl;
 use crate::base::event::now_rfc3339;
 
@@ -74,9 +74,9 @@ struct Inner {
     /// Deliveries this router claimed and has not settled or given back:
     /// the leases it renews.
     working_on: Mutex<HashSet<i64>>,
-    /// Settlements waiting for the settler (see [`claims`]): what queues
+    /// Settlements waiting for the [`settler`]: what queues
     /// while one commits shares the next transaction.
-    settle_queue: tokio::sync::mpsc::UnboundedSender<claims::Waiting>,
+    settle_queue: tokio::sync::mpsc::UnboundedSender<Waiting>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -176,7 +176,7 @@ impl Postgres {
         // The tasks hold the store weakly: dropping the last handle ends
         // them with the runtime.
         handle.spawn(renew_leases_forever(Arc::downgrade(&store.inner)));
-        handle.spawn(claims::settler(Arc::downgrade(&store.inner), settlements));
+        handle.spawn(settler(Arc::downgrade(&store.inner), settlements));
         Ok(store)
     }
 
@@ -398,6 +398,39 @@ async fn renew_leases_forever(store: std::sync::Weak<Inner>) {
         let renewed = pg.renew_leases().await;
         if let Err(e) = pg.noted(renewed) {
             tracing::debug!(error = %e, "leases not renewed");
+        }
+    }
+}
+
+/// A settlement waiting for the settler, with where its answer goes.
+type Waiting = (
+    Arc<Vec<Settled>>,
+    tokio::sync::oneshot::Sender<Result<bool, Error>>,
+);
+
+/// Most requests one settling transaction takes.
+const SETTLE_AT_ONCE: usize = 256;
+
+/// Settles what queues, a transaction at a time, each taking everything
+/// waiting (up to [`SETTLE_AT_ONCE`] requests); ends when the store is gone.
+async fn settler(
+    store: std::sync::Weak<Inner>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Waiting>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.iter().map(|(r, _)| r.len()).sum::<usize>() < SETTLE_AT_ONCE {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = store.upgrade() else { return };
+        let pg = Postgres { inner };
+        let requests: Vec<&Settled> = batch.iter().flat_map(|(r, _)| r.iter()).collect();
+        let result = pg.settle(&requests).await;
+        for (_, done) in batch {
+            let _ = done.send(result.clone());
         }
     }
 }
