@@ -109,16 +109,16 @@ pub(super) fn queue_notice_event(
     Ok(())
 }
 
-/// A failing webhook as the monitor reads it.
-struct Failing {
-    id: i64,
-    name: String,
-    since_ms: i64,
-    streak: i64,
-    last_error: Option<String>,
-    paused: bool,
-    last_failure_ms: Option<i64>,
-    last_alert_ms: Option<i64>,
+/// A failing webhook as the monitor reads it (either backend).
+pub(super) struct Failing {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) since_ms: i64,
+    pub(super) streak: i64,
+    pub(super) last_error: Option<String>,
+    pub(super) paused: bool,
+    pub(super) last_failure_ms: Option<i64>,
+    pub(super) last_alert_ms: Option<i64>,
 }
 
 impl Failing {
@@ -126,7 +126,7 @@ impl Failing {
     /// pause once its failed attempts span `pause_after`, else an alert once
     /// it has failed for `first_alert` and was not alerted within
     /// `alert_every`.
-    fn notice(
+    pub(super) fn notice(
         &self,
         now_ms: i64,
         pause_after: Option<std::time::Duration>,
@@ -168,15 +168,18 @@ impl Failing {
     }
 }
 
-fn describe(w: &Failing) -> serde_json::Value {
-    json!({
-        "webhook_id": w.id,
-        "webhook_name": w.name,
-        "failing_since": ms_to_rfc3339(w.since_ms),
-        "failures": w.streak,
-        "last_error": w.last_error,
-        "paused": w.paused,
-    })
+impl Failing {
+    /// The event data of an alert or pause.
+    pub(super) fn describe(&self) -> serde_json::Value {
+        json!({
+            "webhook_id": self.id,
+            "webhook_name": self.name,
+            "failing_since": ms_to_rfc3339(self.since_ms),
+            "failures": self.streak,
+            "last_error": self.last_error,
+            "paused": self.paused,
+        })
+    }
 }
 
 /// A duration for messages: "3h 5m", "42s", "1.5s".
@@ -249,7 +252,7 @@ impl Sqlite {
                 )?
                 .execute(params![w.id, now_ms])?;
                 insert_notice(tx, &at, n.kind, w.id, &n.message)?;
-                let mut data = describe(&w);
+                let mut data = w.describe();
                 data["message"] = n.message.clone().into();
                 queue_notice_event(tx, event, data)?;
                 notices.push(n);

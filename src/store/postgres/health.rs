@@ -14,6 +14,7 @@ use serde_json::json;
 use super::Postgres;
 use super::log::insert_notice;
 use crate::base::event::now_rfc3339;
+use crate::store::health::Failing;
 use crate::store::{
     EVENT_FAILING, EVENT_PAUSED, EVENT_RECOVERED, Error, Notice, ms_to_rfc3339, now_ms,
 };
@@ -103,89 +104,13 @@ async fn queue_notice_event(
 }
 
 /// A webhook the monitor looks at: failing, or recovered and not yet
-/// announced.
+/// announced. What it announces, and in which words, is SQLite's
+/// [`Failing`], shared.
 struct Watched {
-    id: i64,
-    name: String,
+    webhook: Failing,
     /// Failing and enabled: the monitor may alert or pause.
     failing: bool,
-    since_ms: i64,
-    streak: i64,
-    last_error: Option<String>,
-    paused: bool,
-    last_failure_ms: Option<i64>,
-    last_alert_ms: Option<i64>,
     recovery_pending: bool,
-}
-
-impl Watched {
-    /// What the monitor announces for this failing webhook now, if
-    /// anything: a pause once its failed attempts span `pause_after`, else
-    /// an alert once it has failed for `first_alert` and was not alerted
-    /// within `alert_every` (the same words as on SQLite).
-    fn notice(
-        &self,
-        now_ms: i64,
-        pause_after: Option<std::time::Duration>,
-        first_alert: std::time::Duration,
-        alert_every: std::time::Duration,
-    ) -> Option<Notice> {
-        let span_ms = self.last_failure_ms.unwrap_or(self.since_ms) - self.since_ms;
-        let last_error = self.last_error.as_deref().unwrap_or("unknown");
-        if !self.paused && pause_after.is_some_and(|p| span_ms >= p.as_millis() as i64) {
-            return Some(Notice {
-                webhook_id: self.id,
-                kind: "paused",
-                message: format!(
-                    "webhook {:?} ({}) paused: its deliveries have failed for {} ({} attempts in a row; last error: {last_error}). New events are kept and sent after `herald webhook resume {}`.",
-                    self.name,
-                    self.id,
-                    span(span_ms),
-                    self.streak,
-                    self.id
-                ),
-            });
-        }
-        let alert_due = now_ms - self.since_ms >= first_alert.as_millis() as i64
-            && self
-                .last_alert_ms
-                .is_none_or(|a| now_ms - a >= alert_every.as_millis() as i64);
-        alert_due.then(|| Notice {
-            webhook_id: self.id,
-            kind: "alert",
-            message: format!(
-                "webhook {:?} ({}) is failing: {} attempts in a row for {}{}; last error: {last_error}",
-                self.name,
-                self.id,
-                self.streak,
-                span(now_ms - self.since_ms),
-                if self.paused { ", paused" } else { "" },
-            ),
-        })
-    }
-
-    /// The event data of an alert or pause.
-    fn describe(&self) -> serde_json::Value {
-        json!({
-            "webhook_id": self.id,
-            "webhook_name": self.name,
-            "failing_since": ms_to_rfc3339(self.since_ms),
-            "failures": self.streak,
-            "last_error": self.last_error,
-            "paused": self.paused,
-        })
-    }
-}
-
-/// A duration for messages: "3h 5m", "42s", "1.5s".
-fn span(ms: i64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=9 => format!("{:.1}s", ms as f64 / 1000.0),
-        10..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {}s", s / 60, s % 60),
-        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
-    }
 }
 
 /// The body of [`Postgres::health_tick`], in the transaction holding
@@ -213,20 +138,26 @@ async fn tick(
     let mut watched = Vec::new();
     for r in tx.query(&stmt, &[]).await? {
         watched.push(Watched {
-            id: r.try_get(0)?,
-            name: r.try_get(1)?,
+            webhook: Failing {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                since_ms: r.try_get(3)?,
+                streak: r.try_get(4)?,
+                last_error: r.try_get(5)?,
+                paused: r.try_get(6)?,
+                last_failure_ms: r.try_get(7)?,
+                last_alert_ms: r.try_get(8)?,
+            },
             failing: r.try_get(2)?,
-            since_ms: r.try_get(3)?,
-            streak: r.try_get(4)?,
-            last_error: r.try_get(5)?,
-            paused: r.try_get(6)?,
-            last_failure_ms: r.try_get(7)?,
-            last_alert_ms: r.try_get(8)?,
             recovery_pending: r.try_get(9)?,
         });
     }
     let mut notices = Vec::new();
-    for w in watched.iter_mut().filter(|w| w.failing) {
+    for w in watched
+        .iter_mut()
+        .filter(|w| w.failing)
+        .map(|w| &mut w.webhook)
+    {
         let Some(n) = w.notice(now_ms, pause_after, first_alert, alert_every) else {
             continue;
         };
@@ -252,7 +183,11 @@ async fn tick(
         queue_notice_event(tx, event, data).await?;
         notices.push(n);
     }
-    let recovered: Vec<&Watched> = watched.iter().filter(|w| w.recovery_pending).collect();
+    let recovered: Vec<&Failing> = watched
+        .iter()
+        .filter(|w| w.recovery_pending)
+        .map(|w| &w.webhook)
+        .collect();
     if !recovered.is_empty() {
         let ids: Vec<i64> = recovered.iter().map(|w| w.id).collect();
         let stmt = tx
