@@ -11,7 +11,7 @@ use crate::base::subscription::{FieldMatch, Subscription};
 use crate::engines::access::Scope;
 
 /// Settings key of the admin password's argon2 hash.
-const ADMIN_PASSWORD: &str = "admin_password_hash";
+pub(super) const ADMIN_PASSWORD: &str = "admin_password_hash";
 
 /// An API key as listed: never the key itself.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -48,12 +48,13 @@ pub struct LiveKey {
     pub limits: Option<Subscription>,
 }
 
-const KEY_COLUMNS: &str = "id, name, hint, scope, created_at, revoked_at, events, filters";
+pub(super) const KEY_COLUMNS: &str =
+    "id, name, hint, scope, created_at, revoked_at, events, filters";
 
 /// A stream key's limits from its `events` and `filters` columns (JSON
 /// arrays); `None` when the key has none. A text that cannot be read
 /// (edited by hand) limits the key to nothing it could match.
-fn limits_from(events: Option<String>, filters: Option<String>) -> Option<Subscription> {
+pub(super) fn limits_from(events: Option<String>, filters: Option<String>) -> Option<Subscription> {
     let events = events?;
     let read = || -> Option<Subscription> {
         let events: Vec<String> = serde_json::from_str(&events).ok()?;

@@ -59,6 +59,20 @@ impl HourlyLog {
     }
 }
 
+/// Counts per bucket from counts at or under each bound (the last: all
+/// timed attempts), as the grouped read of either backend returns them.
+pub(super) fn per_bucket(cumulative: Vec<i64>) -> Vec<i64> {
+    let mut before = 0;
+    cumulative
+        .into_iter()
+        .map(|c| {
+            let n = c - before;
+            before = c;
+            n
+        })
+        .collect()
+}
+
 /// The grouped read of [`Store::hourly_log`].
 fn hourly_sql() -> String {
     let buckets: String = DURATION_BUCKETS_MS
@@ -85,19 +99,12 @@ impl Sqlite {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![since], |r| {
-                let timed: i64 = r.get(5)?;
-                // Cumulative counts per bound, then per bucket.
                 let mut cumulative = Vec::with_capacity(DURATION_BUCKETS_MS.len() + 1);
                 for i in 0..DURATION_BUCKETS_MS.len() {
                     cumulative.push(r.get::<_, i64>(6 + i)?);
                 }
-                cumulative.push(timed);
-                let mut durations = Vec::with_capacity(cumulative.len());
-                let mut before = 0;
-                for c in cumulative {
-                    durations.push(c - before);
-                    before = c;
-                }
+                cumulative.push(r.get(5)?);
+                let durations = per_bucket(cumulative);
                 Ok(HourlyLog {
                     webhook_id: r.get(0)?,
                     hour: r.get(1)?,

@@ -9,7 +9,7 @@ use crate::base::event::now_rfc3339;
 
 /// Prefix of the `settings` keys saved from the web admin's General
 /// settings page (`ui:router.read_interval`), apart from herald's own keys.
-const UI_PREFIX: &str = "ui:";
+pub(super) const UI_PREFIX: &str = "ui:";
 
 /// A live session as the guard sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

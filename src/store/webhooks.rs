@@ -21,7 +21,7 @@ const COLUMNS: &str = "id, name, url, method, events, headers, body_template, bo
                        paused_at, pause_reason, failing_since_ms, failure_streak, last_error, last_attempt_at, last_status, description";
 
 /// Settings as stored: JSON with the secrets in it (the file is mode 0600).
-fn stored<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn stored<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("settings serialise")
 }
 

@@ -2,14 +2,12 @@
 //! hash and the API keys (their digests, never the keys), as on SQLite.
 
 use super::Postgres;
-use super::rows::{self, KEY_COLUMNS};
+use super::rows;
 use crate::base::event::now_rfc3339;
 use crate::base::subscription::Subscription;
 use crate::engines::access::Scope;
+use crate::store::access::{ADMIN_PASSWORD, KEY_COLUMNS, limits_from};
 use crate::store::{ApiKey, Error, LiveKey};
-
-/// Settings key of the admin password's argon2 hash (as SQLite's).
-const ADMIN_PASSWORD: &str = "admin_password_hash";
 
 impl Postgres {
     /// The admin password's hash, if one was set.
@@ -151,7 +149,7 @@ impl Postgres {
                         name: r.try_get(1)?,
                         digest: r.try_get(2)?,
                         scope,
-                        limits: rows::key_limits(r.try_get(4)?, r.try_get(5)?),
+                        limits: limits_from(r.try_get(4)?, r.try_get(5)?),
                     });
                 }
             }

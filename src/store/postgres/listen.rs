@@ -18,12 +18,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub(super) async fn run(config: tokio_postgres::Config, notify: Arc<Notify>) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&config, &notify).await {
-            Ok(()) => backoff = Duration::from_millis(200),
-            Err(e) => {
-                tracing::warn!(error = %super::super::Error::from(e), "PostgreSQL wake-ups lost; connecting again");
+        let lost = match listen_once(&config, &notify).await {
+            Ok(()) => {
+                // It was listening: try again soon.
+                backoff = Duration::from_millis(200);
+                "the server closed the connection".to_owned()
             }
-        }
+            Err(e) => super::super::Error::from(e).to_string(),
+        };
+        tracing::warn!(error = %lost, "PostgreSQL wake-ups lost; connecting again");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }

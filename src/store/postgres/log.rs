@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::Postgres;
+use crate::store::hourly::per_bucket;
 use crate::store::{
     AttemptDetail, DURATION_BUCKETS_MS, Error, HeaderStats, HourlyLog, LogEntry, LogFilter,
     NewLogEntry,
@@ -210,19 +211,12 @@ fn hourly_sql() -> String {
 
 /// A row of [`hourly_sql`].
 fn hourly_row(r: &Row) -> Result<HourlyLog, Error> {
-    let timed: i64 = r.try_get(5)?;
-    // Cumulative counts per bound, then per bucket.
     let mut cumulative = Vec::with_capacity(DURATION_BUCKETS_MS.len() + 1);
     for i in 0..DURATION_BUCKETS_MS.len() {
         cumulative.push(r.try_get::<_, i64>(6 + i)?);
     }
-    cumulative.push(timed);
-    let mut durations = Vec::with_capacity(cumulative.len());
-    let mut before = 0;
-    for c in cumulative {
-        durations.push(c - before);
-        before = c;
-    }
+    cumulative.push(r.try_get(5)?);
+    let durations = per_bucket(cumulative);
     Ok(HourlyLog {
         webhook_id: r.try_get(0)?,
         hour: r.try_get(1)?,

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio_postgres::Row;
 
-use crate::base::subscription::{FieldMatch, Subscription};
 use crate::engines::access::Scope;
 use crate::spec::field::FieldError;
 use crate::spec::webhook::{Health, Webhook, WebhookSpec};
+use crate::store::access::limits_from;
 use crate::store::{ApiKey, Error, ms_to_rfc3339};
 
 /// The `webhooks` columns [`webhook`] reads, in its order.
@@ -73,10 +73,6 @@ pub(super) fn webhook(r: &Row) -> Result<Webhook, Error> {
     })
 }
 
-/// The `api_keys` columns [`api_key`] reads, in its order.
-pub(super) const KEY_COLUMNS: &str =
-    "id, name, hint, scope, created_at, revoked_at, events, filters";
-
 /// An [`ApiKey`] from a row selected with [`KEY_COLUMNS`]. An unknown scope
 /// text (edited by hand past the CHECK) reads as `ingest`, the least; the
 /// listener refuses such a key (`live_api_keys` leaves it out).
@@ -89,30 +85,6 @@ pub(super) fn api_key(r: &Row) -> Result<ApiKey, Error> {
         scope: scope.parse().unwrap_or(Scope::Ingest),
         created_at: r.try_get(4)?,
         revoked_at: r.try_get(5)?,
-        limits: key_limits(r.try_get(6)?, r.try_get(7)?),
+        limits: limits_from(r.try_get(6)?, r.try_get(7)?),
     })
-}
-
-/// A stream key's limits from its `events` and `filters` columns (JSON
-/// arrays); `None` when the key has none. A text that cannot be read
-/// (edited by hand) limits the key to nothing it could match.
-pub(super) fn key_limits(events: Option<String>, filters: Option<String>) -> Option<Subscription> {
-    let events = events?;
-    let read = || -> Option<Subscription> {
-        let events: Vec<String> = serde_json::from_str(&events).ok()?;
-        let filters: Vec<String> = match &filters {
-            Some(f) => serde_json::from_str(f).ok()?,
-            None => Vec::new(),
-        };
-        let filters = filters
-            .iter()
-            .map(|f| FieldMatch::parse(f))
-            .collect::<Result<_, _>>()
-            .ok()?;
-        Subscription::new(events, filters).ok()
-    };
-    Some(read().unwrap_or_else(|| Subscription {
-        events: vec!["none.unreadable-limits".into()],
-        matches: Vec::new(),
-    }))
 }

@@ -4,11 +4,8 @@
 
 use super::Postgres;
 use crate::base::event::now_rfc3339;
+use crate::store::sessions::UI_PREFIX;
 use crate::store::{Error, Session};
-
-/// Prefix of the `settings` keys saved from the web admin's General
-/// settings page (`ui:router.read_interval`), as SQLite's.
-const UI_PREFIX: &str = "ui:";
 
 impl Postgres {
     /// Stores a new session that ends at `expires_at` (ms) unless used.

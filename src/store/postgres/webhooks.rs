@@ -3,21 +3,82 @@
 //! deleted, as on SQLite.
 
 use deadpool_postgres::Object;
+use tokio_postgres::types::ToSql;
 
 use super::Postgres;
 use super::rows::{self, WEBHOOK_COLUMNS};
 use crate::base::event::now_rfc3339;
 use crate::spec::webhook::{Webhook, WebhookSpec};
 use crate::store::Error;
+use crate::store::webhooks::stored;
 
-/// Settings as stored: JSON with the secrets in it.
-fn stored<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("settings serialise")
+/// A spec's settings as written: `$1`..`$17` of both the insert and the
+/// update, in [`SPEC_SET`]'s order.
+struct SpecValues<'a> {
+    spec: &'a WebhookSpec,
+    method: &'static str,
+    mime: &'static str,
+    events: String,
+    timeout_ms: i64,
+    auth: String,
+    signing: String,
+    retry: String,
+    max_in_flight: i64,
+    batch: Option<String>,
 }
 
-/// The spec's event patterns as stored: a JSON array.
-fn events_json(spec: &WebhookSpec) -> String {
-    serde_json::to_string(&spec.events).expect("strings serialise")
+/// The columns [`SpecValues`] writes, as `column = $n`.
+const SPEC_SET: &str =
+    "name = $1, url = $2, method = $3, events = $4, headers = $5, body_template = $6,
+     body_mime = $7, log_bodies = $8, enabled = $9, timeout_ms = $10, auth = $11, signing = $12,
+     retry = $13, max_in_flight = $14, ordered = $15, follow_redirects = $16, batch = $17";
+
+/// The same columns, for an insert's column list.
+const SPEC_COLUMNS: &str =
+    "name, url, method, events, headers, body_template, body_mime, log_bodies,
+     enabled, timeout_ms, auth, signing, retry, max_in_flight, ordered, follow_redirects, batch";
+
+impl<'a> SpecValues<'a> {
+    fn of(spec: &'a WebhookSpec) -> SpecValues<'a> {
+        SpecValues {
+            spec,
+            method: spec.method.as_str(),
+            mime: spec.body_format.mime(),
+            events: stored(&spec.events),
+            timeout_ms: spec.timeout.as_millis() as i64,
+            auth: stored(&spec.auth),
+            signing: stored(&spec.signing),
+            retry: stored(&spec.retry),
+            max_in_flight: i64::from(spec.max_in_flight),
+            batch: spec.batch.as_ref().map(stored),
+        }
+    }
+
+    /// `$1`..`$17`, then `more`.
+    fn params<'p>(&'p self, more: &[&'p (dyn ToSql + Sync)]) -> Vec<&'p (dyn ToSql + Sync)> {
+        let s = self.spec;
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+            &s.name,
+            &s.url,
+            &self.method,
+            &self.events,
+            &s.headers,
+            &s.body_template,
+            &self.mime,
+            &s.log_bodies,
+            &s.enabled,
+            &self.timeout_ms,
+            &self.auth,
+            &self.signing,
+            &self.retry,
+            &self.max_in_flight,
+            &s.ordered,
+            &s.follow_redirects,
+            &self.batch,
+        ];
+        p.extend_from_slice(more);
+        p
+    }
 }
 
 /// Reads webhook `id` on connection `c`; [`Error::NotFound`] when it is gone.
@@ -38,39 +99,18 @@ impl Postgres {
     pub(in crate::store) fn insert_webhook(&self, spec: &WebhookSpec) -> Result<Webhook, Error> {
         self.block(async {
             let c = self.client().await?;
+            let values = SpecValues::of(spec);
+            let now = now_rfc3339();
             let stmt = c
                 .prepare_cached(&format!(
-                    "INSERT INTO webhooks (name, url, method, events, headers, body_template, body_mime, log_bodies, enabled, timeout_ms,
-                                           created_at, updated_at, auth, signing, retry, max_in_flight, ordered, follow_redirects, batch, description)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                    "INSERT INTO webhooks ({SPEC_COLUMNS}, description, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                             $18, $19, $19)
                      RETURNING {WEBHOOK_COLUMNS}"
                 ))
                 .await?;
             let row = c
-                .query_one(
-                    &stmt,
-                    &[
-                        &spec.name,
-                        &spec.url,
-                        &spec.method.as_str(),
-                        &events_json(spec),
-                        &spec.headers,
-                        &spec.body_template,
-                        &spec.body_format.mime(),
-                        &spec.log_bodies,
-                        &spec.enabled,
-                        &(spec.timeout.as_millis() as i64),
-                        &now_rfc3339(),
-                        &stored(&spec.auth),
-                        &stored(&spec.signing),
-                        &stored(&spec.retry),
-                        &i64::from(spec.max_in_flight),
-                        &spec.ordered,
-                        &spec.follow_redirects,
-                        &spec.batch.as_ref().map(stored),
-                        &spec.description,
-                    ],
-                )
+                .query_one(&stmt, &values.params(&[&spec.description, &now]))
                 .await?;
             rows::webhook(&row)
         })
@@ -92,42 +132,18 @@ impl Postgres {
         }
         self.block(async {
             let c = self.client().await?;
+            let values = SpecValues::of(spec);
             let stmt = c
                 .prepare_cached(&format!(
-                    "UPDATE webhooks SET name = $2, url = $3, method = $4, events = $5, headers = $6, body_template = $7,
-                     body_mime = $8, log_bodies = $9, enabled = $10, timeout_ms = $11, updated_at = $12,
-                     auth = $14, signing = $15, retry = $16, max_in_flight = $17, ordered = $18, follow_redirects = $19,
-                     batch = $20, description = $21
-                     WHERE id = $1 AND updated_at = $13
+                    "UPDATE webhooks SET {SPEC_SET}, description = $18, updated_at = $19
+                     WHERE id = $20 AND updated_at = $21
                      RETURNING {WEBHOOK_COLUMNS}"
                 ))
                 .await?;
             let row = c
                 .query_opt(
                     &stmt,
-                    &[
-                        &id,
-                        &spec.name,
-                        &spec.url,
-                        &spec.method.as_str(),
-                        &events_json(spec),
-                        &spec.headers,
-                        &spec.body_template,
-                        &spec.body_format.mime(),
-                        &spec.log_bodies,
-                        &spec.enabled,
-                        &(spec.timeout.as_millis() as i64),
-                        &now,
-                        &seen_updated_at,
-                        &stored(&spec.auth),
-                        &stored(&spec.signing),
-                        &stored(&spec.retry),
-                        &i64::from(spec.max_in_flight),
-                        &spec.ordered,
-                        &spec.follow_redirects,
-                        &spec.batch.as_ref().map(stored),
-                        &spec.description,
-                    ],
+                    &values.params(&[&spec.description, &now, &id, &seen_updated_at]),
                 )
                 .await?;
             match row {
